@@ -1,0 +1,312 @@
+//! Accounts: validated value types and the `user-{id}` aggregate.
+
+use uuid::Uuid;
+
+use crate::{Aggregate, DomainError, Event};
+
+pub fn user_stream(user_id: Uuid) -> String {
+    format!("user-{user_id}")
+}
+
+/// A username: 3 to 30 characters of `[a-z0-9_]`. Input is lowercased first, so
+/// uniqueness ignores case and `Alice` registers as `alice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let name = input.trim().to_ascii_lowercase();
+        let valid_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !(3..=30).contains(&name.len()) || !valid_chars {
+            return Err(DomainError::InvalidUsername);
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An email address, trimmed and lowercased (uniqueness ignores case). The check is
+/// deliberately plain: one `@`, a non-empty local part, a dotted domain, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let email = input.trim().to_lowercase();
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(DomainError::InvalidEmail);
+        };
+        let domain_ok = domain.contains('.')
+            && !domain.contains('@')
+            && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+        if email.len() > 254 || local.is_empty() || local.len() > 64 || !domain_ok || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(DomainError::InvalidEmail);
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password as typed: at least 8 characters; at most 1024 so hashing stays bounded.
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(input: String) -> Result<Self, DomainError> {
+        if !(8..=1024).contains(&input.chars().count()) {
+            return Err(DomainError::InvalidPassword);
+        }
+        Ok(Self(input))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+pub const MAX_DISPLAY_NAME: usize = 50;
+pub const MAX_BIO: usize = 500;
+pub const MAX_AVATAR_URL: usize = 2048;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub display_name: Option<String>,
+    pub bio: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// A profile edit: `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChanges {
+    pub display_name: Option<Option<String>>,
+    pub bio: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
+}
+
+impl ProfileChanges {
+    /// Validates raw fields. Values are trimmed; an empty value clears the field.
+    pub fn parse(display_name: Option<Option<String>>, bio: Option<Option<String>>, avatar_url: Option<Option<String>>) -> Result<Self, DomainError> {
+        fn clean(value: Option<Option<String>>) -> Option<Option<String>> {
+            value.map(|v| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+        }
+        let (display_name, bio, avatar_url) = (clean(display_name), clean(bio), clean(avatar_url));
+        if let Some(Some(name)) = &display_name
+            && (name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control))
+        {
+            return Err(DomainError::InvalidProfile("display_name must be at most 50 characters, without control characters"));
+        }
+        if let Some(Some(bio)) = &bio
+            && bio.chars().count() > MAX_BIO
+        {
+            return Err(DomainError::InvalidProfile("bio must be at most 500 characters"));
+        }
+        if let Some(Some(url)) = &avatar_url
+            && !is_web_url(url)
+        {
+            return Err(DomainError::InvalidProfile("avatar_url must be an http(s) URL of at most 2048 characters"));
+        }
+        Ok(Self { display_name, bio, avatar_url })
+    }
+
+    fn apply_to(&self, profile: &Profile) -> Profile {
+        let pick = |change: &Option<Option<String>>, current: &Option<String>| change.clone().unwrap_or_else(|| current.clone());
+        Profile {
+            display_name: pick(&self.display_name, &profile.display_name),
+            bio: pick(&self.bio, &profile.bio),
+            avatar_url: pick(&self.avatar_url, &profile.avatar_url),
+        }
+    }
+}
+
+/// An absolute http or https URL with a host and no whitespace.
+fn is_web_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else { return false };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or("");
+    url.len() <= MAX_AVATAR_URL && !host.is_empty() && !host.starts_with(':') && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub user_id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub profile: Profile,
+}
+
+/// The `user-{id}` stream.
+#[derive(Debug, Clone, Default)]
+pub struct Account {
+    pub registered: Option<Registered>,
+}
+
+#[derive(Debug)]
+pub enum AccountCommand {
+    Register { user_id: Uuid, username: Username, email: Email, password_hash: String },
+    UpdateProfile(ProfileChanges),
+}
+
+impl Aggregate for Account {
+    type Command = AccountCommand;
+
+    fn evolve(mut self, event: &Event) -> Self {
+        match event {
+            Event::UserRegistered { user_id, username, email, password_hash } => {
+                self.registered = Some(Registered {
+                    user_id: *user_id,
+                    username: username.clone(),
+                    email: email.clone(),
+                    password_hash: password_hash.clone(),
+                    profile: Profile::default(),
+                });
+            }
+            Event::ProfileUpdated { display_name, bio, avatar_url, .. } => {
+                if let Some(account) = &mut self.registered {
+                    account.profile = Profile { display_name: display_name.clone(), bio: bio.clone(), avatar_url: avatar_url.clone() };
+                }
+            }
+            _ => {}
+        }
+        self
+    }
+
+    fn decide(&self, command: &AccountCommand) -> Result<Vec<Event>, DomainError> {
+        match (command, &self.registered) {
+            (AccountCommand::Register { .. }, Some(_)) => Err(DomainError::AlreadyRegistered),
+            (AccountCommand::Register { user_id, username, email, password_hash }, None) => Ok(vec![Event::UserRegistered {
+                user_id: *user_id,
+                username: username.as_str().to_owned(),
+                email: email.as_str().to_owned(),
+                password_hash: password_hash.clone(),
+            }]),
+            (AccountCommand::UpdateProfile(_), None) => Err(DomainError::UserNotFound),
+            (AccountCommand::UpdateProfile(changes), Some(account)) => {
+                let profile = changes.apply_to(&account.profile);
+                if profile == account.profile {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::ProfileUpdated {
+                    user_id: account.user_id,
+                    display_name: profile.display_name,
+                    bio: profile.bio,
+                    avatar_url: profile.avatar_url,
+                }])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::given;
+
+    fn registered(user_id: Uuid) -> Event {
+        Event::UserRegistered { user_id, username: "alice".into(), email: "alice@example.com".into(), password_hash: "h".into() }
+    }
+
+    fn register(user_id: Uuid) -> AccountCommand {
+        AccountCommand::Register {
+            user_id,
+            username: Username::parse("alice").unwrap(),
+            email: Email::parse("alice@example.com").unwrap(),
+            password_hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn usernames_are_lowercased_and_checked() {
+        assert_eq!(Username::parse("Alice_01").unwrap().as_str(), "alice_01");
+        for bad in ["ab", "a".repeat(31).as_str(), "al ice", "al-ice", "élan", ""] {
+            assert_eq!(Username::parse(bad), Err(DomainError::InvalidUsername), "{bad:?}");
+        }
+        assert!(Username::parse(&"a".repeat(30)).is_ok());
+    }
+
+    #[test]
+    fn emails_are_lowercased_and_checked() {
+        assert_eq!(Email::parse(" Bob@Example.COM ").unwrap().as_str(), "bob@example.com");
+        for bad in ["bob", "bob@", "@example.com", "bob@example", "bo b@example.com", "bob@@example.com", "bob@example..com"] {
+            assert_eq!(Email::parse(bad), Err(DomainError::InvalidEmail), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_eight_characters() {
+        assert!(Password::parse("1234567".into()).is_err());
+        assert!(Password::parse("12345678".into()).is_ok());
+        assert_eq!(format!("{:?}", Password::parse("secret-password".into()).unwrap()), "Password(***)");
+    }
+
+    #[test]
+    fn registering_a_new_user_records_it() {
+        let id = Uuid::new_v4();
+        assert_eq!(given::<Account>(&[], register(id)).unwrap(), vec![registered(id)]);
+    }
+
+    #[test]
+    fn registering_twice_is_rejected() {
+        let id = Uuid::new_v4();
+        assert_eq!(given::<Account>(&[registered(id)], register(id)), Err(DomainError::AlreadyRegistered));
+    }
+
+    #[test]
+    fn updating_a_profile_records_the_whole_new_profile() {
+        let id = Uuid::new_v4();
+        let changes = ProfileChanges::parse(Some(Some(" Alice ".into())), None, Some(Some("https://cdn.example.com/a.png".into()))).unwrap();
+        let events = given::<Account>(&[registered(id)], AccountCommand::UpdateProfile(changes)).unwrap();
+        assert_eq!(
+            events,
+            vec![Event::ProfileUpdated {
+                user_id: id,
+                display_name: Some("Alice".into()),
+                bio: None,
+                avatar_url: Some("https://cdn.example.com/a.png".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_records_nothing() {
+        let id = Uuid::new_v4();
+        let history = [
+            registered(id),
+            Event::ProfileUpdated { user_id: id, display_name: Some("Al".into()), bio: None, avatar_url: None },
+        ];
+        let same = ProfileChanges::parse(Some(Some("Al".into())), Some(None), None).unwrap();
+        assert_eq!(given::<Account>(&history, AccountCommand::UpdateProfile(same)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn updating_an_unknown_user_is_rejected() {
+        let changes = ProfileChanges::parse(Some(Some("x".into())), None, None).unwrap();
+        assert_eq!(given::<Account>(&[], AccountCommand::UpdateProfile(changes)), Err(DomainError::UserNotFound));
+    }
+
+    #[test]
+    fn profile_fields_are_validated() {
+        assert!(ProfileChanges::parse(Some(Some("x".repeat(51))), None, None).is_err());
+        assert!(ProfileChanges::parse(None, Some(Some("x".repeat(501))), None).is_err());
+        for bad in ["ftp://x.org/a", "https://", "https://exa mple.com", "not a url", "https:///path"] {
+            assert!(ProfileChanges::parse(None, None, Some(Some(bad.into()))).is_err(), "{bad}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(2048));
+        assert!(ProfileChanges::parse(None, None, Some(Some(long))).is_err());
+        assert!(ProfileChanges::parse(None, None, Some(Some("http://localhost:8080/a.png".into()))).is_ok());
+        let cleared = ProfileChanges::parse(Some(Some("  ".into())), None, None).unwrap();
+        assert_eq!(cleared.display_name, Some(None));
+    }
+}

@@ -1,0 +1,149 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Every fact Plaza records. Serialized as JSON with a `type` tag equal to
+/// [`Event::event_type`]; the store keeps the type and schema version beside the data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    UsernameReserved { username: String, user_id: Uuid, reserved_at: DateTime<Utc> },
+    UsernameReleased { username: String, user_id: Uuid },
+    EmailReserved { email: String, user_id: Uuid, reserved_at: DateTime<Utc> },
+    EmailReleased { email: String, user_id: Uuid },
+    UserRegistered { user_id: Uuid, username: String, email: String, password_hash: String },
+    ProfileUpdated {
+        user_id: Uuid,
+        display_name: Option<String>,
+        bio: Option<String>,
+        avatar_url: Option<String>,
+    },
+    UserFollowed { follower_id: Uuid, followee_id: Uuid },
+    UserUnfollowed { follower_id: Uuid, followee_id: Uuid },
+}
+
+/// The schema version written for new events. Bump it for a type whose shape changes
+/// and teach [`upcast`] to lift the old shape.
+pub const SCHEMA_VERSION: u32 = 1;
+
+impl Event {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::UsernameReserved { .. } => "UsernameReserved",
+            Self::UsernameReleased { .. } => "UsernameReleased",
+            Self::EmailReserved { .. } => "EmailReserved",
+            Self::EmailReleased { .. } => "EmailReleased",
+            Self::UserRegistered { .. } => "UserRegistered",
+            Self::ProfileUpdated { .. } => "ProfileUpdated",
+            Self::UserFollowed { .. } => "UserFollowed",
+            Self::UserUnfollowed { .. } => "UserUnfollowed",
+        }
+    }
+
+    /// Decodes recorded data, upcasting older schema versions first.
+    pub fn decode(event_type: &str, schema_version: u32, data: &str) -> Result<Event, DecodeError> {
+        let mut value: serde_json::Value = serde_json::from_str(data).map_err(|e| DecodeError::new(event_type, e))?;
+        if schema_version < SCHEMA_VERSION {
+            value = upcast(event_type, schema_version, value);
+        }
+        serde_json::from_value(value).map_err(|e| DecodeError::new(event_type, e))
+    }
+}
+
+/// Lifts an event recorded with an older schema version to the current shape. All
+/// events are at version 1 today, so there is nothing to lift yet.
+fn upcast(_event_type: &str, _from_version: u32, value: serde_json::Value) -> serde_json::Value {
+    value
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode event {event_type}: {reason}")]
+pub struct DecodeError {
+    pub event_type: String,
+    pub reason: String,
+}
+
+impl DecodeError {
+    fn new(event_type: &str, reason: impl std::fmt::Display) -> Self {
+        Self { event_type: event_type.to_owned(), reason: reason.to_string() }
+    }
+}
+
+/// Who and what caused an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// JSON text.
+    pub data: String,
+    pub metadata: Metadata,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    pub fn new(event_id: Uuid, event: &Event, metadata: Metadata, occurred_at: DateTime<Utc>) -> Self {
+        Self {
+            event_id,
+            event_type: event.event_type().to_owned(),
+            schema_version: SCHEMA_VERSION,
+            data: serde_json::to_string(event).expect("events serialize"),
+            metadata,
+            occurred_at,
+        }
+    }
+}
+
+/// An event as the store recorded it: the envelope plus the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub stream_id: String,
+    /// Zero-based position of the event within its stream.
+    pub version: u64,
+    /// Position in the global log; starts at 1 and strictly increases.
+    pub position: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: String,
+    pub metadata: Metadata,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl RecordedEvent {
+    pub fn decode(&self) -> Result<Event, DecodeError> {
+        Event::decode(&self.event_type, self.schema_version, &self.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_their_recorded_form() {
+        let event = Event::UserFollowed { follower_id: Uuid::new_v4(), followee_id: Uuid::new_v4() };
+        let new = NewEvent::new(Uuid::new_v4(), &event, Metadata::default(), Utc::now());
+        assert_eq!(new.event_type, "UserFollowed");
+        assert_eq!(Event::decode(&new.event_type, new.schema_version, &new.data).unwrap(), event);
+    }
+
+    #[test]
+    fn unknown_data_is_a_decode_error_not_a_panic() {
+        let err = Event::decode("UserFollowed", 1, r#"{"type":"UserFollowed"}"#).unwrap_err();
+        assert_eq!(err.event_type, "UserFollowed");
+    }
+}

@@ -1,0 +1,16 @@
+//! Plaza's domain: events, aggregates (pure `decide`/`evolve`), value types and the
+//! port traits the rest of the system implements. This crate does no I/O; `make lint`
+//! checks that it never depends on an I/O crate.
+
+pub mod accounts;
+pub mod aggregate;
+pub mod error;
+pub mod event;
+pub mod follows;
+pub mod reservation;
+pub mod store;
+
+pub use aggregate::Aggregate;
+pub use error::DomainError;
+pub use event::{Event, Metadata, NewEvent, RecordedEvent};
+pub use store::{Appended, EventStore, ExpectedVersion, StoreError};

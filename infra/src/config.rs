@@ -1,0 +1,123 @@
+//! Configuration in layers: built-in defaults, then an optional TOML file, then
+//! `PLAZA_*` environment variables (`PLAZA_LISTEN`, `PLAZA_STORE_URL`, ...).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address both APIs listen on.
+    pub listen: String,
+    /// Where the embedded profile keeps its files.
+    pub data_dir: PathBuf,
+    /// Event store: `sqlite` (a file in `data_dir`), `sqlite:///path/file.db`, or
+    /// `postgres://user@host:port/db`.
+    pub store_url: String,
+    /// Read models: same forms as `store_url`.
+    pub read_models_url: String,
+    /// HS256 secret for access tokens. When unset, a random secret is created once
+    /// in `data_dir/jwt-secret` (fine for one machine; set it for several).
+    pub jwt_secret: Option<Secret>,
+    /// Access-token lifetime in seconds.
+    pub token_ttl_secs: u64,
+    /// How long a read carrying `Plaza-Min-Position` may wait for the read models.
+    pub consistency_timeout_ms: u64,
+    /// Log filter, in `RUST_LOG` syntax.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: "./data".into(),
+            store_url: "sqlite".into(),
+            read_models_url: "sqlite".into(),
+            jwt_secret: None,
+            token_ttl_secs: 24 * 3600,
+            consistency_timeout_ms: 5000,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(figment::Error::from(format!("configuration file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment.merge(Env::prefixed("PLAZA_")).extract()
+    }
+
+    /// The token secret: configured, or created once in the data directory.
+    pub fn jwt_secret(&self) -> std::io::Result<Secret> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(secret.clone());
+        }
+        let path = self.data_dir.join("jwt-secret");
+        if let Ok(existing) = std::fs::read_to_string(&path)
+            && !existing.trim().is_empty()
+        {
+            return Ok(Secret(existing.trim().to_owned()));
+        }
+        std::fs::create_dir_all(&self.data_dir)?;
+        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        std::fs::write(&path, &secret)?;
+        Ok(Secret(secret))
+    }
+}
+
+/// A secret string that never prints itself.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("plaza.toml", "listen = \"0.0.0.0:9000\"\ntoken_ttl_secs = 60\n")?;
+            jail.set_env("PLAZA_TOKEN_TTL_SECS", "120");
+            jail.set_env("PLAZA_STORE_URL", "postgres://postgres@127.0.0.1/plaza");
+            let config = Config::load(Some(Path::new("plaza.toml")))?;
+            assert_eq!(config.listen, "0.0.0.0:9000");
+            assert_eq!(config.token_ttl_secs, 120);
+            assert_eq!(config.store_url, "postgres://postgres@127.0.0.1/plaza");
+            assert_eq!(config.read_models_url, "sqlite");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        assert!(Config::load(Some(Path::new("/nonexistent/plaza.toml"))).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(***)");
+    }
+}

@@ -1,0 +1,327 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use deadpool_postgres::Pool;
+use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tracing::{error, warn};
+use uuid::Uuid;
+
+use crate::head::Head;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position       BIGINT      PRIMARY KEY,
+    event_id       UUID        NOT NULL UNIQUE,
+    stream_id      TEXT        NOT NULL,
+    version        BIGINT      NOT NULL,
+    event_type     TEXT        NOT NULL,
+    schema_version INT         NOT NULL,
+    data           JSONB       NOT NULL,
+    metadata       JSONB       NOT NULL,
+    occurred_at    TIMESTAMPTZ NOT NULL,
+    UNIQUE (stream_id, version)
+);";
+
+/// Serialises appenders (of every process) so positions are handed out in commit
+/// order: a reader never sees position `p + 1` before `p` has committed.
+const APPEND_LOCK: i64 = 0x706c_617a_61; // "plaza"
+const NOTIFY_CHANNEL: &str = "plaza_events";
+const MAX_BATCH: usize = 512;
+
+const SELECT: &str = "SELECT position, event_id::text, stream_id, version, event_type, schema_version, data::text, metadata::text,
+                             (extract(epoch FROM occurred_at) * 1000000)::int8 FROM events";
+
+struct Job {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// The PostgreSQL event store. One writer task per process drains pending appends
+/// into one transaction (group commit) under a transaction-level advisory lock, so
+/// positions are gap-free in commit order across processes. Commits `NOTIFY`
+/// listeners, which wake waiting readers in every process.
+pub struct PgEventStore {
+    jobs: mpsc::UnboundedSender<Job>,
+    pool: Pool,
+    head: Arc<Head>,
+    commits: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for PgEventStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+impl PgEventStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config = super::parse_url(url).map_err(unavailable)?;
+        let pool = super::pool(&config, 8).map_err(unavailable)?;
+        let mut client = pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await.map_err(unavailable)?;
+        tx.batch_execute(SCHEMA).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let head: i64 = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.map_err(unavailable)?.get(0);
+        drop(client);
+
+        let head = Arc::new(Head::new(head as u64));
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let tasks = vec![
+            tokio::spawn(writer_task(config.clone(), rx, head.clone(), commits.clone())),
+            tokio::spawn(listen_task(config, head.clone())),
+        ];
+        Ok(Self { jobs, pool, head, commits, tasks })
+    }
+
+    /// How many append transactions this process has committed.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    async fn read(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+        let rows = client.query(&statement, params).await.map_err(unavailable)?;
+        rows.iter().map(row_to_event).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for PgEventStore {
+    async fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<Appended, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { stream: stream.to_owned(), expected, events, reply })
+            .map_err(|_| unavailable("the writer task has stopped"))?;
+        answer.await.map_err(|_| unavailable("the writer task dropped the append"))?
+    }
+
+    async fn read_stream(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("{SELECT} WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3");
+        self.read(&sql, &[&stream, &(from_version as i64), &(limit as i64)]).await
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("{SELECT} WHERE position > $1 ORDER BY position LIMIT $2");
+        self.read(&sql, &[&(after as i64), &(limit as i64)]).await
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.map_err(unavailable)?;
+        let head = row.get::<_, i64>(0) as u64;
+        self.head.advance(head);
+        Ok(head)
+    }
+
+    async fn wait_for_events(&self, after: u64, timeout: Duration) -> Result<u64, StoreError> {
+        Ok(self.head.wait_above(after, timeout).await)
+    }
+}
+
+fn row_to_event(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+    let micros: i64 = row.get(8);
+    Ok(RecordedEvent {
+        position: row.get::<_, i64>(0) as u64,
+        event_id: Uuid::parse_str(row.get(1)).map_err(|e| corrupt(&e))?,
+        stream_id: row.get(2),
+        version: row.get::<_, i64>(3) as u64,
+        event_type: row.get(4),
+        schema_version: row.get::<_, i32>(5) as u32,
+        data: row.get(6),
+        metadata: serde_json::from_str::<Metadata>(row.get(7)).map_err(|e| corrupt(&e))?,
+        occurred_at: DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(|| corrupt(&"timestamp out of range"))?,
+    })
+}
+
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            warn!(%error, "event store connection closed");
+        }
+    });
+    Ok(client)
+}
+
+async fn writer_task(config: tokio_postgres::Config, mut jobs: mpsc::UnboundedReceiver<Job>, head: Arc<Head>, commits: Arc<AtomicU64>) {
+    let mut client: Option<Client> = None;
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = connect(&config).await.inspect_err(|error| error!(%error, "cannot connect the event store writer")).ok();
+        }
+        let outcome = match client.as_mut() {
+            Some(client) => write_batch(client, &batch).await.map_err(unavailable),
+            None => Err(unavailable("cannot connect to PostgreSQL")),
+        };
+        match outcome {
+            Ok(results) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.last_position).max() {
+                    head.advance(last);
+                }
+                for (job, result) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(failure) => {
+                error!(error = %failure, appends = batch.len(), "event store batch failed");
+                for job in batch {
+                    let _ = job.reply.send(Err(unavailable(&failure)));
+                }
+            }
+        }
+    }
+}
+
+/// Column arrays for one multi-row insert.
+#[derive(Default)]
+struct Rows {
+    position: Vec<i64>,
+    event_id: Vec<String>,
+    stream_id: Vec<String>,
+    version: Vec<i64>,
+    event_type: Vec<String>,
+    schema_version: Vec<i32>,
+    data: Vec<String>,
+    metadata: Vec<String>,
+    occurred_at: Vec<String>,
+}
+
+/// Writes the batch in one transaction with a fixed number of round trips: lock,
+/// look up known ids and stream versions, insert every row with one `unnest`, notify.
+async fn write_batch(client: &mut Client, batch: &[Job]) -> Result<Vec<Result<Appended, StoreError>>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
+
+    let ids: Vec<String> = batch.iter().flat_map(|job| job.events.iter().map(|e| e.event_id.to_string())).collect();
+    let mut known: HashMap<String, (u64, u64)> = HashMap::new();
+    for row in tx.query("SELECT event_id::text, position, version FROM events WHERE event_id = ANY($1::text[]::uuid[])", &[&ids]).await? {
+        known.insert(row.get(0), (row.get::<_, i64>(1) as u64, row.get::<_, i64>(2) as u64));
+    }
+    let mut streams: Vec<&str> = batch.iter().map(|job| job.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let mut versions: HashMap<String, Option<u64>> = streams.iter().map(|s| ((*s).to_owned(), None)).collect();
+    for row in tx.query("SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id", &[&streams]).await? {
+        versions.insert(row.get(0), Some(row.get::<_, i64>(1) as u64));
+    }
+    let mut position = tx.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await?.get::<_, i64>(0) as u64;
+
+    let mut rows = Rows::default();
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let (existing, fresh): (Vec<_>, Vec<_>) = job.events.iter().partition(|e| known.contains_key(&e.event_id.to_string()));
+        if fresh.is_empty() {
+            let found: Vec<(u64, u64)> = existing.iter().map(|e| known[&e.event_id.to_string()]).collect();
+            results.push(Ok(Appended {
+                first_position: found.iter().map(|f| f.0).min().unwrap_or(0),
+                last_position: found.iter().map(|f| f.0).max().unwrap_or(0),
+                stream_version: found.iter().map(|f| f.1).max().unwrap_or(0),
+            }));
+            continue;
+        }
+        let current = versions[&job.stream];
+        if !job.expected.matches(current) {
+            results.push(Err(StoreError::WrongExpectedVersion { stream: job.stream.clone(), expected: job.expected, actual: current }));
+            continue;
+        }
+        let mut version = current.map_or(0, |v| v + 1);
+        let first_position = position + 1;
+        for event in fresh {
+            position += 1;
+            known.insert(event.event_id.to_string(), (position, version));
+            rows.position.push(position as i64);
+            rows.event_id.push(event.event_id.to_string());
+            rows.stream_id.push(job.stream.clone());
+            rows.version.push(version as i64);
+            rows.event_type.push(event.event_type.clone());
+            rows.schema_version.push(event.schema_version as i32);
+            rows.data.push(event.data.clone());
+            rows.metadata.push(serde_json::to_string(&event.metadata).expect("metadata serializes"));
+            rows.occurred_at.push(event.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true));
+            version += 1;
+        }
+        versions.insert(job.stream.clone(), Some(version - 1));
+        results.push(Ok(Appended { first_position, last_position: position, stream_version: version - 1 }));
+    }
+
+    if !rows.position.is_empty() {
+        tx.execute(
+            "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at)
+             SELECT p, e::uuid, s, v, t, sv, d::jsonb, m::jsonb, o::timestamptz
+             FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
+                  AS r(p, e, s, v, t, sv, d, m, o)",
+            &[&rows.position, &rows.event_id, &rows.stream_id, &rows.version, &rows.event_type, &rows.schema_version, &rows.data, &rows.metadata, &rows.occurred_at],
+        )
+        .await?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &position.to_string()]).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Listens for commits of every process and moves the head, so waiting readers wake.
+async fn listen_task(config: tokio_postgres::Config, head: Arc<Head>) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (notices, mut received) = mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if let Ok(position) = n.payload().parse::<u64>() {
+                                    let _ = notices.send(position);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await.is_ok() {
+                    // Commits between the last read and LISTEN would go unheard: catch up once.
+                    if let Ok(row) = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await {
+                        head.advance(row.get::<_, i64>(0) as u64);
+                    }
+                    while let Some(position) = received.recv().await {
+                        head.advance(position);
+                    }
+                }
+                driver.abort();
+                warn!("event store listener disconnected, reconnecting");
+            }
+            Err(error) => warn!(%error, "event store listener cannot connect"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

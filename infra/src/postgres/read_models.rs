@@ -1,0 +1,125 @@
+use std::error::Error;
+
+use bytes::BytesMut;
+use deadpool_postgres::Pool;
+use futures_util::future::try_join_all;
+use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// Read models in PostgreSQL. A batch's statements are pipelined on one connection
+/// inside one transaction together with the checkpoint update.
+pub struct PgReadModels {
+    pool: Pool,
+}
+
+/// Serialises concurrent migrations of several processes.
+const MIGRATION_LOCK: i64 = 0x706c_617a_62;
+
+fn db_error(error: impl std::fmt::Display) -> ReadModelError {
+    ReadModelError::Database(error.to_string())
+}
+
+impl PgReadModels {
+    /// Builds the pool; connections open lazily, so this does not fail when the server
+    /// is down (readiness checks report it).
+    pub fn connect(url: &str) -> Result<Self, ReadModelError> {
+        let config = super::parse_url(url).map_err(db_error)?;
+        Ok(Self { pool: super::pool(&config, 16).map_err(db_error)? })
+    }
+}
+
+/// Binds a [`SqlValue`] to whatever integer or text type the statement expects.
+#[derive(Debug)]
+struct PgValue<'a>(&'a SqlValue);
+
+impl ToSql for PgValue<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self.0 {
+            SqlValue::Null => Ok(IsNull::Yes),
+            SqlValue::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+            SqlValue::Int(v) if *ty == Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+            SqlValue::Int(v) => v.to_sql(ty, out),
+            SqlValue::Text(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn bind(params: &[SqlValue]) -> Vec<PgValue<'_>> {
+    params.iter().map(PgValue).collect()
+}
+
+fn refs<'a>(values: &'a [PgValue<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn from_pg(row: &tokio_postgres::Row, index: usize) -> Result<SqlValue, ReadModelError> {
+    let ty = row.columns()[index].type_();
+    let value = match *ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(index).map(|v| v.map(SqlValue::Int)),
+        Type::INT4 => row.try_get::<_, Option<i32>>(index).map(|v| v.map(|v| SqlValue::Int(v.into()))),
+        Type::INT2 => row.try_get::<_, Option<i16>>(index).map(|v| v.map(|v| SqlValue::Int(v.into()))),
+        Type::BOOL => row.try_get::<_, Option<bool>>(index).map(|v| v.map(|v| SqlValue::Int(v.into()))),
+        _ => row.try_get::<_, Option<String>>(index).map(|v| v.map(SqlValue::Text)),
+    };
+    Ok(value.map_err(db_error)?.unwrap_or(SqlValue::Null))
+}
+
+#[async_trait::async_trait]
+impl ReadModelDb for PgReadModels {
+    async fn migrate(&self, projection: &str, ddl: &[&'static str]) -> Result<(), ReadModelError> {
+        let mut client = self.pool.get().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db_error)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS projection_checkpoints (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+            .await
+            .map_err(db_error)?;
+        for statement in ddl {
+            tx.batch_execute(statement).await.map_err(db_error)?;
+        }
+        tx.execute("INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING", &[&projection])
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
+        let rows = self.query("SELECT position FROM projection_checkpoints WHERE projection = $1", vec![projection.into()]).await?;
+        rows.first().map_or(Ok(0), |row| row.int(0).map(|p| p as u64))
+    }
+
+    async fn apply(&self, projection: &str, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+        let mut client = self.pool.get().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            prepared.push(tx.prepare_cached(statement.sql).await.map_err(db_error)?);
+        }
+        let bound: Vec<Vec<PgValue<'_>>> = statements.iter().map(|s| bind(&s.params)).collect();
+        // Futures polled together are pipelined by tokio-postgres, in order.
+        try_join_all(prepared.iter().zip(&bound).map(|(statement, values)| {
+            let params = refs(values);
+            let tx = &tx;
+            async move { tx.execute(statement, &params).await }
+        }))
+        .await
+        .map_err(db_error)?;
+        tx.execute("UPDATE projection_checkpoints SET position = $2 WHERE projection = $1", &[&projection, &(position as i64)])
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
+        let client = self.pool.get().await.map_err(db_error)?;
+        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let values = bind(&params);
+        let rows = client.query(&statement, &refs(&values)).await.map_err(db_error)?;
+        rows.iter().map(|row| (0..row.len()).map(|i| from_pg(row, i)).collect::<Result<_, _>>().map(Row)).collect()
+    }
+}

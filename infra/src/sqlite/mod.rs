@@ -1,0 +1,50 @@
+//! SQLite adapters for the embedded profile: the event store and the read models,
+//! each in its own file under the data directory. One process owns a file at a time.
+
+mod event_store;
+mod read_models;
+
+pub use event_store::SqliteEventStore;
+pub use read_models::SqliteReadModels;
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Opens a connection in WAL mode. `synchronous` is FULL for the event store (an
+/// acknowledged append survives power loss) and NORMAL for rebuildable read models.
+fn open_connection(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// A few read connections used round-robin from blocking threads (WAL lets readers
+/// run beside the writer).
+struct ReaderPool {
+    connections: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl ReaderPool {
+    fn open(path: &Path, size: usize) -> rusqlite::Result<Self> {
+        let connections = (0..size).map(|_| open_connection(path, "NORMAL").map(Mutex::new)).collect::<Result<_, _>>()?;
+        Ok(Self { connections, next: AtomicUsize::new(0) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let conn = self.connections[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&conn)
+    }
+}

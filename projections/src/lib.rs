@@ -1,0 +1,24 @@
+//! Projections: the runtime that feeds events to read models, and every read model's
+//! projection logic.
+//!
+//! A projection turns an event into SQL statements written once in a dialect both
+//! SQLite and PostgreSQL accept (`$1` placeholders, `BIGINT`/`TEXT` columns,
+//! `INSERT .. ON CONFLICT`). The [`ReadModelDb`] port runs them, together with the
+//! projection's checkpoint, in one transaction: delivery is at-least-once, the
+//! effect exactly-once.
+
+pub mod accounts;
+pub mod db;
+pub mod progress;
+pub mod runtime;
+
+pub use db::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
+pub use progress::Progress;
+pub use runtime::{Projection, Projector};
+
+use std::sync::Arc;
+
+/// Every projection Plaza maintains.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(accounts::AccountsProjection)]
+}

@@ -1,0 +1,69 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// How far each projection has applied the global log. Projectors advance it after
+/// each committed batch; readers wait on it to honour consistency tokens.
+#[derive(Clone, Default)]
+pub struct Progress {
+    projections: Arc<Mutex<HashMap<&'static str, watch::Sender<u64>>>>,
+}
+
+impl Progress {
+    /// Records that `projection` has applied everything up to `position`.
+    pub fn advance(&self, projection: &'static str, position: u64) {
+        let mut map = self.projections.lock().expect("progress lock");
+        let sender = map.entry(projection).or_insert_with(|| watch::channel(0).0);
+        sender.send_if_modified(|current| {
+            let moved = position > *current;
+            *current = (*current).max(position);
+            moved
+        });
+    }
+
+    /// Each projection and the position it has applied.
+    pub fn positions(&self) -> Vec<(&'static str, u64)> {
+        let map = self.projections.lock().expect("progress lock");
+        let mut positions: Vec<_> = map.iter().map(|(name, tx)| (*name, *tx.borrow())).collect();
+        positions.sort();
+        positions
+    }
+
+    /// Waits until every projection has applied `position`. Returns false on timeout.
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let receivers: Vec<_> = self.projections.lock().expect("progress lock").values().map(|tx| tx.subscribe()).collect();
+        let all = async {
+            for mut rx in receivers {
+                if rx.wait_for(|applied| *applied >= position).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(timeout, all).await.unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_until_every_projection_has_applied_the_position() {
+        let progress = Progress::default();
+        progress.advance("a", 5);
+        progress.advance("b", 3);
+        assert!(progress.wait_for(3, Duration::from_millis(10)).await);
+        assert!(!progress.wait_for(4, Duration::from_millis(10)).await);
+        let waiter = tokio::spawn({
+            let progress = progress.clone();
+            async move { progress.wait_for(4, Duration::from_secs(5)).await }
+        });
+        progress.advance("b", 4);
+        assert!(waiter.await.unwrap());
+        progress.advance("a", 1);
+        assert_eq!(progress.positions(), vec![("a", 5), ("b", 4)]);
+    }
+}
