@@ -1,1 +1,133 @@
-fn main() {}
+//! `plaza`: one binary for every role of the Plaza backend.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::{Parser, Subcommand};
+use plaza_commands::{Accounts, Tokens};
+use plaza_domain::EventStore;
+use plaza_infra::Config;
+use plaza_projections::{Progress, Projector, ReadModelDb};
+use plaza_read_api::ReadApi;
+use plaza_write_api::{ApiError, WriteApi};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower_http::trace::TraceLayer;
+use tracing::info;
+
+/// Plaza: an event-sourced social backend.
+///
+/// Configuration comes from built-in defaults, then the file given with --config
+/// (TOML), then PLAZA_* environment variables. With none, `plaza serve` runs the
+/// embedded profile (SQLite files in ./data) on 127.0.0.1:8080. See README.md for
+/// every key.
+#[derive(Parser)]
+#[command(name = "plaza", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (also PLAZA_CONFIG).
+    #[arg(long, short, global = true, env = "PLAZA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process: the REST write API (/api/v1), the GraphQL read
+    /// API (/graphql), and the projectors that keep the read models up to date.
+    Serve,
+    /// Print the effective configuration (secrets hidden) and exit.
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("cannot load the configuration")?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Config => {
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    plaza_infra::telemetry::init(&config.log);
+    let store = plaza_infra::open_event_store(&config).await.context("cannot open the event store")?;
+    let db = plaza_infra::open_read_models(&config).await.context("cannot open the read models")?;
+    let secret = config.jwt_secret().context("cannot read or create the token secret")?;
+    let tokens = Tokens::new(secret.expose().as_bytes(), Duration::from_secs(config.token_ttl_secs));
+
+    let progress = Progress::default();
+    let (stop_projectors, shutdown) = watch::channel(false);
+    let mut projectors = JoinSet::new();
+    for projection in plaza_projections::all() {
+        let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone());
+        projector.prepare().await.with_context(|| format!("cannot prepare projection {}", projector.name()))?;
+        projectors.spawn(projector.run(shutdown.clone()));
+    }
+
+    let write = WriteApi { accounts: Accounts::new(store.clone()), tokens: tokens.clone() };
+    let read = ReadApi::new(db.clone(), progress, tokens, Duration::from_millis(config.consistency_timeout_ms));
+    let app = Router::new()
+        .merge(plaza_write_api::router(write))
+        .merge(plaza_read_api::router(read))
+        .merge(health_routes(store, db))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    info!(addr = %listener.local_addr()?, store = %redact(&config.store_url), read_models = %redact(&config.read_models_url), "plaza serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+
+    info!("stopping projectors");
+    let _ = stop_projectors.send(true);
+    while projectors.join_next().await.is_some() {}
+    info!("stopped");
+    Ok(())
+}
+
+fn health_routes(store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>) -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready)).with_state((store, db))
+}
+
+/// Ready when the event store and the read-model database answer.
+async fn ready(State((store, db)): State<(Arc<dyn EventStore>, Arc<dyn ReadModelDb>)>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let store_ok = store.head().await.map_err(|e| e.to_string());
+    let db_ok = db.query("SELECT 1", vec![]).await.map(|_| ()).map_err(|e| e.to_string());
+    let status = if store_ok.is_ok() && db_ok.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let describe = |r: Result<_, String>| r.err().unwrap_or_else(|| "ok".into());
+    (status, axum::Json(json!({ "event_store": describe(store_ok.map(|_| ())), "read_models": describe(db_ok) })))
+}
+
+/// Hides the password of a database URL in logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate.recv() => {}
+    }
+    info!("shutdown requested, finishing in-flight requests");
+}

@@ -1,1 +1,30 @@
+//! Command handlers: load a stream, decide, append with a bounded retry on conflict.
+//! Uniqueness through reservation streams, idempotency through deterministic event ids.
 
+pub mod accounts;
+pub mod auth;
+mod pipeline;
+
+pub use accounts::{Accounts, Registration};
+pub use auth::{Passwords, TokenError, Tokens};
+pub use pipeline::{CommandContext, Outcome};
+
+use plaza_domain::{DomainError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("wrong username, email or password")]
+    InvalidCredentials,
+    #[error("sign in first")]
+    Unauthenticated,
+    #[error("you may only change your own account")]
+    Forbidden,
+    #[error("too many concurrent changes to the same data; retry")]
+    Contention,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,1 +1,32 @@
+//! The write side over REST/JSON: `/api/v1/...` commands, bearer-token auth, request
+//! validation, and one error shape, `{"error": "snake_case_code", "message": "..."}`.
 
+mod error;
+mod extract;
+mod users;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{post, put};
+use plaza_commands::{Accounts, Tokens};
+
+pub use error::ApiError;
+
+/// Request bodies above this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct WriteApi {
+    pub accounts: Accounts,
+    pub tokens: Tokens,
+}
+
+pub fn router(api: WriteApi) -> Router {
+    Router::new()
+        .route("/api/v1/users/register", post(users::register))
+        .route("/api/v1/users/login", post(users::login))
+        .route("/api/v1/users/{id}", put(users::update_profile))
+        .route("/api/v1/users/{id}/follow", post(users::follow).delete(users::unfollow))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
