@@ -46,15 +46,15 @@ impl Default for Config {
 }
 
 impl Config {
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!("configuration file {} does not exist", file.display())));
+                return Err(Box::new(figment::Error::from(format!("configuration file {} does not exist", file.display()))));
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment.merge(Env::prefixed("PLAZA_")).extract()
+        figment.merge(Env::prefixed("PLAZA_")).extract().map_err(Box::new)
     }
 
     /// The token secret: configured, or created once in the data directory.
@@ -93,6 +93,7 @@ impl std::fmt::Debug for Secret {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's signature
 mod tests {
     use super::*;
 
@@ -102,7 +103,7 @@ mod tests {
             jail.create_file("plaza.toml", "listen = \"0.0.0.0:9000\"\ntoken_ttl_secs = 60\n")?;
             jail.set_env("PLAZA_TOKEN_TTL_SECS", "120");
             jail.set_env("PLAZA_STORE_URL", "postgres://postgres@127.0.0.1/plaza");
-            let config = Config::load(Some(Path::new("plaza.toml")))?;
+            let config = Config::load(Some(Path::new("plaza.toml"))).map_err(|e| *e)?;
             assert_eq!(config.listen, "0.0.0.0:9000");
             assert_eq!(config.token_ttl_secs, 120);
             assert_eq!(config.store_url, "postgres://postgres@127.0.0.1/plaza");

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 /// Serialises appenders (of every process) so positions are handed out in commit
 /// order: a reader never sees position `p + 1` before `p` has committed.
-const APPEND_LOCK: i64 = 0x706c_617a_61; // "plaza"
+const APPEND_LOCK: i64 = 0x0070_6c61_7a61; // "plaza"
 const NOTIFY_CHANNEL: &str = "plaza_events";
 const MAX_BATCH: usize = 512;
 

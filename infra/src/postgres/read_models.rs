@@ -13,7 +13,7 @@ pub struct PgReadModels {
 }
 
 /// Serialises concurrent migrations of several processes.
-const MIGRATION_LOCK: i64 = 0x706c_617a_62;
+const MIGRATION_LOCK: i64 = 0x0070_6c61_7a62;
 
 fn db_error(error: impl std::fmt::Display) -> ReadModelError {
     ReadModelError::Database(error.to_string())

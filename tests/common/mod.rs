@@ -1,0 +1,234 @@
+//! End-to-end harness: starts `plaza serve` as a real process on a free port, with
+//! its own data directory (embedded profile) or its own PostgreSQL database, and
+//! talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Profile {
+    /// SQLite event store and read models in a temporary directory.
+    Embedded,
+    /// PostgreSQL event store and read models in a fresh database.
+    Postgres,
+}
+
+pub struct Plaza {
+    pub base: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    database: Option<String>,
+    agent: ureq::Agent,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+
+    pub fn position(&self) -> u64 {
+        self.body["position"].as_u64().unwrap_or_else(|| panic!("no position in {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("PLAZA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn run_sql(sql: String) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let admin = admin_url();
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin} ({e}); run `make services`"));
+        tokio::spawn(connection);
+        client.batch_execute(&sql).await.unwrap();
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Plaza {
+    pub fn start(profile: Profile) -> Self {
+        Self::start_with(profile, &[])
+    }
+
+    /// Starts with extra `PLAZA_*` settings.
+    pub fn start_with(profile: Profile, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut env = vec![
+            ("PLAZA_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
+            ("PLAZA_DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
+            ("PLAZA_LOG".to_owned(), "info,tower_http=warn".to_owned()),
+        ];
+        let mut database = None;
+        if let Profile::Postgres = profile {
+            let name = format!("plaza_e2e_{}", uuid::Uuid::new_v4().simple());
+            run_sql(format!("CREATE DATABASE {name}"));
+            let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
+            env.push(("PLAZA_STORE_URL".into(), url.clone()));
+            env.push(("PLAZA_READ_MODELS_URL".into(), url));
+            database = Some(name);
+        }
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
+        let mut plaza = Self { base: format!("http://127.0.0.1:{port}"), child: None, dir, env, database, agent };
+        plaza.launch();
+        plaza
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("plaza.log")
+    }
+
+    fn launch(&mut self) {
+        let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+            .arg("serve")
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start plaza");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("plaza exited with {status}:\n{}", self.log());
+            }
+            if self.get("/readyz").status == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("plaza did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flushing.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.header("content-type", "application/json").body(body.map(<[u8]>::to_vec).unwrap_or_default()).unwrap();
+        let mut response = match self.agent.run(request) {
+            Ok(response) => response,
+            Err(e) => return Reply { status: 0, body: json!({ "transport_error": e.to_string() }), headers: vec![] },
+        };
+        let headers = response.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+        let text = response.body_mut().with_config().limit(16 * 1024 * 1024).read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status: response.status().as_u16(), body, headers }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None, &[])
+    }
+
+    /// Sends a command with an optional bearer token and extra headers.
+    pub fn send(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(auth) = &auth {
+            all.push(("authorization", auth));
+        }
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.request(method, path, bytes.as_deref(), &all)
+    }
+
+    pub fn send_raw(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        self.request(method, path, Some(body), &[])
+    }
+
+    /// Registers a user and returns (user id, token, position).
+    pub fn register(&self, username: &str) -> (String, String, u64) {
+        let reply = self.send(
+            "POST",
+            "/api/v1/users/register",
+            Some(json!({ "username": username, "email": format!("{username}@example.com"), "password": "correct horse battery" })),
+            None,
+            &[],
+        );
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        (reply.body["user_id"].as_str().unwrap().to_owned(), reply.body["token"].as_str().unwrap().to_owned(), reply.position())
+    }
+
+    /// Runs a GraphQL query after the read models reached `position`; returns the reply.
+    pub fn graphql_reply(&self, query: &str, variables: Value, token: Option<&str>, position: Option<u64>) -> Reply {
+        let min = position.map(|p| p.to_string());
+        let mut headers = vec![];
+        if let Some(min) = &min {
+            headers.push(("plaza-min-position", min.as_str()));
+        }
+        self.send("POST", "/graphql", Some(json!({ "query": query, "variables": variables })), token, &headers)
+    }
+
+    /// Runs a GraphQL query that must succeed; returns `data`.
+    pub fn graphql(&self, query: &str, variables: Value, token: Option<&str>, position: u64) -> Value {
+        let reply = self.graphql_reply(query, variables, token, Some(position));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(reply.body.get("errors").is_none(), "{}", reply.body);
+        reply.body["data"].clone()
+    }
+}
+
+impl Drop for Plaza {
+    fn drop(&mut self) {
+        self.kill9();
+        if let Some(name) = &self.database {
+            run_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Generates one `#[test]` per profile for each scenario function.
+#[macro_export]
+macro_rules! on_every_profile {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Embedded) } )*
+        }
+        mod postgres {
+            $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Postgres) } )*
+        }
+    };
+}
