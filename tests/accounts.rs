@@ -96,7 +96,9 @@ fn concurrent_registrations_of_one_name_have_one_winner(profile: Profile) {
             .map(|i| {
                 let plaza = &plaza;
                 scope.spawn(move || {
-                    plaza.send("POST", "/api/v1/users/register", register_body("popular", &format!("p{i}@example.com"), "long enough"), None, &[]).status
+                    plaza
+                        .send("POST", "/api/v1/users/register", register_body("popular", &format!("p{i}@example.com"), "long enough"), None, &[])
+                        .status
                 })
             })
             .collect();
@@ -109,7 +111,11 @@ fn concurrent_registrations_of_one_name_have_one_winner(profile: Profile) {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let plaza = &plaza;
-                scope.spawn(move || plaza.send("POST", "/api/v1/users/register", register_body(&format!("mail{i}"), "shared@example.com", "long enough"), None, &[]).status)
+                scope.spawn(move || {
+                    plaza
+                        .send("POST", "/api/v1/users/register", register_body(&format!("mail{i}"), "shared@example.com", "long enough"), None, &[])
+                        .status
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -178,7 +184,8 @@ fn following_and_unfollowing(profile: Profile) {
     let position = unfollowed.position();
     assert_eq!(user(&plaza, &bob, position)["followersCount"], 0);
     assert_eq!(user(&plaza, &alice, position)["followingCount"], 0);
-    let followers = plaza.graphql("query($id: ID!) { followers(userId: $id) { totalCount edges { node { id } } } }", json!({ "id": bob }), None, position);
+    let followers =
+        plaza.graphql("query($id: ID!) { followers(userId: $id) { totalCount edges { node { id } } } }", json!({ "id": bob }), None, position);
     assert_eq!(followers["followers"]["totalCount"], 0);
 
     // Following again after unfollowing works.
@@ -219,12 +226,8 @@ fn followers_page_newest_first(profile: Profile) {
     assert_eq!(seen, names);
     assert_eq!(pages, 3);
 
-    let following = plaza.graphql(
-        "query($id: ID!) { following(userId: $id) { totalCount edges { node { username } } } }",
-        json!({ "id": star }),
-        None,
-        position,
-    );
+    let following =
+        plaza.graphql("query($id: ID!) { following(userId: $id) { totalCount edges { node { username } } } }", json!({ "id": star }), None, position);
     assert_eq!(following["following"]["totalCount"], 0);
     let bad = plaza.graphql_reply(FOLLOWERS, json!({ "id": star, "after": "garbage!" }), None, Some(position));
     assert_eq!(bad.body["errors"][0]["extensions"]["code"], "invalid_cursor");
@@ -277,13 +280,10 @@ fn acknowledged_commands_survive_kill_9(profile: Profile) {
     assert_eq!(login.status, 200, "{}", login.body);
     let shown = user(&plaza, &alice, position);
     assert_eq!((shown["bio"].as_str(), shown["followingCount"].as_i64()), (Some("still here"), Some(10)));
-    let following = plaza.graphql(
-        "query($id: ID!) { following(userId: $id, first: 100) { edges { node { id } } } }",
-        json!({ "id": alice }),
-        None,
-        position,
-    );
-    let ids: HashSet<String> = following["following"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()).collect();
+    let following =
+        plaza.graphql("query($id: ID!) { following(userId: $id, first: 100) { edges { node { id } } } }", json!({ "id": alice }), None, position);
+    let ids: HashSet<String> =
+        following["following"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, followed);
     // Commands still work and positions keep growing.
     let (_, _, next) = plaza.register("after_restart");

@@ -46,7 +46,12 @@ impl Accounts {
             self.release(Kind::Username, username.as_str(), user_id, ctx).await;
             return Err(error);
         }
-        let register = |_: &Account| AccountCommand::Register { user_id, username: username.clone(), email: email.clone(), password_hash: password_hash.clone() };
+        let register = |_: &Account| AccountCommand::Register {
+            user_id,
+            username: username.clone(),
+            email: email.clone(),
+            password_hash: password_hash.clone(),
+        };
         match self.pipeline.execute(&user_stream(user_id), ctx, register).await {
             Ok(Outcome { position }) => Ok(Registration { user_id, position }),
             Err(error) => {

@@ -282,10 +282,7 @@ mod tests {
     #[test]
     fn an_update_that_changes_nothing_records_nothing() {
         let id = Uuid::new_v4();
-        let history = [
-            registered(id),
-            Event::ProfileUpdated { user_id: id, display_name: Some("Al".into()), bio: None, avatar_url: None },
-        ];
+        let history = [registered(id), Event::ProfileUpdated { user_id: id, display_name: Some("Al".into()), bio: None, avatar_url: None }];
         let same = ProfileChanges::parse(Some(Some("Al".into())), Some(None), None).unwrap();
         assert_eq!(given::<Account>(&history, AccountCommand::UpdateProfile(same)).unwrap(), vec![]);
     }

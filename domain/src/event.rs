@@ -12,12 +12,7 @@ pub enum Event {
     EmailReserved { email: String, user_id: Uuid, reserved_at: DateTime<Utc> },
     EmailReleased { email: String, user_id: Uuid },
     UserRegistered { user_id: Uuid, username: String, email: String, password_hash: String },
-    ProfileUpdated {
-        user_id: Uuid,
-        display_name: Option<String>,
-        bio: Option<String>,
-        avatar_url: Option<String>,
-    },
+    ProfileUpdated { user_id: Uuid, display_name: Option<String>, bio: Option<String>, avatar_url: Option<String> },
     UserFollowed { follower_id: Uuid, followee_id: Uuid },
     UserUnfollowed { follower_id: Uuid, followee_id: Uuid },
 }

@@ -43,7 +43,11 @@ pub enum ReservationCommand {
         /// the handler looks it up, since deciding stays pure.
         holder_registered: bool,
     },
-    Release { kind: Kind, key: String, user_id: Uuid },
+    Release {
+        kind: Kind,
+        key: String,
+        user_id: Uuid,
+    },
 }
 
 impl Aggregate for Reservation {

@@ -39,10 +39,7 @@ impl ReadApi {
 }
 
 pub fn router(api: ReadApi) -> Router {
-    Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .with_state(api)
+    Router::new().route("/graphql", get(graphiql).post(graphql)).layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)).with_state(api)
 }
 
 async fn graphiql() -> Html<String> {
@@ -63,7 +60,9 @@ async fn graphql(State(api): State<ReadApi>, headers: HeaderMap, request: GraphQ
         None => None,
         Some(value) => match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(|t| api.tokens.verify(t.trim())) {
             Some(Ok(user_id)) => Some(user_id),
-            Some(Err(TokenError::Expired)) => return graphql_error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again"),
+            Some(Err(TokenError::Expired)) => {
+                return graphql_error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again");
+            }
             _ => return graphql_error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"),
         },
     };

@@ -42,9 +42,11 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::InvalidProfile(_)
         | DomainError::CannotFollowSelf => StatusCode::BAD_REQUEST,
         DomainError::UserNotFound => StatusCode::NOT_FOUND,
-        DomainError::UsernameTaken | DomainError::EmailTaken | DomainError::AlreadyRegistered | DomainError::AlreadyFollowing | DomainError::NotFollowing => {
-            StatusCode::CONFLICT
-        }
+        DomainError::UsernameTaken
+        | DomainError::EmailTaken
+        | DomainError::AlreadyRegistered
+        | DomainError::AlreadyFollowing
+        | DomainError::NotFollowing => StatusCode::CONFLICT,
     }
 }
 

@@ -21,7 +21,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {} bytes", crate::MAX_BODY_BYTES))
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("request bodies are limited to {} bytes", crate::MAX_BODY_BYTES),
+                )
             } else {
                 ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
             }
@@ -65,13 +69,18 @@ impl FromRequestParts<WriteApi> for Caller {
         let user_id = match parts.headers.get("authorization") {
             None => None,
             Some(value) => {
-                let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
-                    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`")
-                })?;
+                let token =
+                    value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
+                        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`")
+                    })?;
                 match api.tokens.verify(token.trim()) {
                     Ok(user_id) => Some(user_id),
-                    Err(TokenError::Expired) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again")),
-                    Err(TokenError::Invalid) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")),
+                    Err(TokenError::Expired) => {
+                        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again"));
+                    }
+                    Err(TokenError::Invalid) => {
+                        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"));
+                    }
                 }
             }
         };
@@ -79,7 +88,13 @@ impl FromRequestParts<WriteApi> for Caller {
             None => None,
             Some(value) => match value.to_str() {
                 Ok(key) if !key.is_empty() && key.len() <= 255 => Some(key.to_owned()),
-                _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")),
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    ));
+                }
             },
         };
         Ok(Self { user_id, idempotency_key })

@@ -83,10 +83,8 @@ impl PgEventStore {
         let head = Arc::new(Head::new(head as u64));
         let (jobs, rx) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
-        let tasks = vec![
-            tokio::spawn(writer_task(config.clone(), rx, head.clone(), commits.clone())),
-            tokio::spawn(listen_task(config, head.clone())),
-        ];
+        let tasks =
+            vec![tokio::spawn(writer_task(config.clone(), rx, head.clone(), commits.clone())), tokio::spawn(listen_task(config, head.clone()))];
         Ok(Self { jobs, pool, head, commits, tasks })
     }
 
@@ -110,9 +108,7 @@ impl EventStore for PgEventStore {
             return Err(StoreError::EmptyAppend);
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { stream: stream.to_owned(), expected, events, reply })
-            .map_err(|_| unavailable("the writer task has stopped"))?;
+        self.jobs.send(Job { stream: stream.to_owned(), expected, events, reply }).map_err(|_| unavailable("the writer task has stopped"))?;
         answer.await.map_err(|_| unavailable("the writer task dropped the append"))?
     }
 
@@ -280,7 +276,17 @@ async fn write_batch(client: &mut Client, batch: &[Job]) -> Result<Vec<Result<Ap
              SELECT p, e::uuid, s, v, t, sv, d::jsonb, m::jsonb, o::timestamptz
              FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
                   AS r(p, e, s, v, t, sv, d, m, o)",
-            &[&rows.position, &rows.event_id, &rows.stream_id, &rows.version, &rows.event_type, &rows.schema_version, &rows.data, &rows.metadata, &rows.occurred_at],
+            &[
+                &rows.position,
+                &rows.event_id,
+                &rows.stream_id,
+                &rows.version,
+                &rows.event_type,
+                &rows.schema_version,
+                &rows.data,
+                &rows.metadata,
+                &rows.occurred_at,
+            ],
         )
         .await?;
         tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &position.to_string()]).await?;

@@ -98,9 +98,7 @@ impl EventStore for SqliteEventStore {
             return Err(StoreError::EmptyAppend);
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { stream: stream.to_owned(), expected, events, reply })
-            .map_err(|_| unavailable("the writer thread has stopped"))?;
+        self.jobs.send(Job { stream: stream.to_owned(), expected, events, reply }).map_err(|_| unavailable("the writer thread has stopped"))?;
         answer.await.map_err(|_| unavailable("the writer thread dropped the append"))?
     }
 
@@ -118,10 +116,12 @@ impl EventStore for SqliteEventStore {
 
     async fn head(&self) -> Result<u64, StoreError> {
         let readers = self.readers.clone();
-        let head: i64 = tokio::task::spawn_blocking(move || readers.with(|conn| conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get(0))))
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+        let head: i64 = tokio::task::spawn_blocking(move || {
+            readers.with(|conn| conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get(0)))
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
         Ok(head as u64)
     }
 
@@ -214,9 +214,7 @@ fn append_one(conn: &Connection, job: &Job) -> Result<Appended, AppendFailure> {
         });
     }
 
-    let current: Option<i64> = conn
-        .prepare_cached("SELECT max(version) FROM events WHERE stream_id = ?1")?
-        .query_row([&job.stream], |r| r.get(0))?;
+    let current: Option<i64> = conn.prepare_cached("SELECT max(version) FROM events WHERE stream_id = ?1")?.query_row([&job.stream], |r| r.get(0))?;
     let current = current.map(|v| v as u64);
     if !job.expected.matches(current) {
         return Err(AppendFailure::Refused(StoreError::WrongExpectedVersion { stream: job.stream.clone(), expected: job.expected, actual: current }));
@@ -246,7 +244,8 @@ fn append_one(conn: &Connection, job: &Job) -> Result<Appended, AppendFailure> {
 }
 
 fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
-    let bad = |index: usize, e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e);
+    let bad =
+        |index: usize, e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e);
     let event_id: String = row.get(1)?;
     let metadata: String = row.get(7)?;
     let occurred_at: String = row.get(8)?;

@@ -29,7 +29,10 @@ impl SqliteReadModels {
         Ok(Self { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
     }
 
-    async fn with_writer<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static) -> Result<T, ReadModelError> {
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ReadModelError> {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

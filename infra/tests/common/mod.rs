@@ -14,9 +14,8 @@ pub fn admin_url() -> String {
 /// named `plaza_test_*`; `make clean-test-dbs` drops leftovers.
 pub async fn fresh_database() -> String {
     let admin = admin_url();
-    let (client, connection) = tokio_postgres::connect(&admin, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin} ({e}); run `make services`"));
+    let (client, connection) =
+        tokio_postgres::connect(&admin, NoTls).await.unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {admin} ({e}); run `make services`"));
     tokio::spawn(connection);
     let name = format!("plaza_test_{}", uuid::Uuid::new_v4().simple());
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();

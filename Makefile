@@ -1,0 +1,57 @@
+# Plaza: `make run` starts the embedded profile, `make test` runs every test.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Crates the domain must never depend on (I/O, engines, web). See DESIGN.md section 3.
+IO_CRATES := tokio tokio-postgres postgres rusqlite libsqlite3-sys rdkafka redis axum hyper reqwest eventstore elasticsearch tantivy sqlx mio socket2 deadpool-postgres
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Run Plaza, embedded profile (SQLite in ./data, http://127.0.0.1:8080)
+	$(CARGO) run --release --bin plaza -- serve
+
+.PHONY: test
+test: services check-architecture clean-test-dbs ## Run all tests (starts PostgreSQL and Redis if needed)
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+.PHONY: services
+services: ## Install (apt) and start PostgreSQL and Redis unless already reachable
+	@scripts/services.sh
+
+.PHONY: check-architecture
+check-architecture: ## Fail if the domain crate depends on an I/O crate
+	@deps=$$($(CARGO) tree -p plaza-domain -e normal,build --prefix none --format '{p}' | awk '{print $$1}' | sort -u); \
+	bad=$$(for c in $(IO_CRATES); do grep -qx "$$c" <<<"$$deps" && echo "$$c"; done); \
+	if [ -n "$$bad" ]; then echo "plaza-domain must not depend on I/O crates, found: $$bad"; exit 1; fi; \
+	echo "architecture: plaza-domain depends on no I/O crate"
+
+.PHONY: clean-test-dbs
+clean-test-dbs: ## Drop databases left behind by earlier test runs
+	@psql -h 127.0.0.1 -U postgres -d postgres -tAc \
+	  "select datname from pg_database where datname like 'plaza_test_%' or datname like 'plaza_e2e_%'" 2>/dev/null \
+	  | while read -r db; do [ -n "$$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "drop database if exists $$db with (force)"; done; true
+
+.PHONY: lint
+lint: check-architecture ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: bench
+bench: services ## Measure throughput and latency; writes docs/benchmarks.md
+	$(CARGO) run --release --bin plaza-bench -- --out docs/benchmarks.md
+
+.PHONY: clean
+clean: ## Remove build output and the embedded profile's ./data
+	$(CARGO) clean
+	rm -rf data
