@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use plaza_commands::{Accounts, Tokens};
 use plaza_domain::EventStore;
 use plaza_infra::Config;
+use plaza_infra::config::redact_url;
 use plaza_projections::{Progress, Projector, ReadModelDb};
 use plaza_read_api::ReadApi;
 use plaza_write_api::{ApiError, WriteApi};
@@ -26,10 +27,9 @@ use tracing::info;
 ///
 /// Configuration comes from built-in defaults, then the file given with --config
 /// (TOML), then PLAZA_* environment variables. With none, `plaza serve` runs the
-/// embedded profile (SQLite files in ./data) on 127.0.0.1:8080. See README.md for
-/// every key.
+/// embedded profile (SQLite files in ./data) on 127.0.0.1:8080.
 #[derive(Parser)]
-#[command(name = "plaza", version, about, long_about)]
+#[command(name = "plaza", version, about, long_about, after_long_help = ENVIRONMENT)]
 struct Cli {
     /// TOML configuration file (also PLAZA_CONFIG).
     #[arg(long, short, global = true, env = "PLAZA_CONFIG", value_name = "FILE")]
@@ -38,6 +38,23 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const ENVIRONMENT: &str = "\
+Configuration keys (file key / environment variable, default):
+  listen                  PLAZA_LISTEN                  127.0.0.1:8080
+  data_dir                PLAZA_DATA_DIR                ./data
+  store_url               PLAZA_STORE_URL               sqlite  (or sqlite:///file.db, postgres://user@host:5432/db)
+  read_models_url         PLAZA_READ_MODELS_URL         sqlite  (same forms)
+  jwt_secret              PLAZA_JWT_SECRET              random, kept in data_dir/jwt-secret
+  token_ttl_secs          PLAZA_TOKEN_TTL_SECS          86400
+  consistency_timeout_ms  PLAZA_CONSISTENCY_TIMEOUT_MS  5000
+  log                     PLAZA_LOG (or RUST_LOG)       info
+
+Examples:
+  plaza serve                                             embedded profile, ./data
+  PLAZA_STORE_URL=postgres://postgres@127.0.0.1/plaza \\
+  PLAZA_READ_MODELS_URL=postgres://postgres@127.0.0.1/plaza plaza serve
+  plaza --config plaza.toml config                        show the effective configuration";
 
 #[derive(Subcommand)]
 enum Command {
@@ -55,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Config => {
-            println!("{config:#?}");
+            print!("{}", config.to_redacted_toml());
             Ok(())
         }
     }
@@ -88,7 +105,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .layer(TraceLayer::new_for_http());
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-    info!(addr = %listener.local_addr()?, store = %redact(&config.store_url), read_models = %redact(&config.read_models_url), "plaza serving");
+    info!(addr = %listener.local_addr()?, store = %redact_url(&config.store_url), read_models = %redact_url(&config.read_models_url), "plaza serving");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     info!("stopping projectors");
@@ -109,17 +126,6 @@ async fn ready(State((store, db)): State<(Arc<dyn EventStore>, Arc<dyn ReadModel
     let status = if store_ok.is_ok() && db_ok.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let describe = |r: Result<_, String>| r.err().unwrap_or_else(|| "ok".into());
     (status, axum::Json(json!({ "event_store": describe(store_ok.map(|_| ())), "read_models": describe(db_ok) })))
-}
-
-/// Hides the password of a database URL in logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }
 
 async fn shutdown_signal() {

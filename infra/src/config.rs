@@ -75,6 +75,29 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration as TOML, with the token secret and database passwords hidden.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.store_url = redact_url(&self.store_url);
+        shown.read_models_url = redact_url(&self.read_models_url);
+        shown.jwt_secret = self.jwt_secret.as_ref().map(|_| Secret("***".into()));
+        toml::to_string_pretty(&shown).expect("configuration serializes")
+    }
+}
+
+/// Hides the password of a database URL (`postgres://user:***@host/db`).
+pub fn redact_url(url: &str) -> String {
+    let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) else { return url.to_owned() };
+    if at < scheme {
+        return url.to_owned();
+    }
+    match url[scheme + 3..at].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// A secret string that never prints itself.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -120,5 +143,14 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(***)");
+        let config = Config {
+            jwt_secret: Some(Secret("hunter2".into())),
+            store_url: "postgres://plaza:hunter2@db:5432/plaza".into(),
+            ..Config::default()
+        };
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://plaza:***@db:5432/plaza"), "{shown}");
+        assert_eq!(redact_url("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
     }
 }
