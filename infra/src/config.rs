@@ -143,11 +143,8 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(***)");
-        let config = Config {
-            jwt_secret: Some(Secret("hunter2".into())),
-            store_url: "postgres://plaza:hunter2@db:5432/plaza".into(),
-            ..Config::default()
-        };
+        let config =
+            Config { jwt_secret: Some(Secret("hunter2".into())), store_url: "postgres://plaza:hunter2@db:5432/plaza".into(), ..Config::default() };
         let shown = config.to_redacted_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://plaza:***@db:5432/plaza"), "{shown}");
