@@ -40,11 +40,13 @@ can_sudo() { have sudo && sudo -n true 2>/dev/null; }
 
 # Run a privileged command: directly as root, via passwordless sudo on a
 # developer machine, otherwise fail with a message saying what was needed.
+# fd 9 (the slow-path lock) is closed for the child: daemons it starts
+# (postgres, apt postinst scripts) would otherwise hold the lock forever.
 as_root() {
     if [[ $EUID -eq 0 ]]; then
-        "$@"
+        "$@" 9>&-
     elif can_sudo; then
-        sudo -n "$@"
+        sudo -n "$@" 9>&-
     else
         die "need root for: $* (re-run as root, or start the service yourself)"
     fi
@@ -70,7 +72,7 @@ take_lock() {
     have flock || return 0
     local f="${TMPDIR:-/tmp}/plaza-services.$EUID.lock"
     exec 9>>"$f" || return 0
-    flock -w 600 9 || die "timed out waiting for another services.sh run ($f)"
+    flock -w 300 9 || die "timed out waiting for another services.sh run ($f)"
 }
 
 apt_install() {
@@ -300,8 +302,9 @@ redis_start() {
     log "starting redis-server on $REDIS_HOST:$REDIS_PORT (log: $REDIS_LOG)"
     # No persistence: test data is disposable. "-::1" binds IPv6 loopback only
     # if available (the leading '-' makes it optional).
+    # 9>&-: the daemon must not inherit (and keep holding) the slow-path lock.
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \
-        --save "" --appendonly no --dir "$data" --logfile "$REDIS_LOG" >&2 || true
+        --save "" --appendonly no --dir "$data" --logfile "$REDIS_LOG" >&2 9>&- || true
 }
 
 ensure_redis() {
