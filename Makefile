@@ -48,8 +48,9 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: services ## Measure throughput and latency; writes docs/benchmarks.md
-	$(CARGO) run --release --bin plaza-bench -- --out docs/benchmarks.md
+bench: services ## Measure throughput and latency (release build); writes docs/benchmarks.md
+	$(CARGO) build --release -p plaza -p plaza-bench
+	"$${CARGO_TARGET_DIR:-target}/release/plaza-bench" --out docs/benchmarks.md
 
 .PHONY: clean
 clean: ## Remove build output and the embedded profile's ./data

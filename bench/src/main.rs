@@ -1,0 +1,98 @@
+//! `plaza-bench`: measures the event store adapters, the HTTP command path of a real
+//! `plaza serve` process and projection catch-up, and writes a Markdown report. It
+//! never asserts timings; it only reports them. Progress goes to stderr.
+
+mod appends;
+mod http;
+mod pg;
+mod projection;
+mod report;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+
+/// Measures Plaza's throughput and latency and writes a Markdown report.
+#[derive(Parser)]
+#[command(name = "plaza-bench", about, long_about = None)]
+struct Cli {
+    /// Where to write the Markdown report (its folder is created).
+    #[arg(long, value_name = "PATH", default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+
+    /// Measured duration of each case, in seconds [default: 4 for the event store,
+    /// 5 for HTTP].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+
+    /// Smoke run: 1-second cases and about 10,000 projected events.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// How long and how big each section runs.
+pub struct Settings {
+    pub warmup: Duration,
+    pub store_case: Duration,
+    pub http_case: Duration,
+    pub projection_events: usize,
+    pub quick: bool,
+}
+
+impl Settings {
+    fn from_cli(cli: &Cli) -> Self {
+        let (mut store_case, mut http_case) = if cli.quick { (1, 1) } else { (4, 5) };
+        if let Some(seconds) = cli.seconds {
+            (store_case, http_case) = (seconds, seconds);
+        }
+        Self {
+            warmup: if cli.quick { Duration::from_millis(250) } else { Duration::from_secs(1) },
+            store_case: Duration::from_secs(store_case),
+            http_case: Duration::from_secs(http_case),
+            projection_events: if cli.quick { 10_000 } else { 50_000 },
+            quick: cli.quick,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_cli(&cli);
+    let plaza = plaza_binary()?;
+    let admin = pg::admin_url();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime.block_on(pg::check_reachable(&admin))?;
+    let machine = report::Machine::detect();
+    let date = chrono::Utc::now();
+    eprintln!("plaza-bench: server {}, PostgreSQL {admin}", plaza.display());
+
+    let appends = runtime.block_on(appends::run_all(&settings, &admin))?;
+    let http = http::run_all(&runtime, &plaza, &settings, &admin)?;
+    let projection = runtime.block_on(projection::run_all(&settings, &admin))?;
+
+    let report = report::Report { date, machine: &machine, settings: &settings, appends: &appends, http: &http, projection: &projection };
+    write_report(&cli.out, &report.render())?;
+    eprintln!("plaza-bench: report written to {}", cli.out.display());
+    Ok(())
+}
+
+/// The `plaza` server binary built next to this one (same target directory and profile).
+fn plaza_binary() -> anyhow::Result<PathBuf> {
+    let plaza = std::env::current_exe().context("cannot find the plaza-bench executable")?.with_file_name("plaza");
+    if !plaza.is_file() {
+        bail!("the plaza server binary is missing at {}; run `cargo build --release --bin plaza` first", plaza.display());
+    }
+    Ok(plaza)
+}
+
+fn write_report(path: &Path, markdown: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, markdown).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,220 @@
+//! The machine description and the Markdown report.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+
+use crate::Settings;
+use crate::appends::AppendResult;
+use crate::http::{CLIENTS, HttpResult};
+use crate::projection::{BATCH_SIZE, EVENTS_PER_PAIR, ProjectionResult, USERS};
+use crate::stats::thousands;
+
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory: String,
+    pub commit: String,
+}
+
+impl Machine {
+    pub fn detect() -> Self {
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: cpu_model().unwrap_or_else(|| "unknown".into()),
+            memory: total_memory().unwrap_or_else(|| "unknown".into()),
+            commit: git_commit().unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+fn cpu_model() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = cpuinfo.lines().find(|line| line.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
+}
+
+fn total_memory() -> Option<String> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+}
+
+/// The short commit hash, marked when the working tree has uncommitted changes.
+fn git_commit() -> Option<String> {
+    let output = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|status| status.status.success() && !status.stdout.is_empty());
+    Some(if dirty { format!("{commit} (with uncommitted changes)") } else { commit })
+}
+
+pub struct Report<'a> {
+    pub date: DateTime<Utc>,
+    pub machine: &'a Machine,
+    pub settings: &'a Settings,
+    pub appends: &'a [AppendResult],
+    pub http: &'a [HttpResult],
+    pub projection: &'a [ProjectionResult],
+}
+
+fn ms(value: f64) -> String {
+    format!("{value:.2}")
+}
+
+fn rate(value: f64) -> String {
+    thousands(value.round() as u64)
+}
+
+fn seconds(duration: std::time::Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+impl Report<'_> {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.header(&mut out);
+        self.appends_section(&mut out);
+        self.http_section(&mut out);
+        self.projection_section(&mut out);
+        out
+    }
+
+    fn header(&self, out: &mut String) {
+        let m = self.machine;
+        let profile = if cfg!(debug_assertions) { "debug (numbers are not representative)" } else { "release" };
+        let _ = writeln!(out, "# Plaza benchmarks\n");
+        let _ = writeln!(out, "Written by `make bench` (`plaza-bench`). The benchmark only measures and reports; it asserts no timing.\n");
+        let _ = writeln!(out, "- Date: {}", self.date.format("%Y-%m-%d %H:%M UTC"));
+        let _ = writeln!(out, "- Commit: {}", m.commit);
+        let _ = writeln!(out, "- Machine: {} CPUs ({}), {} memory", m.cpus, m.cpu_model, m.memory);
+        let _ = writeln!(out, "- Build profile: {profile}");
+        let s = self.settings;
+        let _ = writeln!(
+            out,
+            "- Settings: warm-up {}, event store cases {}, HTTP cases {}, about {} events projected{}",
+            seconds(s.warmup),
+            seconds(s.store_case),
+            seconds(s.http_case),
+            thousands(s.projection_events as u64),
+            if s.quick { " (`--quick` smoke run)" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            "\nThe benchmark, the Plaza server and PostgreSQL all run on this one machine and compete for its {} CPUs, \
+             so every number is a lower bound of what the code can do on dedicated hardware; compare runs on the same machine only.\n",
+            m.cpus
+        );
+    }
+
+    fn appends_section(&self, out: &mut String) {
+        let _ = writeln!(out, "## 1. Event store appends\n");
+        let _ = writeln!(out, "| Adapter | Writers | Events/s | p50 latency (ms) | p99 latency (ms) | Events measured | Appends per commit |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        for r in self.appends {
+            let m = &r.measurement;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {:.1} |",
+                r.adapter,
+                r.writers,
+                rate(m.per_second()),
+                ms(m.percentile_ms(50.0)),
+                ms(m.percentile_ms(99.0)),
+                thousands(m.ok),
+                r.appends_per_commit()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n**Method.** Each case opens a fresh store (SQLite: a new `events.db` in a temporary directory, WAL, `synchronous=FULL`; \
+             PostgreSQL: a new database on the local server) and starts N concurrent tokio tasks in the benchmark process. \
+             Each task appends one event at a time (`UserFollowed`/`UserUnfollowed`, alternating) to its own `follow-{{a}}-{{b}}` stream \
+             with the expected version a command would use (`NoStream`, then `Exact`), and waits for the append to be acknowledged \
+             (durable) before the next. After a {} warm-up, appends started during the next {} are counted; events/s is that count divided \
+             by the time from the end of the warm-up until the last append returned. Latency is one `append` call, measured with \
+             `std::time::Instant` around it (nearest-rank percentiles). \"Appends per commit\" is the number of appends divided by the \
+             transactions the store committed over the whole case (group commit), warm-up included. Durable appends wait for \
+             fsync, so these numbers depend heavily on the disk holding the temporary directory ({}) and on PostgreSQL's settings.\n",
+            seconds(self.settings.warmup),
+            seconds(self.settings.store_case),
+            std::env::temp_dir().display()
+        );
+    }
+
+    fn http_section(&self, out: &mut String) {
+        let _ = writeln!(out, "## 2. HTTP command path\n");
+        let _ = writeln!(out, "| Profile | Workload | Clients | Requests/s | p50 latency (ms) | p99 latency (ms) | Successful | Errors |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        for r in self.http {
+            for (name, m) in [("follow / unfollow", &r.commands), ("GET /healthz (baseline)", &r.healthz)] {
+                let _ = writeln!(
+                    out,
+                    "| {} | {name} | {CLIENTS} | {} | {} | {} | {} | {} |",
+                    r.profile,
+                    rate(m.per_second()),
+                    ms(m.percentile_ms(50.0)),
+                    ms(m.percentile_ms(99.0)),
+                    thousands(m.ok),
+                    thousands(m.errors)
+                );
+            }
+        }
+        let _ = writeln!(out, "\n| Profile | Commands/s | healthz requests/s | Commands / healthz |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for r in self.http {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.1} % |",
+                r.profile,
+                rate(r.commands.per_second()),
+                rate(r.healthz.per_second()),
+                r.ratio() * 100.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n**Method.** The release `plaza serve` runs as a child process (log level `warn`) with a fresh data directory \
+             (embedded profile: SQLite event store and read models) or a fresh PostgreSQL database (event store and read models); \
+             its projector runs as in production. {CLIENTS} client users and {CLIENTS} target users are registered first (not measured; \
+             registration hashes passwords with argon2 and is deliberately slow). Then {CLIENTS} client threads, each with its own \
+             keep-alive HTTP/1.1 connection (`ureq`), send requests back to back for {} after a {} warm-up: first `GET /healthz` \
+             (a handler that does nothing: the cost of HTTP, routing and the client itself), then each client alternates \
+             `POST` and `DELETE /api/v1/users/{{target}}/follow` with its bearer token on its own target, so every command succeeds \
+             (200) and appends one event with an expected-version check, durably. Requests/s counts successful answers; any other \
+             answer or transport failure is an error. Latency is the full round trip seen by the client. Clients and server share \
+             the machine, so the client's own CPU use lowers both numbers; the ratio shows what share of the baseline request rate \
+             the command path keeps.\n",
+            seconds(self.settings.http_case),
+            seconds(self.settings.warmup)
+        );
+    }
+
+    fn projection_section(&self, out: &mut String) {
+        let _ = writeln!(out, "## 3. Projection catch-up\n");
+        let _ = writeln!(out, "| Read models | Events | Time (s) | Events/s |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for r in self.projection {
+            let _ = writeln!(out, "| {} | {} | {:.2} | {} |", r.read_models, thousands(r.events), r.elapsed.as_secs_f64(), rate(r.per_second()));
+        }
+        let _ = writeln!(
+            out,
+            "\n**Method.** A SQLite event store in a temporary directory is prefilled (not measured) with {} `UserRegistered` \
+             events (streams `user-{{id}}`) and then follow histories between those users: each `follow-{{a}}-{{b}}` stream gets \
+             {EVENTS_PER_PAIR} alternating `UserFollowed`/`UserUnfollowed` events in one append. The timed part is \
+             `Projector::catch_up()` of the accounts projection from position 0 to the head (including creating its tables), in batches of \
+             {BATCH_SIZE} events, each batch's statements (one insert per registration, three statements per follow or unfollow) and \
+             checkpoint committed in one transaction: into SQLite read models (a new `read.db`, `synchronous=NORMAL`) and into \
+             PostgreSQL read models (a new database). Both read the same SQLite event store, so reading the log is included in the time. \
+             Afterwards the user and follow counts are checked against what was written.\n",
+            thousands(USERS as u64)
+        );
+    }
+}
