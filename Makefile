@@ -18,8 +18,11 @@ run: ## Run Plaza, embedded profile (SQLite in ./data, http://127.0.0.1:8080)
 
 .PHONY: test
 test: services check-architecture clean-test-dbs ## Run all tests (starts PostgreSQL and Redis if needed)
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	@log=$$(mktemp); set -o pipefail; \
+	$(CARGO) test --workspace --all-targets 2>&1 | tee "$$log"; status=$$?; \
+	awk '/^test result:/ { passed += $$4; failed += $$6; ignored += $$8 } \
+	     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$$log"; \
+	rm -f "$$log"; exit $$status
 
 .PHONY: services
 services: ## Install (apt) and start PostgreSQL and Redis unless already reachable
