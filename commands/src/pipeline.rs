@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use plaza_domain::{Aggregate, Event, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError};
-use tracing::debug;
+use plaza_domain::{Aggregate, Appended, Event, EventStore, ExpectedVersion, Metadata, NewEvent, Snapshot, StoreError};
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::CommandError;
@@ -73,12 +73,19 @@ pub struct Outcome {
     pub position: u64,
 }
 
-/// A stream loaded and folded.
+/// A stream loaded and folded: from its snapshot, if any, plus the events after it.
 pub(crate) struct Loaded<A> {
     pub state: A,
+    /// Version and global position of the stream's last event.
     pub version: Option<u64>,
-    pub events: Vec<RecordedEvent>,
+    pub position: u64,
+    /// Events folded on top of the snapshot (or from the start).
+    pub replayed: usize,
 }
+
+/// A snapshot is written once this many events were replayed on top of the last one,
+/// so loading any stream reads at most about this many events.
+const SNAPSHOT_EVERY: usize = 50;
 
 #[derive(Clone)]
 pub(crate) struct Pipeline {
@@ -87,18 +94,25 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     pub async fn load<A: Aggregate>(&self, stream: &str) -> Result<Loaded<A>, CommandError> {
-        const PAGE: usize = 1000;
-        let mut events = Vec::new();
+        const PAGE: usize = 500;
+        let snapshot = self.store.read_snapshot(stream).await?.filter(|s| s.schema == A::SNAPSHOT_SCHEMA);
+        let mut loaded = match snapshot.and_then(|s| serde_json::from_str::<A>(&s.state).ok().map(|state| (state, s))) {
+            Some((state, s)) => Loaded { state, version: Some(s.version), position: s.position, replayed: 0 },
+            None => Loaded { state: A::default(), version: None, position: 0, replayed: 0 },
+        };
         loop {
-            let page = self.store.read_stream(stream, events.len() as u64, PAGE).await?;
-            let done = page.len() < PAGE;
-            events.extend(page);
-            if done {
-                break;
+            let from = loaded.version.map_or(0, |v| v + 1);
+            let page = self.store.read_stream(stream, from, PAGE).await?;
+            for recorded in &page {
+                let event = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                loaded.state = loaded.state.evolve(&event);
+                (loaded.version, loaded.position) = (Some(recorded.version), recorded.position);
+            }
+            loaded.replayed += page.len();
+            if page.len() < PAGE {
+                return Ok(loaded);
             }
         }
-        let decoded = events.iter().map(|e| e.decode().map_err(|e| StoreError::Corrupt(e.to_string()))).collect::<Result<Vec<Event>, _>>()?;
-        Ok(Loaded { state: A::replay(&decoded), version: events.last().map(|e| e.version), events })
     }
 
     /// Whether a stream has any event.
@@ -114,35 +128,66 @@ impl Pipeline {
         ctx: &CommandContext,
         command: impl Fn(&A) -> A::Command,
     ) -> Result<Outcome, CommandError> {
+        if let Some(done) = self.already_applied(ctx, stream).await? {
+            return Ok(done);
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let loaded = self.load::<A>(stream).await?;
-            if let Some(done) = already_applied(ctx, stream, &loaded.events) {
-                return Ok(done);
-            }
             let events = loaded.state.decide(&command(&loaded.state))?;
             if events.is_empty() {
-                return Ok(Outcome { position: loaded.events.last().map_or(0, |e| e.position) });
+                return Ok(Outcome { position: loaded.position });
             }
             let now = Utc::now();
             let metadata = ctx.metadata();
             let new: Vec<NewEvent> =
                 events.iter().enumerate().map(|(i, event)| NewEvent::new(ctx.event_id(stream, i), event, metadata.clone(), now)).collect();
             match self.store.append(stream, ExpectedVersion::from_current(loaded.version), new).await {
-                Ok(appended) => return Ok(Outcome { position: appended.last_position }),
+                Ok(appended) => {
+                    if loaded.replayed + events.len() >= SNAPSHOT_EVERY {
+                        self.snapshot_later(stream, loaded.state, &events, appended);
+                    }
+                    return Ok(Outcome { position: appended.last_position });
+                }
                 Err(StoreError::WrongExpectedVersion { .. }) => debug!(stream, attempt, "version conflict, deciding again"),
                 Err(other) => return Err(other.into()),
             }
         }
         Err(CommandError::Contention)
     }
-}
 
-/// A repeated request whose events are already in the stream answers as the first did.
-fn already_applied(ctx: &CommandContext, stream: &str, events: &[RecordedEvent]) -> Option<Outcome> {
-    ctx.idempotency.as_ref()?;
-    let first = ctx.event_id(stream, 0);
-    let start = events.iter().position(|e| e.event_id == first)?;
-    // The command's events were appended together: the run of derived ids from `start`.
-    let run = events[start..].iter().enumerate().take_while(|(i, e)| e.event_id == ctx.event_id(stream, *i)).count();
-    Some(Outcome { position: events[start + run - 1].position })
+    /// A repeated request (same idempotency key) whose events are already stored
+    /// answers as the first did: with the position of its last event.
+    async fn already_applied(&self, ctx: &CommandContext, stream: &str) -> Result<Option<Outcome>, CommandError> {
+        if ctx.idempotency.is_none() {
+            return Ok(None);
+        }
+        // The command's events were appended together, with derived ids 0, 1, ...
+        let mut position = None;
+        for index in 0.. {
+            match self.store.read_event(ctx.event_id(stream, index)).await? {
+                Some(found) => position = Some(found.position),
+                None => break,
+            }
+        }
+        Ok(position.map(|position| Outcome { position }))
+    }
+
+    /// Writes a snapshot of the state after `events` in the background; a failure only
+    /// means the next load replays more.
+    fn snapshot_later<A: Aggregate>(&self, stream: &str, state: A, events: &[Event], appended: Appended) {
+        let state = events.iter().fold(state, A::evolve);
+        let snapshot = Snapshot {
+            stream_id: stream.to_owned(),
+            version: appended.stream_version,
+            position: appended.last_position,
+            schema: A::SNAPSHOT_SCHEMA,
+            state: serde_json::to_string(&state).expect("aggregate state serializes"),
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.write_snapshot(snapshot).await {
+                warn!(%error, "could not write a snapshot");
+            }
+        });
+    }
 }

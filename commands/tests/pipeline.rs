@@ -98,3 +98,38 @@ async fn updating_someone_else_is_forbidden_and_no_op_updates_append_nothing() {
     assert_eq!(first, same, "an unchanged profile answers the position of the last change");
     assert_eq!(store.head().await.unwrap(), first.position);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_streams_load_from_a_snapshot_and_keep_their_rules() {
+    let (_dir, store) = store();
+    let accounts = Accounts::new(store.clone());
+    let (a, b) = (register(&accounts, "joan").await, register(&accounts, "kim").await);
+    let ctx = CommandContext::new(Some(a));
+    let keyed = CommandContext::new(Some(a)).with_idempotency_key("first-follow".into(), "POST follow");
+    let first = accounts.follow(b, &keyed).await.unwrap();
+    accounts.unfollow(b, &ctx).await.unwrap();
+    for _ in 0..60 {
+        accounts.follow(b, &ctx).await.unwrap();
+        accounts.unfollow(b, &ctx).await.unwrap();
+    }
+    let stream = format!("follow-{a}-{b}");
+    let mut snapshot = None;
+    for _ in 0..100 {
+        snapshot = store.read_snapshot(&stream).await.unwrap();
+        if snapshot.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let snapshot = snapshot.expect("a snapshot of the long stream");
+    assert!(snapshot.version >= 49, "snapshot at version {}", snapshot.version);
+
+    // The rules still hold on top of the snapshot.
+    let unfollow_again = accounts.unfollow(b, &ctx).await;
+    assert!(matches!(unfollow_again, Err(CommandError::Domain(DomainError::NotFollowing))));
+    accounts.follow(b, &ctx).await.unwrap();
+    let twice = accounts.follow(b, &ctx).await;
+    assert!(matches!(twice, Err(CommandError::Domain(DomainError::AlreadyFollowing))));
+    // A retry of the very first request, long folded into the snapshot, answers as it did.
+    assert_eq!(accounts.follow(b, &keyed).await.unwrap(), first);
+}

@@ -1,5 +1,6 @@
 //! Accounts: validated value types and the `user-{id}` aggregate.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Aggregate, DomainError, Event};
@@ -79,7 +80,7 @@ pub const MAX_DISPLAY_NAME: usize = 50;
 pub const MAX_BIO: usize = 500;
 pub const MAX_AVATAR_URL: usize = 2048;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     pub display_name: Option<String>,
     pub bio: Option<String>,
@@ -138,7 +139,7 @@ fn is_web_url(url: &str) -> bool {
     url.len() <= MAX_AVATAR_URL && !host.is_empty() && !host.starts_with(':') && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registered {
     pub user_id: Uuid,
     pub username: String,
@@ -148,7 +149,7 @@ pub struct Registered {
 }
 
 /// The `user-{id}` stream.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Account {
     pub registered: Option<Registered>,
 }

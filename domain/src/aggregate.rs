@@ -1,9 +1,16 @@
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::{DomainError, Event};
 
 /// A consistency boundary: its state is the fold of its stream's events, and it
-/// decides which new events a command produces. Both functions are pure.
-pub trait Aggregate: Default {
+/// decides which new events a command produces. Both functions are pure. The state
+/// serializes so long streams can be loaded from a snapshot plus the events after it.
+pub trait Aggregate: Default + Serialize + DeserializeOwned {
     type Command;
+
+    /// Bump when the state's shape changes: older snapshots are then ignored.
+    const SNAPSHOT_SCHEMA: u32 = 1;
 
     /// Applies one recorded fact to the state. Events of other aggregates are ignored.
     fn evolve(self, event: &Event) -> Self;

@@ -1,6 +1,7 @@
 //! Follows: one tiny `follow-{follower}-{followee}` stream per pair, so following is
 //! never a contention point on a popular user's stream.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Aggregate, DomainError, Event};
@@ -9,7 +10,7 @@ pub fn follow_stream(follower: Uuid, followee: Uuid) -> String {
     format!("follow-{follower}-{followee}")
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Follow {
     pub following: bool,
 }

@@ -13,4 +13,4 @@ pub mod store;
 pub use aggregate::Aggregate;
 pub use error::DomainError;
 pub use event::{Event, Metadata, NewEvent, RecordedEvent};
-pub use store::{Appended, EventStore, ExpectedVersion, StoreError};
+pub use store::{Appended, EventStore, ExpectedVersion, Snapshot, StoreError};

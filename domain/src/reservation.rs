@@ -7,6 +7,7 @@
 //! registration may take over once it is older than [`STALE_AFTER_SECS`].
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Aggregate, DomainError, Event};
@@ -26,7 +27,7 @@ pub fn reservation_stream(kind: Kind, key: &str) -> String {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Reservation {
     /// Who holds it and since when.
     pub holder: Option<(Uuid, DateTime<Utc>)>,

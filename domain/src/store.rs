@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use crate::{NewEvent, RecordedEvent};
 
 /// What the appender believes about the stream's current version.
@@ -36,6 +38,20 @@ pub struct Appended {
     pub last_position: u64,
     /// The stream's version after the append (use it as the next `Exact` expectation).
     pub stream_version: u64,
+}
+
+/// An aggregate's folded state at a stream version, so loading reads only the events
+/// after it. Snapshots are a cache: losing one costs a longer replay, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub stream_id: String,
+    /// Version and global position of the last event folded into `state`.
+    pub version: u64,
+    pub position: u64,
+    /// The aggregate's snapshot schema; a mismatch means "replay from the start".
+    pub schema: u32,
+    /// JSON text.
+    pub state: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,4 +94,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// Waits until the log holds an event above `after`, or the timeout passes, and
     /// returns the head position then.
     async fn wait_for_events(&self, after: u64, timeout: Duration) -> Result<u64, StoreError>;
+
+    /// Finds a stored event by id.
+    async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
+
+    /// The latest snapshot of a stream, if any.
+    async fn read_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Stores a snapshot unless a newer one (higher version) is already stored.
+    async fn write_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError};
+use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent, Snapshot, StoreError};
 use plaza_infra::postgres::PgEventStore;
 use plaza_infra::sqlite::SqliteEventStore;
 use uuid::Uuid;
@@ -180,6 +180,26 @@ async fn racing_appends_to_a_new_stream_have_one_winner(store: Arc<dyn EventStor
     assert_eq!(winners, 1);
 }
 
+async fn events_are_found_by_id(store: Arc<dyn EventStore>) {
+    let written = events(2);
+    let appended = store.append("by-id", ExpectedVersion::NoStream, written.clone()).await.unwrap();
+    let found = store.read_event(written[1].event_id).await.unwrap().expect("stored event is found");
+    assert_eq!((found.position, found.version, found.stream_id.as_str()), (appended.last_position, 1, "by-id"));
+    assert!(store.read_event(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn snapshots_keep_the_newest_version(store: Arc<dyn EventStore>) {
+    assert!(store.read_snapshot("snap").await.unwrap().is_none());
+    let snapshot = |version: u64, state: &str| Snapshot { stream_id: "snap".into(), version, position: version + 10, schema: 1, state: state.into() };
+    store.write_snapshot(snapshot(5, r#"{"n":5}"#)).await.unwrap();
+    store.write_snapshot(snapshot(3, r#"{"n":3}"#)).await.unwrap(); // older: ignored
+    let read = store.read_snapshot("snap").await.unwrap().unwrap();
+    assert_eq!((read.version, read.position, read.schema), (5, 15, 1));
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&read.state).unwrap(), serde_json::json!({ "n": 5 }));
+    store.write_snapshot(snapshot(9, r#"{"n":9}"#)).await.unwrap();
+    assert_eq!(store.read_snapshot("snap").await.unwrap().unwrap().version, 9);
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -215,6 +235,8 @@ conformance!(
     waiters_wake_on_new_events,
     a_tailing_reader_never_skips_a_late_commit,
     racing_appends_to_a_new_stream_have_one_winner,
+    events_are_found_by_id,
+    snapshots_keep_the_newest_version,
 );
 
 /// Group commit: many concurrent appends, far fewer transactions.

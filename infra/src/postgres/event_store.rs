@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::Pool;
-use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError};
+use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
@@ -26,6 +26,13 @@ CREATE TABLE IF NOT EXISTS events (
     metadata       JSONB       NOT NULL,
     occurred_at    TIMESTAMPTZ NOT NULL,
     UNIQUE (stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id TEXT   PRIMARY KEY,
+    version   BIGINT NOT NULL,
+    position  BIGINT NOT NULL,
+    schema    INT    NOT NULL,
+    state     JSONB  NOT NULL
 );";
 
 /// Serialises appenders (of every process) so positions are handed out in commit
@@ -132,6 +139,42 @@ impl EventStore for PgEventStore {
 
     async fn wait_for_events(&self, after: u64, timeout: Duration) -> Result<u64, StoreError> {
         Ok(self.head.wait_above(after, timeout).await)
+    }
+
+    async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let sql = format!("{SELECT} WHERE event_id = $1::text::uuid");
+        Ok(self.read(&sql, &[&event_id.to_string()]).await?.pop())
+    }
+
+    async fn read_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let statement =
+            client.prepare_cached("SELECT version, position, schema, state::text FROM snapshots WHERE stream_id = $1").await.map_err(unavailable)?;
+        let row = client.query_opt(&statement, &[&stream]).await.map_err(unavailable)?;
+        Ok(row.map(|row| Snapshot {
+            stream_id: stream.to_owned(),
+            version: row.get::<_, i64>(0) as u64,
+            position: row.get::<_, i64>(1) as u64,
+            schema: row.get::<_, i32>(2) as u32,
+            state: row.get(3),
+        }))
+    }
+
+    async fn write_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO snapshots (stream_id, version, position, schema, state) VALUES ($1, $2, $3, $4, $5::text::jsonb)
+                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, position = excluded.position,
+                     schema = excluded.schema, state = excluded.state
+                 WHERE excluded.version > snapshots.version",
+            )
+            .await
+            .map_err(unavailable)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&snapshot.stream_id, &(snapshot.version as i64), &(snapshot.position as i64), &(snapshot.schema as i32), &snapshot.state];
+        client.execute(&statement, &params).await.map_err(unavailable)?;
+        Ok(())
     }
 }
 

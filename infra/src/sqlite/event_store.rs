@@ -4,7 +4,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError};
+use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -26,24 +26,45 @@ CREATE TABLE IF NOT EXISTS events (
     metadata       TEXT    NOT NULL,
     occurred_at    TEXT    NOT NULL,
     UNIQUE (stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id TEXT    PRIMARY KEY,
+    version   INTEGER NOT NULL,
+    position  INTEGER NOT NULL,
+    schema    INTEGER NOT NULL,
+    state     TEXT    NOT NULL
 );";
 
 /// Appends waiting for the writer thread are taken together, up to this many, into
 /// one transaction and one fsync.
 const MAX_BATCH: usize = 512;
 
-struct Job {
-    stream: String,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
+/// What the writer thread writes: appends, and snapshots (so one thread holds
+/// SQLite's write lock and nobody waits on a busy handler).
+enum Write {
+    Append { stream: String, expected: ExpectedVersion, events: Vec<NewEvent>, reply: oneshot::Sender<Result<Appended, StoreError>> },
+    Snapshot { snapshot: Snapshot, reply: oneshot::Sender<Result<(), StoreError>> },
+}
+
+impl Write {
+    /// Sends the result of this write to whoever waits for it.
+    fn answer(self, result: Result<Option<Appended>, StoreError>) {
+        match self {
+            Write::Append { reply, .. } => {
+                let _ = reply.send(result.and_then(|a| a.ok_or_else(|| unavailable("append reported no position"))));
+            }
+            Write::Snapshot { reply, .. } => {
+                let _ = reply.send(result.map(|_| ()));
+            }
+        }
+    }
 }
 
 /// The embedded event store: one SQLite file in WAL mode with `synchronous=FULL`.
 /// A single writer thread drains every pending append into one transaction (group
 /// commit); positions are SQLite row ids, assigned in commit order.
 pub struct SqliteEventStore {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Write>,
     readers: Arc<ReaderPool>,
     head: Arc<Head>,
     commits: Arc<AtomicU64>,
@@ -98,7 +119,9 @@ impl EventStore for SqliteEventStore {
             return Err(StoreError::EmptyAppend);
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job { stream: stream.to_owned(), expected, events, reply }).map_err(|_| unavailable("the writer thread has stopped"))?;
+        self.jobs
+            .send(Write::Append { stream: stream.to_owned(), expected, events, reply })
+            .map_err(|_| unavailable("the writer thread has stopped"))?;
         answer.await.map_err(|_| unavailable("the writer thread dropped the append"))?
     }
 
@@ -128,9 +151,44 @@ impl EventStore for SqliteEventStore {
     async fn wait_for_events(&self, after: u64, timeout: Duration) -> Result<u64, StoreError> {
         Ok(self.head.wait_above(after, timeout).await)
     }
+
+    async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        const SQL: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at
+                           FROM events WHERE event_id = ?1";
+        Ok(self.read(SQL, vec![Value::Text(event_id.to_string())]).await?.pop())
+    }
+
+    async fn read_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
+        let readers = self.readers.clone();
+        let stream = stream.to_owned();
+        tokio::task::spawn_blocking(move || {
+            readers.with(|conn| {
+                conn.prepare_cached("SELECT version, position, schema, state FROM snapshots WHERE stream_id = ?1")?
+                    .query_row([&stream], |r| {
+                        Ok(Snapshot {
+                            stream_id: stream.clone(),
+                            version: r.get::<_, i64>(0)? as u64,
+                            position: r.get::<_, i64>(1)? as u64,
+                            schema: r.get(2)?,
+                            state: r.get(3)?,
+                        })
+                    })
+                    .optional()
+            })
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
+    }
+
+    async fn write_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Write::Snapshot { snapshot, reply }).map_err(|_| unavailable("the writer thread has stopped"))?;
+        answer.await.map_err(|_| unavailable("the writer thread dropped the snapshot"))?
+    }
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, head: &Head, commits: &AtomicU64) {
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, commits: &AtomicU64) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -142,34 +200,38 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, head: &Head, com
         match write_batch(&mut conn, &batch) {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
-                if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.last_position).max() {
+                if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok().copied().flatten()).map(|a| a.last_position).max() {
                     head.advance(last);
                 }
-                for (job, result) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
+                for (write, result) in batch.into_iter().zip(results) {
+                    write.answer(result);
                 }
             }
             Err(e) => {
-                error!(error = %e, appends = batch.len(), "event store batch failed");
-                for job in batch {
-                    let _ = job.reply.send(Err(unavailable(&e)));
+                error!(error = %e, writes = batch.len(), "event store batch failed");
+                for write in batch {
+                    write.answer(Err(unavailable(&e)));
                 }
             }
         }
     }
 }
 
-/// Writes every job of the batch in one transaction. A job that fails (version
-/// conflict, or an error inside its own savepoint) fails alone.
-fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Result<Appended, StoreError>>> {
+/// Writes the whole batch in one transaction. A write that fails (version conflict,
+/// or an error inside its own savepoint) fails alone. Appends answer where they landed.
+fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<Vec<Result<Option<Appended>, StoreError>>> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
+    for write in batch {
         let mut savepoint = tx.savepoint()?;
-        match append_one(&savepoint, job) {
-            Ok(appended) => {
+        let outcome = match write {
+            Write::Append { stream, expected, events, .. } => append_one(&savepoint, stream, *expected, events).map(Some),
+            Write::Snapshot { snapshot, .. } => save_snapshot(&savepoint, snapshot).map(|()| None).map_err(AppendFailure::Sql),
+        };
+        match outcome {
+            Ok(done) => {
                 savepoint.commit()?;
-                results.push(Ok(appended));
+                results.push(Ok(done));
             }
             Err(AppendFailure::Refused(error)) => results.push(Err(error)),
             Err(AppendFailure::Sql(error)) => {
@@ -193,13 +255,24 @@ impl From<rusqlite::Error> for AppendFailure {
     }
 }
 
-fn append_one(conn: &Connection, job: &Job) -> Result<Appended, AppendFailure> {
+fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO snapshots (stream_id, version, position, schema, state) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, position = excluded.position,
+             schema = excluded.schema, state = excluded.state
+         WHERE excluded.version > snapshots.version",
+    )?
+    .execute(params![snapshot.stream_id, snapshot.version as i64, snapshot.position as i64, snapshot.schema, snapshot.state])?;
+    Ok(())
+}
+
+fn append_one(conn: &Connection, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Result<Appended, AppendFailure> {
     // Events already stored (a retried append) are not stored again.
     let mut existing = Vec::new();
     let mut fresh = Vec::new();
     {
         let mut find = conn.prepare_cached("SELECT position, version FROM events WHERE event_id = ?1")?;
-        for event in &job.events {
+        for event in events {
             match find.query_row([event.event_id.to_string()], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).optional()? {
                 Some(found) => existing.push(found),
                 None => fresh.push(event),
@@ -214,10 +287,10 @@ fn append_one(conn: &Connection, job: &Job) -> Result<Appended, AppendFailure> {
         });
     }
 
-    let current: Option<i64> = conn.prepare_cached("SELECT max(version) FROM events WHERE stream_id = ?1")?.query_row([&job.stream], |r| r.get(0))?;
+    let current: Option<i64> = conn.prepare_cached("SELECT max(version) FROM events WHERE stream_id = ?1")?.query_row([stream], |r| r.get(0))?;
     let current = current.map(|v| v as u64);
-    if !job.expected.matches(current) {
-        return Err(AppendFailure::Refused(StoreError::WrongExpectedVersion { stream: job.stream.clone(), expected: job.expected, actual: current }));
+    if !expected.matches(current) {
+        return Err(AppendFailure::Refused(StoreError::WrongExpectedVersion { stream: stream.to_owned(), expected, actual: current }));
     }
 
     let mut insert = conn.prepare_cached(
@@ -229,7 +302,7 @@ fn append_one(conn: &Connection, job: &Job) -> Result<Appended, AppendFailure> {
     for event in &fresh {
         insert.execute(params![
             event.event_id.to_string(),
-            job.stream,
+            stream,
             version as i64,
             event.event_type,
             event.schema_version,
