@@ -8,7 +8,8 @@ use deadpool_postgres::Pool;
 use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Client, NoTls, Statement};
 use tracing::{error, warn};
 use uuid::Uuid;
 
@@ -100,7 +101,7 @@ impl PgEventStore {
         self.commits.load(Ordering::Relaxed)
     }
 
-    async fn read(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<RecordedEvent>, StoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
         let rows = client.query(&statement, params).await.map_err(unavailable)?;
@@ -171,7 +172,7 @@ impl EventStore for PgEventStore {
             )
             .await
             .map_err(unavailable)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        let params: [&(dyn ToSql + Sync); 5] =
             [&snapshot.stream_id, &(snapshot.version as i64), &(snapshot.position as i64), &(snapshot.schema as i32), &snapshot.state];
         client.execute(&statement, &params).await.map_err(unavailable)?;
         Ok(())
@@ -194,18 +195,47 @@ fn row_to_event(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> 
     })
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            warn!(%error, "event store connection closed");
-        }
-    });
-    Ok(client)
+/// The writer's connection and its statements, prepared once, so each step of a
+/// batch is one round trip and independent steps are pipelined.
+struct Writer {
+    client: Client,
+    lock: Statement,
+    known: Statement,
+    versions: Statement,
+    head: Statement,
+    insert: Statement,
+    notify: Statement,
+}
+
+impl Writer {
+    async fn connect(config: &tokio_postgres::Config) -> Result<Self, tokio_postgres::Error> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                warn!(%error, "event store connection closed");
+            }
+        });
+        Ok(Self {
+            lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
+            known: client.prepare("SELECT event_id::text, position, version FROM events WHERE event_id = ANY($1::text[]::uuid[])").await?,
+            versions: client.prepare("SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id").await?,
+            head: client.prepare("SELECT coalesce(max(position), 0) FROM events").await?,
+            insert: client
+                .prepare(
+                    "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at)
+                     SELECT p, e::uuid, s, v, t, sv, d::jsonb, m::jsonb, o::timestamptz
+                     FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
+                          AS r(p, e, s, v, t, sv, d, m, o)",
+                )
+                .await?,
+            notify: client.prepare("SELECT pg_notify($1, $2)").await?,
+            client,
+        })
+    }
 }
 
 async fn writer_task(config: tokio_postgres::Config, mut jobs: mpsc::UnboundedReceiver<Job>, head: Arc<Head>, commits: Arc<AtomicU64>) {
-    let mut client: Option<Client> = None;
+    let mut writer: Option<Writer> = None;
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -214,11 +244,11 @@ async fn writer_task(config: tokio_postgres::Config, mut jobs: mpsc::UnboundedRe
                 Err(_) => break,
             }
         }
-        if client.as_ref().is_none_or(Client::is_closed) {
-            client = connect(&config).await.inspect_err(|error| error!(%error, "cannot connect the event store writer")).ok();
+        if writer.as_ref().is_none_or(|w| w.client.is_closed()) {
+            writer = Writer::connect(&config).await.inspect_err(|error| error!(%error, "cannot connect the event store writer")).ok();
         }
-        let outcome = match client.as_mut() {
-            Some(client) => write_batch(client, &batch).await.map_err(unavailable),
+        let outcome = match writer.as_mut() {
+            Some(writer) => write_batch(writer, &batch).await.map_err(unavailable),
             None => Err(unavailable("cannot connect to PostgreSQL")),
         };
         match outcome {
@@ -255,25 +285,32 @@ struct Rows {
     occurred_at: Vec<String>,
 }
 
-/// Writes the batch in one transaction with a fixed number of round trips: lock,
-/// look up known ids and stream versions, insert every row with one `unnest`, notify.
-async fn write_batch(client: &mut Client, batch: &[Job]) -> Result<Vec<Result<Appended, StoreError>>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await?;
-
+/// Writes the batch in one transaction with four round trips whatever its size:
+/// BEGIN; the lock and the look-ups of known ids, stream versions and the head,
+/// pipelined; the insert of every row (one `unnest`) and the notify, pipelined; COMMIT.
+async fn write_batch(writer: &mut Writer, batch: &[Job]) -> Result<Vec<Result<Appended, StoreError>>, tokio_postgres::Error> {
     let ids: Vec<String> = batch.iter().flat_map(|job| job.events.iter().map(|e| e.event_id.to_string())).collect();
-    let mut known: HashMap<String, (u64, u64)> = HashMap::new();
-    for row in tx.query("SELECT event_id::text, position, version FROM events WHERE event_id = ANY($1::text[]::uuid[])", &[&ids]).await? {
-        known.insert(row.get(0), (row.get::<_, i64>(1) as u64, row.get::<_, i64>(2) as u64));
-    }
     let mut streams: Vec<&str> = batch.iter().map(|job| job.stream.as_str()).collect();
     streams.sort_unstable();
     streams.dedup();
+
+    let tx = writer.client.transaction().await?;
+    let (lock_params, ids_params, streams_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+        ([&APPEND_LOCK], [&ids], [&streams]);
+    // Sent in this order and run in this order: the look-ups run under the lock.
+    let (_, known_rows, version_rows, head) = tokio::try_join!(
+        tx.execute(&writer.lock, &lock_params),
+        tx.query(&writer.known, &ids_params),
+        tx.query(&writer.versions, &streams_params),
+        tx.query_one(&writer.head, &[]),
+    )?;
+    let mut known: HashMap<String, (u64, u64)> =
+        known_rows.iter().map(|row| (row.get(0), (row.get::<_, i64>(1) as u64, row.get::<_, i64>(2) as u64))).collect();
     let mut versions: HashMap<String, Option<u64>> = streams.iter().map(|s| ((*s).to_owned(), None)).collect();
-    for row in tx.query("SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id", &[&streams]).await? {
+    for row in &version_rows {
         versions.insert(row.get(0), Some(row.get::<_, i64>(1) as u64));
     }
-    let mut position = tx.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await?.get::<_, i64>(0) as u64;
+    let mut position = head.get::<_, i64>(0) as u64;
 
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(batch.len());
@@ -314,25 +351,20 @@ async fn write_batch(client: &mut Client, batch: &[Job]) -> Result<Vec<Result<Ap
     }
 
     if !rows.position.is_empty() {
-        tx.execute(
-            "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at)
-             SELECT p, e::uuid, s, v, t, sv, d::jsonb, m::jsonb, o::timestamptz
-             FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int4[], $7::text[], $8::text[], $9::text[])
-                  AS r(p, e, s, v, t, sv, d, m, o)",
-            &[
-                &rows.position,
-                &rows.event_id,
-                &rows.stream_id,
-                &rows.version,
-                &rows.event_type,
-                &rows.schema_version,
-                &rows.data,
-                &rows.metadata,
-                &rows.occurred_at,
-            ],
-        )
-        .await?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &position.to_string()]).await?;
+        let last = position.to_string();
+        let columns: [&(dyn ToSql + Sync); 9] = [
+            &rows.position,
+            &rows.event_id,
+            &rows.stream_id,
+            &rows.version,
+            &rows.event_type,
+            &rows.schema_version,
+            &rows.data,
+            &rows.metadata,
+            &rows.occurred_at,
+        ];
+        let notice: [&(dyn ToSql + Sync); 2] = [&NOTIFY_CHANNEL, &last];
+        tokio::try_join!(tx.execute(&writer.insert, &columns), tx.execute(&writer.notify, &notice))?;
     }
     tx.commit().await?;
     Ok(results)

@@ -93,7 +93,11 @@ impl ReadModelDb for PgReadModels {
         rows.first().map_or(Ok(0), |row| row.int(0).map(|p| p as u64))
     }
 
-    async fn apply(&self, projection: &str, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, projection: &str, mut statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+        statements.push(Statement::new(
+            "UPDATE projection_checkpoints SET position = $2 WHERE projection = $1",
+            [projection.into(), SqlValue::Int(position as i64)],
+        ));
         let mut client = self.pool.get().await.map_err(db_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
         let mut prepared = Vec::with_capacity(statements.len());
@@ -109,9 +113,6 @@ impl ReadModelDb for PgReadModels {
         }))
         .await
         .map_err(db_error)?;
-        tx.execute("UPDATE projection_checkpoints SET position = $2 WHERE projection = $1", &[&projection, &(position as i64)])
-            .await
-            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 
