@@ -215,6 +215,9 @@ impl Writer {
                 warn!(%error, "event store connection closed");
             }
         });
+        // The look-ups filter with `= ANY($1)`: a cached generic plan could scan the
+        // whole table, so plan each execution for its actual arguments.
+        client.batch_execute("SET plan_cache_mode = force_custom_plan").await?;
         Ok(Self {
             lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
             known: client.prepare("SELECT event_id::text, position, version FROM events WHERE event_id = ANY($1::text[]::uuid[])").await?,
@@ -295,8 +298,9 @@ async fn write_batch(writer: &mut Writer, batch: &[Job]) -> Result<Vec<Result<Ap
     streams.dedup();
 
     let tx = writer.client.transaction().await?;
-    let (lock_params, ids_params, streams_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-        ([&APPEND_LOCK], [&ids], [&streams]);
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&APPEND_LOCK];
+    let ids_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let streams_params: [&(dyn ToSql + Sync); 1] = [&streams];
     // Sent in this order and run in this order: the look-ups run under the lock.
     let (_, known_rows, version_rows, head) = tokio::try_join!(
         tx.execute(&writer.lock, &lock_params),
