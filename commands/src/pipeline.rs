@@ -26,8 +26,9 @@ pub struct CommandContext {
 pub struct Idempotency {
     pub key: String,
     /// The key is scoped to who sent it and what was sent (method, path and body), so
-    /// the same key on another request is another command.
-    pub scope: String,
+    /// the same key on another request is another command. Kept as a hash: the body
+    /// may hold a password, and contexts get logged.
+    pub scope: Uuid,
 }
 
 impl CommandContext {
@@ -37,7 +38,8 @@ impl CommandContext {
 
     pub fn with_idempotency_key(mut self, key: String, request: &str) -> Self {
         let actor = self.actor.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
-        self.idempotency = Some(Idempotency { scope: format!("{actor}\n{request}"), key });
+        let scope = Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{actor}\n{request}").as_bytes());
+        self.idempotency = Some(Idempotency { scope, key });
         self
     }
 
