@@ -89,38 +89,25 @@ fn invalid_registrations_get_clear_errors(profile: Profile) {
     assert_eq!(after_release.status, 201, "the username freed by the failed attempt is available: {}", after_release.body);
 }
 
+/// Sends the registrations concurrently, one thread each; returns their statuses.
+fn register_concurrently(plaza: &Plaza, bodies: Vec<Option<Value>>) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            bodies.into_iter().map(|body| scope.spawn(move || plaza.send("POST", "/api/v1/users/register", body, None, &[]).status)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 fn concurrent_registrations_of_one_name_have_one_winner(profile: Profile) {
     let plaza = Plaza::start(profile);
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                let plaza = &plaza;
-                scope.spawn(move || {
-                    plaza
-                        .send("POST", "/api/v1/users/register", register_body("popular", &format!("p{i}@example.com"), "long enough"), None, &[])
-                        .status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let same_name = (0..8).map(|i| register_body("popular", &format!("p{i}@example.com"), "long enough")).collect();
+    let statuses = register_concurrently(&plaza, same_name);
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 7, "{statuses:?}");
-    // Same for one email under different usernames.
-    let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|i| {
-                let plaza = &plaza;
-                scope.spawn(move || {
-                    plaza
-                        .send("POST", "/api/v1/users/register", register_body(&format!("mail{i}"), "shared@example.com", "long enough"), None, &[])
-                        .status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let same_email = (0..8).map(|i| register_body(&format!("mail{i}"), "shared@example.com", "long enough")).collect();
+    let statuses = register_concurrently(&plaza, same_email);
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 7, "{statuses:?}");
 }
 
 fn profiles_change_only_by_their_owner(profile: Profile) {
