@@ -17,7 +17,7 @@ run: ## Run Plaza, embedded profile (SQLite in ./data, http://127.0.0.1:8080)
 	$(CARGO) run --release --bin plaza -- serve
 
 .PHONY: test
-test: services check-architecture clean-test-dbs ## Run all tests (starts PostgreSQL and Redis if needed)
+test: services check-architecture clean-test-dbs ## Run all tests (starts PostgreSQL, Redis and Kafka if needed)
 	@log=$$(mktemp); set -o pipefail; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee "$$log"; status=$$?; \
 	awk '/^test result:/ { passed += $$4; failed += $$6; ignored += $$8 } \
@@ -25,7 +25,7 @@ test: services check-architecture clean-test-dbs ## Run all tests (starts Postgr
 	rm -f "$$log"; exit $$status
 
 .PHONY: services
-services: ## Install (apt) and start PostgreSQL and Redis unless already reachable
+services: ## Install and start PostgreSQL, Redis and tansu (Kafka) unless already reachable
 	@scripts/services.sh
 
 .PHONY: check-architecture

@@ -3,7 +3,8 @@
 #
 #   * PostgreSQL on 127.0.0.1:5432, user `postgres`, no password (trust auth),
 #     max_connections >= 300 (tests open many databases/pools in parallel);
-#   * Redis on 127.0.0.1:6379.
+#   * Redis on 127.0.0.1:6379;
+#   * a Kafka-protocol broker (tansu) on 127.0.0.1:9092, durable storage.
 #
 # Used by `make services` and by `make test` before every test run, so the
 # common case (everything already up) is a handful of probes and nothing else.
@@ -328,6 +329,57 @@ ensure_redis() {
     echo "redis: ready ($REDIS_HOST:$REDIS_PORT)"
 }
 
+# --- Kafka-protocol broker (tansu) -------------------------------------------------
+#
+# No Apache Kafka distribution can be downloaded here; tansu is a Kafka-compatible
+# broker from crates.io. It is installed once into ~/.cargo/bin (outside the repo, so
+# every clone and CI run reuses it) and runs with durable SQLite storage.
+
+readonly TANSU_VERSION=0.6.0
+readonly KAFKA_HOST=127.0.0.1 KAFKA_PORT=9092
+readonly KAFKA_WAIT_SECS=30
+
+tansu_bin() {
+    if have tansu; then command -v tansu; else echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"; fi
+}
+
+ensure_kafka() {
+    if [[ -n ${PLAZA_TEST_KAFKA_BROKERS:-} ]]; then
+        echo "kafka: using $PLAZA_TEST_KAFKA_BROKERS (PLAZA_TEST_KAFKA_BROKERS)"
+        return 0
+    fi
+    local bin; bin=$(tansu_bin)
+    if ! tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+        take_lock
+        if [[ ! -x $bin ]] || ! "$bin" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+            have cargo || die "kafka: cargo is needed to install tansu"
+            log "installing tansu $TANSU_VERSION into ${CARGO_HOME:-$HOME/.cargo}/bin (about 10 minutes, once)"
+            cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql >&2 9>&- \
+                || die "kafka: cargo install tansu failed"
+        fi
+        if ! tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+            local dir=${PLAZA_KAFKA_DIR:-$HOME/.cache/plaza/tansu}
+            mkdir -p "$dir"
+            log "starting tansu on $KAFKA_HOST:$KAFKA_PORT (data: $dir, log: $dir/tansu.log)"
+            # setsid + nohup: the broker outlives this script and the make that ran it.
+            # tansu reads the sqlite:// path relative to its working directory.
+            # Only the broker goes to the background; it holds no pipe of ours open.
+            (
+                cd "$dir" || exit 1
+                setsid nohup "$bin" broker \
+                    --listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
+                    --advertised-listener-url "tcp://$KAFKA_HOST:$KAFKA_PORT" \
+                    --storage-engine "sqlite://tansu.db" >>"$dir/tansu.log" 2>&1 9>&- </dev/null &
+            )
+            if ! wait_until "$KAFKA_WAIT_SECS" tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+                tail -n 10 "$dir/tansu.log" >&2 || true
+                die "kafka: tansu not ready on $KAFKA_HOST:$KAFKA_PORT after ${KAFKA_WAIT_SECS}s"
+            fi
+        fi
+    fi
+    echo "kafka: ready ($KAFKA_HOST:$KAFKA_PORT, tansu)"
+}
+
 # --- main ------------------------------------------------------------------------
 
 main() {
@@ -337,6 +389,7 @@ main() {
     fi
     ensure_postgres
     ensure_redis
+    ensure_kafka
 }
 
 main "$@"

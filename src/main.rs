@@ -49,6 +49,9 @@ Configuration keys (file key / environment variable, default):
   token_ttl_secs          PLAZA_TOKEN_TTL_SECS          86400
   consistency_timeout_ms  PLAZA_CONSISTENCY_TIMEOUT_MS  5000
   log                     PLAZA_LOG (or RUST_LOG)       info
+  kafka_brokers           PLAZA_KAFKA_BROKERS           127.0.0.1:9092  (relay)
+  kafka_topic             PLAZA_KAFKA_TOPIC             plaza.events
+  kafka_partitions        PLAZA_KAFKA_PARTITIONS        6  (when the relay creates the topic)
 
 Examples:
   plaza serve                                             embedded profile, ./data
@@ -61,6 +64,10 @@ enum Command {
     /// Run everything in one process: the REST write API (/api/v1), the GraphQL read
     /// API (/graphql), and the projectors that keep the read models up to date.
     Serve,
+    /// Run the relay (cluster profile): tail the PostgreSQL event store's global log
+    /// and produce every event to Kafka (`kafka_topic`), keyed by stream id, recording
+    /// what Kafka acknowledged. Serves /healthz and /readyz on `listen`.
+    Relay,
     /// Print the effective configuration (secrets hidden) and exit.
     Config,
 }
@@ -71,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("cannot load the configuration")?;
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Relay => relay(config).await,
         Command::Config => {
             print!("{}", config.to_redacted_toml());
             Ok(())
@@ -113,6 +121,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     while projectors.join_next().await.is_some() {}
     info!("stopped");
     Ok(())
+}
+
+async fn relay(config: Config) -> anyhow::Result<()> {
+    plaza_infra::telemetry::init(&config.log);
+    anyhow::ensure!(config.store_url.starts_with("postgres"), "the relay needs a PostgreSQL event store: set PLAZA_STORE_URL=postgres://...");
+    let store = Arc::new(plaza_infra::postgres::PgEventStore::connect(&config.store_url).await.context("cannot open the event store")?);
+    let relay = plaza_infra::kafka::Relay::new(&config.kafka_brokers, &config.kafka_topic, config.kafka_partitions, store.clone(), store.clone())?;
+    let (stop, shutdown) = watch::channel(false);
+    let running = tokio::spawn(relay.run(shutdown));
+
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    info!(addr = %listener.local_addr()?, brokers = %config.kafka_brokers, topic = %config.kafka_topic, "relay serving health");
+    let health = Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(store_ready)).with_state(store as Arc<dyn EventStore>);
+    axum::serve(listener, health).with_graceful_shutdown(shutdown_signal()).await?;
+    let _ = stop.send(true);
+    running.await??;
+    Ok(())
+}
+
+async fn store_ready(State(store): State<Arc<dyn EventStore>>) -> (StatusCode, &'static str) {
+    match store.head().await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "event store unavailable"),
+    }
 }
 
 fn health_routes(store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>) -> Router {

@@ -28,6 +28,12 @@ pub struct Config {
     pub consistency_timeout_ms: u64,
     /// Log filter, in `RUST_LOG` syntax.
     pub log: String,
+    /// Kafka bootstrap servers (cluster profile).
+    pub kafka_brokers: String,
+    /// The topic the relay produces every event to.
+    pub kafka_topic: String,
+    /// Partitions of that topic when the relay creates it.
+    pub kafka_partitions: i32,
 }
 
 impl Default for Config {
@@ -41,6 +47,9 @@ impl Default for Config {
             token_ttl_secs: 24 * 3600,
             consistency_timeout_ms: 5000,
             log: "info".into(),
+            kafka_brokers: "127.0.0.1:9092".into(),
+            kafka_topic: "plaza.events".into(),
+            kafka_partitions: 6,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod head;
+pub mod kafka;
 pub mod postgres;
 pub mod sqlite;
 pub mod telemetry;

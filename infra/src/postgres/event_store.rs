@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS events (
     occurred_at    TIMESTAMPTZ NOT NULL,
     UNIQUE (stream_id, version)
 );
+CREATE TABLE IF NOT EXISTS relay_checkpoints (
+    name     TEXT   PRIMARY KEY,
+    position BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     stream_id TEXT   PRIMARY KEY,
     version   BIGINT NOT NULL,
@@ -408,5 +412,25 @@ async fn listen_task(config: tokio_postgres::Config, head: Arc<Head>) {
             Err(error) => warn!(%error, "event store listener cannot connect"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::kafka::RelayCheckpoints for PgEventStore {
+    async fn load(&self, name: &str) -> anyhow::Result<u64> {
+        let client = self.pool.get().await?;
+        let row = client.query_opt("SELECT position FROM relay_checkpoints WHERE name = $1", &[&name]).await?;
+        Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
+    }
+
+    async fn save(&self, name: &str, position: u64) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                &[&name, &(position as i64)],
+            )
+            .await?;
+        Ok(())
     }
 }
