@@ -4,18 +4,20 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::ReadModelDb;
+
 /// How far each projection has applied the global log. Projectors advance it after
 /// each committed batch; readers wait on it to honour consistency tokens.
 #[derive(Clone, Default)]
 pub struct Progress {
-    projections: Arc<Mutex<HashMap<&'static str, watch::Sender<u64>>>>,
+    projections: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
 }
 
 impl Progress {
     /// Records that `projection` has applied everything up to `position`.
-    pub fn advance(&self, projection: &'static str, position: u64) {
+    pub fn advance(&self, projection: &str, position: u64) {
         let mut map = self.projections.lock().expect("progress lock");
-        let sender = map.entry(projection).or_insert_with(|| watch::channel(0).0);
+        let sender = map.entry(projection.to_owned()).or_insert_with(|| watch::channel(0).0);
         sender.send_if_modified(|current| {
             let moved = position > *current;
             *current = (*current).max(position);
@@ -24,9 +26,9 @@ impl Progress {
     }
 
     /// Each projection and the position it has applied.
-    pub fn positions(&self) -> Vec<(&'static str, u64)> {
+    pub fn positions(&self) -> Vec<(String, u64)> {
         let map = self.projections.lock().expect("progress lock");
-        let mut positions: Vec<_> = map.iter().map(|(name, tx)| (*name, *tx.borrow())).collect();
+        let mut positions: Vec<_> = map.iter().map(|(name, tx)| (name.clone(), *tx.borrow())).collect();
         positions.sort();
         positions
     }
@@ -43,6 +45,29 @@ impl Progress {
             true
         };
         tokio::time::timeout(timeout, all).await.unwrap_or(false)
+    }
+}
+
+impl Progress {
+    /// For a process that runs no projector (a separate read API): polls the
+    /// checkpoints the projectors commit to the read-model database.
+    pub async fn follow_checkpoints(self, db: Arc<dyn ReadModelDb>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            match db.query("SELECT projection, position FROM projection_checkpoints", vec![]).await {
+                Ok(rows) => {
+                    for row in rows {
+                        if let (Ok(name), Ok(position)) = (row.text(0), row.int(1)) {
+                            self.advance(name, position as u64);
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot read projection checkpoints"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
     }
 }
 
@@ -64,6 +89,6 @@ mod tests {
         progress.advance("b", 4);
         assert!(waiter.await.unwrap());
         progress.advance("a", 1);
-        assert_eq!(progress.positions(), vec![("a", 5), ("b", 4)]);
+        assert_eq!(progress.positions(), vec![("a".to_owned(), 5), ("b".to_owned(), 4)]);
     }
 }

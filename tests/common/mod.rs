@@ -14,15 +14,28 @@ use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Profile {
-    /// SQLite event store and read models in a temporary directory.
+    /// `plaza serve`: SQLite event store and read models in a temporary directory.
     Embedded,
-    /// PostgreSQL event store and read models in a fresh database.
+    /// `plaza serve`: PostgreSQL event store and read models in a fresh database.
     Postgres,
+    /// One process per role on a fresh PostgreSQL database: `plaza write-api`,
+    /// `plaza read-api` and `plaza projector`.
+    Roles,
+}
+
+/// One `plaza` process of the deployment.
+struct Process {
+    args: Vec<&'static str>,
+    port: u16,
+    child: Option<Child>,
 }
 
 pub struct Plaza {
+    /// Where commands go (and health checks).
     pub base: String,
-    child: Option<Child>,
+    /// Where GraphQL goes.
+    pub read_base: String,
+    processes: Vec<Process>,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     database: Option<String>,
@@ -77,14 +90,19 @@ impl Plaza {
     /// Starts with extra `PLAZA_*` settings.
     pub fn start_with(profile: Profile, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut env = vec![
-            ("PLAZA_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
             ("PLAZA_DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
             ("PLAZA_LOG".to_owned(), "info,tower_http=warn".to_owned()),
+            // Processes that issue and check tokens must share the secret.
+            ("PLAZA_JWT_SECRET".to_owned(), format!("test-secret-{}", uuid::Uuid::new_v4())),
         ];
+        let process = |args: Vec<&'static str>| Process { args, port: free_port(), child: None };
+        let processes = match profile {
+            Profile::Embedded | Profile::Postgres => vec![process(vec!["serve"])],
+            Profile::Roles => vec![process(vec!["write-api"]), process(vec!["read-api"]), process(vec!["projector"])],
+        };
         let mut database = None;
-        if let Profile::Postgres = profile {
+        if let Profile::Postgres | Profile::Roles = profile {
             let name = format!("plaza_e2e_{}", uuid::Uuid::new_v4().simple());
             run_sql(format!("CREATE DATABASE {name}"));
             let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
@@ -94,7 +112,9 @@ impl Plaza {
         }
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
-        let mut plaza = Self { base: format!("http://127.0.0.1:{port}"), child: None, dir, env, database, agent };
+        let base = format!("http://127.0.0.1:{}", processes[0].port);
+        let read_base = format!("http://127.0.0.1:{}", processes[processes.len().min(2) - 1].port);
+        let mut plaza = Self { base, read_base, processes, dir, env, database, agent };
         plaza.launch();
         plaza
     }
@@ -104,37 +124,44 @@ impl Plaza {
     }
 
     fn launch(&mut self) {
-        let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_plaza"))
-            .arg("serve")
-            .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start plaza");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("plaza exited with {status}:\n{}", self.log());
+        for index in 0..self.processes.len() {
+            let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+            let process = &mut self.processes[index];
+            let child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+                .args(&process.args)
+                .envs(self.env.iter().cloned())
+                .env("PLAZA_LISTEN", format!("127.0.0.1:{}", process.port))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start plaza");
+            process.child = Some(child);
+            let readyz = format!("http://127.0.0.1:{}/readyz", process.port);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = self.processes[index].child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("plaza {:?} exited with {status}:\n{}", self.processes[index].args, self.log());
+                }
+                if self.agent.get(&readyz).call().is_ok_and(|r| r.status() == 200) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "plaza {:?} did not become ready:\n{}", self.processes[index].args, self.log());
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if self.get("/readyz").status == 200 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("plaza did not become ready:\n{}", self.log());
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// Kills the process with SIGKILL: no shutdown, no flushing.
+    /// Kills every process with SIGKILL: no shutdown, no flushing.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
+        for process in &mut self.processes {
+            if let Some(mut child) = process.child.take() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
         }
     }
 
@@ -144,7 +171,8 @@ impl Plaza {
     }
 
     fn request(&self, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Reply {
-        let url = format!("{}{path}", self.base);
+        let base = if path.starts_with("/graphql") { &self.read_base } else { &self.base };
+        let url = format!("{base}{path}");
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in headers {
             builder = builder.header(*k, *v);
@@ -229,6 +257,9 @@ macro_rules! on_every_profile {
         }
         mod postgres {
             $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Postgres) } )*
+        }
+        mod roles {
+            $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Roles) } )*
         }
     };
 }
