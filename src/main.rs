@@ -150,14 +150,12 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let progress = Progress::default();
     let (stop_background, shutdown) = watch::channel(false);
     let mut background = JoinSet::new();
-    for projection in plaza_projections::all() {
-        let (Some(store), Some(db)) = (&store, &db) else { break };
-        if !roles.projections.iter().any(|name| name == projection.name()) {
-            continue;
+    if let (Some(store), Some(db)) = (&store, &db) {
+        for projection in plaza_projections::all().into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
+            let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone());
+            projector.prepare().await.with_context(|| format!("cannot prepare projection {}", projector.name()))?;
+            background.spawn(projector.run(shutdown.clone()));
         }
-        let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone());
-        projector.prepare().await.with_context(|| format!("cannot prepare projection {}", projector.name()))?;
-        background.spawn(projector.run(shutdown.clone()));
     }
 
     let mut app = Router::new();

@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     state     TEXT    NOT NULL
 );";
 
+/// The columns `row_to_event` reads, in its order.
+macro_rules! select_events {
+    ($where:literal) => {
+        concat!("SELECT position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at FROM events ", $where)
+    };
+}
+
 /// Appends waiting for the writer thread are taken together, up to this many, into
 /// one transaction and one fsync.
 const MAX_BATCH: usize = 512;
@@ -126,14 +133,12 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn read_stream(&self, stream: &str, from_version: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        const SQL: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at
-                           FROM events WHERE stream_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3";
+        const SQL: &str = select_events!("WHERE stream_id = ?1 AND version >= ?2 ORDER BY version LIMIT ?3");
         self.read(SQL, vec![Value::Text(stream.to_owned()), Value::Integer(from_version as i64), Value::Integer(limit as i64)]).await
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        const SQL: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at
-                           FROM events WHERE position > ?1 ORDER BY position LIMIT ?2";
+        const SQL: &str = select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2");
         self.read(SQL, vec![Value::Integer(after as i64), Value::Integer(limit as i64)]).await
     }
 
@@ -153,8 +158,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        const SQL: &str = "SELECT position, event_id, stream_id, version, event_type, schema_version, data, metadata, occurred_at
-                           FROM events WHERE event_id = ?1";
+        const SQL: &str = select_events!("WHERE event_id = ?1");
         Ok(self.read(SQL, vec![Value::Text(event_id.to_string())]).await?.pop())
     }
 
