@@ -339,6 +339,23 @@ readonly TANSU_VERSION=0.6.0
 readonly KAFKA_HOST=127.0.0.1 KAFKA_PORT=9092
 readonly KAFKA_WAIT_SECS=30
 
+# tansu 0.6's SQLite schema has no index on header (topition, offset_id), so fetching a
+# record scans every header the broker ever stored: fetches, and with them everything
+# the broker serialises behind them (heartbeats, metadata), slow down as it ages. Plaza
+# relays eight envelope headers per event, so add the index (idempotent, instant on a
+# new broker).
+tansu_ensure_index() {
+    local db=$1/tansu.db
+    [[ -f $db ]] || return 0
+    have sqlite3 || apt_install sqlite3
+    # tansu creates its tables when it starts; wait for them.
+    wait_until 10 bash -c "sqlite3 '$db' \"select 1 from sqlite_master where name = 'header'\" | grep -q 1" \
+        || die "kafka: tansu did not create its tables in $db"
+    sqlite3 -cmd ".timeout 30000" "$db" \
+        "CREATE INDEX IF NOT EXISTS plaza_header_by_record ON header (topition, offset_id)" >/dev/null \
+        || die "kafka: cannot add the header index to $db"
+}
+
 tansu_bin() {
     if have tansu; then command -v tansu; else echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"; fi
 }
@@ -348,7 +365,8 @@ ensure_kafka() {
         echo "kafka: using $PLAZA_TEST_KAFKA_BROKERS (PLAZA_TEST_KAFKA_BROKERS)"
         return 0
     fi
-    local bin; bin=$(tansu_bin)
+    local bin dir=${PLAZA_KAFKA_DIR:-$HOME/.cache/plaza/tansu}
+    bin=$(tansu_bin)
     if ! tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
         take_lock
         if [[ ! -x $bin ]] || ! "$bin" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
@@ -358,7 +376,6 @@ ensure_kafka() {
                 || die "kafka: cargo install tansu failed"
         fi
         if ! tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
-            local dir=${PLAZA_KAFKA_DIR:-$HOME/.cache/plaza/tansu}
             mkdir -p "$dir"
             log "starting tansu on $KAFKA_HOST:$KAFKA_PORT (data: $dir, log: $dir/tansu.log)"
             # setsid + nohup: the broker outlives this script and the make that ran it.
@@ -377,6 +394,7 @@ ensure_kafka() {
             fi
         fi
     fi
+    tansu_ensure_index "$dir"
     echo "kafka: ready ($KAFKA_HOST:$KAFKA_PORT, tansu)"
 }
 

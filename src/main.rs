@@ -1,5 +1,6 @@
 //! `plaza`: one binary for every role of the Plaza backend.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +11,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
+use futures_util::future::{BoxFuture, join_all};
 use plaza_commands::{Accounts, Tokens};
-use plaza_domain::EventStore;
-use plaza_infra::Config;
 use plaza_infra::config::redact_url;
-use plaza_projections::{Progress, Projector, ReadModelDb};
+use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
+use plaza_infra::redis::{Redis, RedisNotices, RedisRateLimiter};
+use plaza_infra::{Config, Distribution};
+use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projector};
 use plaza_read_api::ReadApi;
-use plaza_write_api::{ApiError, WriteApi};
+use plaza_write_api::{ApiError, LocalRateLimiter, RateLimiter, WriteApi};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_http::trace::TraceLayer;
-use tracing::info;
+use tracing::{error, info};
 
 /// Plaza: an event-sourced social backend.
 ///
@@ -42,42 +45,54 @@ const ENVIRONMENT: &str = "\
 Configuration keys (file key / environment variable, default):
   listen                  PLAZA_LISTEN                  127.0.0.1:8080
   data_dir                PLAZA_DATA_DIR                ./data
-  store_url               PLAZA_STORE_URL               sqlite  (or sqlite:///file.db, postgres://user@host:5432/db)
-  read_models_url         PLAZA_READ_MODELS_URL         sqlite  (same forms)
+  store_url               PLAZA_STORE_URL               sqlite  (or sqlite:///file.db, postgres://user@host:5432/db, esdb://host:2113)
+  store_namespace         PLAZA_STORE_NAMESPACE         (empty)  EventStoreDB only: prefix of every stream
+  read_models_url         PLAZA_READ_MODELS_URL         sqlite  (sqlite, sqlite:///file.db or postgres://...)
   jwt_secret              PLAZA_JWT_SECRET              random, kept in data_dir/jwt-secret
   token_ttl_secs          PLAZA_TOKEN_TTL_SECS          86400
   consistency_timeout_ms  PLAZA_CONSISTENCY_TIMEOUT_MS  5000
   log                     PLAZA_LOG (or RUST_LOG)       info
-  kafka_brokers           PLAZA_KAFKA_BROKERS           127.0.0.1:9092  (relay)
+  distribution            PLAZA_DISTRIBUTION            direct  (projectors tail the store) or kafka
+  kafka_brokers           PLAZA_KAFKA_BROKERS           127.0.0.1:9092
   kafka_topic             PLAZA_KAFKA_TOPIC             plaza.events
-  kafka_partitions        PLAZA_KAFKA_PARTITIONS        6  (when the relay creates the topic)
+  kafka_partitions        PLAZA_KAFKA_PARTITIONS        6  (when Plaza creates the topic)
+  redis_url               PLAZA_REDIS_URL               (empty: per process)  e.g. redis://127.0.0.1:6379
+  redis_prefix            PLAZA_REDIS_PREFIX            plaza:
+  rate_limit_user_per_sec PLAZA_RATE_LIMIT_USER_PER_SEC 20   (0: unlimited)
+  rate_limit_user_burst   PLAZA_RATE_LIMIT_USER_BURST   60
+  rate_limit_ip_per_sec   PLAZA_RATE_LIMIT_IP_PER_SEC   200  (0: unlimited)
+  rate_limit_ip_burst     PLAZA_RATE_LIMIT_IP_BURST     400
+  trusted_proxy_hops      PLAZA_TRUSTED_PROXY_HOPS      0  (proxies whose X-Forwarded-For is trusted)
 
 Examples:
   plaza serve                                             embedded profile, ./data
   PLAZA_STORE_URL=postgres://postgres@127.0.0.1/plaza \\
   PLAZA_READ_MODELS_URL=postgres://postgres@127.0.0.1/plaza plaza serve
-  plaza --config plaza.toml config                        show the effective configuration";
+  plaza --config plaza.toml config                        show the effective configuration
+  (docs/cluster.md runs the four roles on PostgreSQL, Kafka and Redis)";
 
 #[derive(Subcommand)]
 enum Command {
     /// Run everything in one process: the REST write API (/api/v1), the GraphQL read
-    /// API (/graphql), and the projectors that keep the read models up to date.
+    /// API (/graphql), the projectors that keep the read models up to date, and with
+    /// `distribution = kafka` the relay.
     Serve,
     /// Run only the REST write API (commands), with /healthz and /readyz.
     WriteApi,
     /// Run only the GraphQL read API; consistency-token waits follow the checkpoints
     /// that projectors elsewhere commit to the read-model database.
     ReadApi,
-    /// Run only projectors (each tails the event store's global log), with /healthz
-    /// and /readyz.
+    /// Run only projectors, with /healthz and /readyz. With `distribution = kafka`
+    /// they consume the events topic in one consumer group per projection, so several
+    /// projector processes share the work; otherwise each tails the event store.
     Projector {
         /// Projection to run (repeatable); all of them when omitted.
         #[arg(long = "projection", value_name = "NAME")]
         projections: Vec<String>,
     },
-    /// Run the relay (cluster profile): tail the PostgreSQL event store's global log
-    /// and produce every event to Kafka (`kafka_topic`), keyed by stream id, recording
-    /// what Kafka acknowledged. Serves /healthz and /readyz on `listen`.
+    /// Run the relay (cluster profile): tail the event store's global log (PostgreSQL
+    /// or EventStoreDB) and produce every event to Kafka (`kafka_topic`), keyed by
+    /// stream id, recording what Kafka acknowledged. Serves /healthz and /readyz.
     Relay,
     /// Print the effective configuration (secrets hidden) and exit.
     Config,
@@ -87,19 +102,23 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref()).context("cannot load the configuration")?;
+    let none = Roles { write_api: false, read_api: false, relay: false, projections: vec![] };
     match cli.command {
-        Command::Serve => run(config, Roles::all()).await,
-        Command::WriteApi => run(config, Roles { write_api: true, read_api: false, projections: vec![] }).await,
-        Command::ReadApi => run(config, Roles { write_api: false, read_api: true, projections: vec![] }).await,
+        Command::Serve => {
+            let relay = config.distribution == Distribution::Kafka;
+            run(config, Roles { write_api: true, read_api: true, relay, projections: all_projection_names() }).await
+        }
+        Command::WriteApi => run(config, Roles { write_api: true, ..none }).await,
+        Command::ReadApi => run(config, Roles { read_api: true, ..none }).await,
+        Command::Relay => run(config, Roles { relay: true, ..none }).await,
         Command::Projector { projections } => {
             let known = all_projection_names();
             if let Some(unknown) = projections.iter().find(|name| !known.contains(name)) {
                 anyhow::bail!("unknown projection {unknown:?}; known: {}", known.join(", "));
             }
             let projections = if projections.is_empty() { known } else { projections };
-            run(config, Roles { write_api: false, read_api: false, projections }).await
+            run(config, Roles { projections, ..none }).await
         }
-        Command::Relay => relay(config).await,
         Command::Config => {
             print!("{}", config.to_redacted_toml());
             Ok(())
@@ -111,14 +130,9 @@ async fn main() -> anyhow::Result<()> {
 struct Roles {
     write_api: bool,
     read_api: bool,
+    relay: bool,
     /// Projections to run here (empty: none).
     projections: Vec<String>,
-}
-
-impl Roles {
-    fn all() -> Self {
-        Self { write_api: true, read_api: true, projections: all_projection_names() }
-    }
 }
 
 fn all_projection_names() -> Vec<String> {
@@ -126,18 +140,58 @@ fn all_projection_names() -> Vec<String> {
 }
 
 /// Runs the given roles on one listener, with /healthz and /readyz, until SIGTERM or
-/// Ctrl-C; then finishes in-flight requests and projector batches.
+/// Ctrl-C; then finishes in-flight requests, projector batches and the relay's batch.
 async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     plaza_infra::telemetry::init(&config.log);
-    let needs_store = roles.write_api || !roles.projections.is_empty();
-    let needs_db = roles.read_api || !roles.projections.is_empty();
-    let store = match needs_store {
+    let kafka = config.distribution == Distribution::Kafka;
+    let kafka_settings = plaza_infra::kafka_settings(&config);
+    // Projectors tail the store unless Kafka feeds them.
+    let tailing = !roles.projections.is_empty() && !kafka;
+    let mut health = Health::default();
+
+    let store = match roles.write_api || tailing {
         true => Some(plaza_infra::open_event_store(&config).await.context("cannot open the event store")?),
         false => None,
     };
-    let db = match needs_db {
+    if let Some(store) = &store {
+        let store = store.clone();
+        health.add("event_store", move || {
+            let store = store.clone();
+            async move { store.head().await.map(drop).map_err(|e| e.to_string()) }
+        });
+    }
+    let db = match roles.read_api || !roles.projections.is_empty() {
         true => Some(plaza_infra::open_read_models(&config).await.context("cannot open the read models")?),
         false => None,
+    };
+    if let Some(db) = &db {
+        let db = db.clone();
+        health.add("read_models", move || {
+            let db = db.clone();
+            async move { db.query("SELECT 1", vec![]).await.map(drop).map_err(|e| e.to_string()) }
+        });
+    }
+    let redis = match config.redis_url.is_empty() {
+        true => None,
+        false => Some(Redis::open(&config.redis_url, &config.redis_prefix).context("invalid redis_url")?),
+    };
+    if let Some(redis) = &redis {
+        let redis = redis.clone();
+        health.add("redis", move || {
+            let redis = redis.clone();
+            async move { redis.ping().await }
+        });
+    }
+    if kafka && (roles.relay || !roles.projections.is_empty()) {
+        let probe = Probe::new(&kafka_settings)?;
+        health.add("kafka", move || {
+            let probe = probe.clone();
+            async move { probe.partitions(Duration::from_secs(2)).await.map(drop).map_err(|e| e.to_string()) }
+        });
+    }
+    let notices: Arc<dyn ChangeNotices> = match &redis {
+        Some(redis) => Arc::new(RedisNotices::new(redis)),
+        None => Arc::new(LocalNotices::default()),
     };
     let tokens = match roles.write_api || roles.read_api {
         true => {
@@ -150,31 +204,78 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let progress = Progress::default();
     let (stop_background, shutdown) = watch::channel(false);
     let mut background = JoinSet::new();
-    if let (Some(store), Some(db)) = (&store, &db) {
+    let mut joined = Vec::new();
+    if let Some(db) = &db {
         for projection in plaza_projections::all().into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
-            let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone());
-            projector.prepare().await.with_context(|| format!("cannot prepare projection {}", projector.name()))?;
-            background.spawn(projector.run(shutdown.clone()));
+            if kafka {
+                let projector = KafkaProjector::new(projection, db.clone(), notices.clone(), &kafka_settings);
+                joined.push(projector.joined());
+                background.spawn(projector.run(shutdown.clone()));
+            } else if let Some(store) = &store {
+                let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone()).with_notices(notices.clone());
+                projector.prepare().await.with_context(|| format!("cannot prepare projection {}", projector.name()))?;
+                background.spawn(projector.run(shutdown.clone()));
+            }
         }
+    }
+    if !joined.is_empty() {
+        // Ready to consume once the consumer group has handed out partitions.
+        health.add("consumer_group", move || {
+            let all = joined.iter().all(|flag| flag.load(std::sync::atomic::Ordering::Relaxed));
+            async move { if all { Ok(()) } else { Err("waiting for the consumer group to assign partitions".to_owned()) } }
+        });
+    }
+    if roles.relay {
+        let (source, checkpoints) = plaza_infra::open_relay_source(&config).await.context("cannot open the event store for the relay")?;
+        if store.is_none() {
+            let source = source.clone();
+            health.add("event_store", move || {
+                let source = source.clone();
+                async move { source.head().await.map(drop).map_err(|e| e.to_string()) }
+            });
+        }
+        let relay = Relay::new(&kafka_settings, source, checkpoints)?;
+        let mut shutdown = shutdown.clone();
+        background.spawn(async move {
+            // The store may fail for a while; the relay starts again from its checkpoint.
+            while let Err(error) = relay.run(shutdown.clone()).await {
+                error!(%error, "relay failed, restarting in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
     }
 
     let mut app = Router::new();
     if let (true, Some(store), Some(tokens)) = (roles.write_api, &store, &tokens) {
-        app = app.merge(plaza_write_api::router(WriteApi { accounts: Accounts::new(store.clone()), tokens: tokens.clone() }));
+        let limits = plaza_infra::rate_limits(&config);
+        let limiter: Arc<dyn RateLimiter> = match &redis {
+            Some(redis) => Arc::new(RedisRateLimiter::new(redis, limits)),
+            None => Arc::new(LocalRateLimiter::new(limits)),
+        };
+        let api = WriteApi { accounts: Accounts::new(store.clone()), tokens: tokens.clone(), limiter, proxy_hops: config.trusted_proxy_hops };
+        app = app.merge(plaza_write_api::router(api));
     }
     if let (true, Some(db), Some(tokens)) = (roles.read_api, &db, &tokens) {
-        if roles.projections.is_empty() {
-            // The projectors run elsewhere: learn their progress from their checkpoints.
+        if !tailing {
+            // No projector here advances `progress`: learn it from the read models, when
+            // a change notice arrives. Without shared notices (no Redis, projectors in
+            // other processes) there is only polling, so poll often.
             for name in all_projection_names() {
                 progress.advance(&name, 0);
             }
-            background.spawn(progress.clone().follow_checkpoints(db.clone(), Duration::from_millis(20), shutdown.clone()));
+            let notified = redis.is_some() || !roles.projections.is_empty();
+            let poll_every = if notified { Duration::from_secs(1) } else { Duration::from_millis(20) };
+            let topic = if kafka { config.kafka_topic.clone() } else { String::new() };
+            background.spawn(progress.clone().follow_read_models(db.clone(), topic, notices.clone(), poll_every, shutdown.clone()));
         }
         let timeout = Duration::from_millis(config.consistency_timeout_ms);
         app = app.merge(plaza_read_api::router(ReadApi::new(db.clone(), progress, tokens.clone(), timeout)));
     }
     let app = app
-        .merge(health_routes(store, db))
+        .merge(health.routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(TraceLayer::new_for_http());
@@ -184,12 +285,15 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         addr = %listener.local_addr()?,
         write_api = roles.write_api,
         read_api = roles.read_api,
+        relay = roles.relay,
         projections = ?roles.projections,
+        distribution = ?config.distribution,
         store = %redact_url(&config.store_url),
         read_models = %redact_url(&config.read_models_url),
+        redis = %redact_url(&config.redis_url),
         "plaza serving"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
 
     info!("stopping background work");
     let _ = stop_background.send(true);
@@ -198,42 +302,39 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn relay(config: Config) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log);
-    anyhow::ensure!(config.store_url.starts_with("postgres"), "the relay needs a PostgreSQL event store: set PLAZA_STORE_URL=postgres://...");
-    let store = Arc::new(plaza_infra::postgres::PgEventStore::connect(&config.store_url).await.context("cannot open the event store")?);
-    let relay = plaza_infra::kafka::Relay::new(&config.kafka_brokers, &config.kafka_topic, config.kafka_partitions, store.clone(), store.clone())?;
-    let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(relay.run(shutdown));
+type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
-    info!(addr = %listener.local_addr()?, brokers = %config.kafka_brokers, topic = %config.kafka_topic, "relay serving health");
-    axum::serve(listener, health_routes(Some(store), None)).with_graceful_shutdown(shutdown_signal()).await?;
-    let _ = stop.send(true);
-    running.await??;
-    Ok(())
+/// The dependencies this process uses, each with a check that it answers.
+#[derive(Clone, Default)]
+struct Health(Vec<(&'static str, Check)>);
+
+impl Health {
+    fn add<F, Fut>(&mut self, name: &'static str, check: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.0.push((name, Arc::new(move || Box::pin(check()))));
+    }
+
+    fn routes(self) -> Router {
+        Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready)).with_state(self)
+    }
 }
 
-type Dependencies = (Option<Arc<dyn EventStore>>, Option<Arc<dyn ReadModelDb>>);
-
-fn health_routes(store: Option<Arc<dyn EventStore>>, db: Option<Arc<dyn ReadModelDb>>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready)).with_state((store, db))
-}
-
-/// Ready when the dependencies this process uses (event store, read models) answer.
-async fn ready(State((store, db)): State<Dependencies>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let mut report = serde_json::Map::new();
-    let mut ok = true;
-    if let Some(store) = store {
-        let answer = store.head().await.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string());
-        ok &= answer == "ok";
-        report.insert("event_store".into(), answer.into());
-    }
-    if let Some(db) = db {
-        let answer = db.query("SELECT 1", vec![]).await.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string());
-        ok &= answer == "ok";
-        report.insert("read_models".into(), answer.into());
-    }
+/// Ready when every dependency answers within 3 s; the body says which does not.
+async fn ready(State(health): State<Health>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let answers = join_all(health.0.iter().map(|(name, check)| async move {
+        let answer = match tokio::time::timeout(Duration::from_secs(3), check()).await {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => error,
+            Err(_) => "no answer within 3 s".to_owned(),
+        };
+        (*name, answer)
+    }))
+    .await;
+    let ok = answers.iter().all(|(_, answer)| answer == "ok");
+    let report: serde_json::Map<String, serde_json::Value> = answers.into_iter().map(|(name, answer)| (name.to_owned(), answer.into())).collect();
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(report.into()))
 }
 

@@ -248,7 +248,7 @@ fn idempotency_keys_make_retries_no_ops(profile: Profile) {
 }
 
 fn acknowledged_commands_survive_kill_9(profile: Profile) {
-    let mut plaza = Plaza::start(profile);
+    let plaza = Plaza::start(profile);
     let (alice, token, _) = plaza.register("alice");
     let mut followed = HashSet::new();
     let mut position = 0;

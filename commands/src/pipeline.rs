@@ -166,7 +166,7 @@ impl Pipeline {
         // The command's events were appended together, with derived ids 0, 1, ...
         let mut position = None;
         for index in 0.. {
-            match self.store.read_event(ctx.event_id(stream, index)).await? {
+            match self.store.read_event(stream, ctx.event_id(stream, index)).await? {
                 Some(found) => position = Some(found.position),
                 None => break,
             }

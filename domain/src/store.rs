@@ -74,8 +74,9 @@ pub enum StoreError {
 /// - Events whose ids are already stored are not stored again. An append whose events
 ///   are all already stored succeeds without a version check and reports where they are,
 ///   so a retried append is harmless.
-/// - Global positions start at 1 and strictly increase in commit order: a reader that
-///   has seen position `p` will never later find a new event below `p`.
+/// - Global positions are above 0 and strictly increase in commit order: a reader that
+///   has seen position `p` will never later find a new event below `p`. SQLite and
+///   PostgreSQL hand out 1, 2, 3, ...; EventStoreDB's log positions leave gaps.
 /// - Concurrent appends share transactions and fsyncs (group commit); an `Ok` answer
 ///   means the events are durable.
 #[async_trait::async_trait]
@@ -95,8 +96,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// returns the head position then.
     async fn wait_for_events(&self, after: u64, timeout: Duration) -> Result<u64, StoreError>;
 
-    /// Finds a stored event by id.
-    async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
+    /// Finds an event of `stream` by id (how a retried command recognises its own
+    /// events). Naming the stream lets an engine without a global id index (EventStoreDB)
+    /// look in the one stream the event can be in.
+    async fn read_event(&self, stream: &str, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
 
     /// The latest snapshot of a stream, if any.
     async fn read_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError>;

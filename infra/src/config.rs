@@ -17,6 +17,9 @@ pub struct Config {
     /// Event store: `sqlite` (a file in `data_dir`), `sqlite:///path/file.db`, or
     /// `postgres://user@host:port/db`.
     pub store_url: String,
+    /// EventStoreDB only: a prefix for every stream name, so several deployments (or
+    /// test runs) can share one server. Empty by default.
+    pub store_namespace: String,
     /// Read models: same forms as `store_url`.
     pub read_models_url: String,
     /// HS256 secret for access tokens. When unset, a random secret is created once
@@ -28,12 +31,35 @@ pub struct Config {
     pub consistency_timeout_ms: u64,
     /// Log filter, in `RUST_LOG` syntax.
     pub log: String,
+    /// How events reach the projectors: `direct` (each projector tails the event store)
+    /// or `kafka` (the relay produces them to Kafka; projectors consume in groups).
+    pub distribution: Distribution,
     /// Kafka bootstrap servers (cluster profile).
     pub kafka_brokers: String,
     /// The topic the relay produces every event to.
     pub kafka_topic: String,
-    /// Partitions of that topic when the relay creates it.
+    /// Partitions of that topic when Plaza creates it.
     pub kafka_partitions: i32,
+    /// Redis for what several processes share (change notices, rate limits), e.g.
+    /// `redis://127.0.0.1:6379`. Empty: kept in each process.
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel Plaza uses.
+    pub redis_prefix: String,
+    /// Commands per second a signed-in user may send (0: unlimited), and the burst.
+    pub rate_limit_user_per_sec: u32,
+    pub rate_limit_user_burst: u32,
+    /// Commands per second one client IP may send (0: unlimited), and the burst.
+    pub rate_limit_ip_per_sec: u32,
+    pub rate_limit_ip_burst: u32,
+    /// Proxies in front of the write API whose `X-Forwarded-For` names the client IP.
+    pub trusted_proxy_hops: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    Direct,
+    Kafka,
 }
 
 impl Default for Config {
@@ -42,14 +68,23 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             data_dir: "./data".into(),
             store_url: "sqlite".into(),
+            store_namespace: String::new(),
             read_models_url: "sqlite".into(),
             jwt_secret: None,
             token_ttl_secs: 24 * 3600,
             consistency_timeout_ms: 5000,
             log: "info".into(),
+            distribution: Distribution::Direct,
             kafka_brokers: "127.0.0.1:9092".into(),
             kafka_topic: "plaza.events".into(),
             kafka_partitions: 6,
+            redis_url: String::new(),
+            redis_prefix: "plaza:".into(),
+            rate_limit_user_per_sec: 20,
+            rate_limit_user_burst: 60,
+            rate_limit_ip_per_sec: 200,
+            rate_limit_ip_burst: 400,
+            trusted_proxy_hops: 0,
         }
     }
 }
@@ -90,6 +125,7 @@ impl Config {
         let mut shown = self.clone();
         shown.store_url = redact_url(&self.store_url);
         shown.read_models_url = redact_url(&self.read_models_url);
+        shown.redis_url = redact_url(&self.redis_url);
         shown.jwt_secret = self.jwt_secret.as_ref().map(|_| Secret("***".into()));
         toml::to_string_pretty(&shown).expect("configuration serializes")
     }

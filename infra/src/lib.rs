@@ -2,9 +2,12 @@
 //! root binary know which engine sits behind a port.
 
 pub mod config;
+#[cfg(feature = "eventstoredb")]
+pub mod eventstoredb;
 mod head;
 pub mod kafka;
 pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 pub mod telemetry;
 
@@ -13,7 +16,21 @@ use std::sync::Arc;
 use plaza_domain::EventStore;
 use plaza_projections::ReadModelDb;
 
-pub use config::Config;
+pub use config::{Config, Distribution};
+
+/// The Kafka settings the configuration names.
+pub fn kafka_settings(config: &Config) -> kafka::KafkaSettings {
+    kafka::KafkaSettings { brokers: config.kafka_brokers.clone(), topic: config.kafka_topic.clone(), partitions: config.kafka_partitions }
+}
+
+/// The command rate limits the configuration names.
+pub fn rate_limits(config: &Config) -> plaza_write_api::RateLimits {
+    use plaza_write_api::Quota;
+    plaza_write_api::RateLimits {
+        per_user: Quota::new(config.rate_limit_user_per_sec, config.rate_limit_user_burst),
+        per_ip: Quota::new(config.rate_limit_ip_per_sec, config.rate_limit_ip_burst),
+    }
+}
 
 /// Opens the event store the configuration names.
 pub async fn open_event_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -21,8 +38,29 @@ pub async fn open_event_store(config: &Config) -> anyhow::Result<Arc<dyn EventSt
         "sqlite" => Arc::new(sqlite::SqliteEventStore::open(&config.data_dir.join("events.db"))?),
         url if url.starts_with("sqlite://") => Arc::new(sqlite::SqliteEventStore::open(url.trim_start_matches("sqlite://").as_ref())?),
         url if is_postgres(url) => Arc::new(postgres::PgEventStore::connect(url).await?),
-        other => anyhow::bail!("store_url must be `sqlite`, `sqlite:///path` or `postgres://...`, not {other:?}"),
+        #[cfg(feature = "eventstoredb")]
+        url if is_eventstoredb(url) => Arc::new(eventstoredb::EsdbEventStore::connect(url, &config.store_namespace).await?),
+        #[cfg(not(feature = "eventstoredb"))]
+        url if is_eventstoredb(url) => anyhow::bail!("this plaza was built without EventStoreDB support: build it with `--features eventstoredb`"),
+        other => anyhow::bail!("store_url must be `sqlite`, `sqlite:///path`, `postgres://...` or `esdb://...`, not {other:?}"),
     })
+}
+
+/// Opens the event store the relay tails, with the place it records what Kafka
+/// acknowledged (kept in the store itself).
+pub async fn open_relay_source(config: &Config) -> anyhow::Result<(Arc<dyn EventStore>, Arc<dyn kafka::RelayCheckpoints>)> {
+    match config.store_url.as_str() {
+        url if is_postgres(url) => {
+            let store = Arc::new(postgres::PgEventStore::connect(url).await?);
+            Ok((store.clone(), store))
+        }
+        #[cfg(feature = "eventstoredb")]
+        url if is_eventstoredb(url) => {
+            let store = Arc::new(eventstoredb::EsdbEventStore::connect(url, &config.store_namespace).await?);
+            Ok((store.clone(), store))
+        }
+        _ => anyhow::bail!("the relay needs a shared event store: set store_url to postgres://... (or esdb://... with the eventstoredb feature)"),
+    }
 }
 
 /// Opens the read-model database the configuration names.
@@ -33,6 +71,10 @@ pub async fn open_read_models(config: &Config) -> anyhow::Result<Arc<dyn ReadMod
         url if is_postgres(url) => Arc::new(postgres::PgReadModels::connect(url)?),
         other => anyhow::bail!("read_models_url must be `sqlite`, `sqlite:///path` or `postgres://...`, not {other:?}"),
     })
+}
+
+fn is_eventstoredb(url: &str) -> bool {
+    url.starts_with("esdb://") || url.starts_with("esdb+discover://")
 }
 
 fn is_postgres(url: &str) -> bool {

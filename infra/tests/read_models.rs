@@ -10,6 +10,8 @@ use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent, Recor
 use plaza_infra::postgres::PgReadModels;
 use plaza_infra::sqlite::{SqliteEventStore, SqliteReadModels};
 use plaza_projections::accounts::AccountsProjection;
+use plaza_projections::db::APPLIED_POSITIONS;
+use plaza_projections::partitions::{Consumed, Message};
 use plaza_projections::{Progress, Projection, Projector, ReadModelDb, SqlValue, Statement};
 use uuid::Uuid;
 
@@ -35,7 +37,7 @@ async fn follow(store: &dyn EventStore, follower: Uuid, followee: Uuid, on: bool
 }
 
 async fn counts(db: &dyn ReadModelDb, user: Uuid) -> (i64, i64) {
-    let rows = db.query("SELECT followers_count, following_count FROM users WHERE id = $1", vec![user.to_string().into()]).await.unwrap();
+    let rows = db.query("SELECT followers_count, following_count FROM user_counts WHERE user_id = $1", vec![user.to_string().into()]).await.unwrap();
     (rows[0].int(0).unwrap(), rows[0].int(1).unwrap())
 }
 
@@ -111,6 +113,88 @@ async fn a_failed_batch_changes_nothing(db: Arc<dyn ReadModelDb>) {
     assert!(db.query("SELECT position FROM seen", vec![]).await.unwrap().is_empty(), "no partial batch");
 }
 
+/// A projection that records every event it applies, for the Kafka bookkeeping tests.
+struct Recorder;
+
+impl Projection for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn schema(&self) -> &'static [&'static str] {
+        &["CREATE TABLE IF NOT EXISTS applied (position BIGINT NOT NULL)"]
+    }
+
+    fn apply(&self, _: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
+        out.push(Statement::new("INSERT INTO applied (position) VALUES ($1)", [SqlValue::Int(envelope.position as i64)]));
+    }
+}
+
+fn consumed(partition: i32, offset: i64, position: u64) -> Consumed {
+    let statement = Statement::new("INSERT INTO applied (position) VALUES ($1)", [SqlValue::Int(position as i64)]);
+    Consumed { partition, offset, message: Message::Event { position, statements: vec![statement] } }
+}
+
+async fn applied(db: &dyn ReadModelDb) -> Vec<i64> {
+    let rows = db.query("SELECT position FROM applied ORDER BY position", vec![]).await.unwrap();
+    rows.iter().map(|r| r.int(0).unwrap()).collect()
+}
+
+async fn applied_positions(db: &dyn ReadModelDb, topic: &str) -> Vec<(String, i64)> {
+    let rows = db.query(APPLIED_POSITIONS, vec![topic.into()]).await.unwrap();
+    rows.iter().map(|r| (r.text(0).unwrap().to_owned(), r.int(1).unwrap())).collect()
+}
+
+async fn consumed_batches_apply_once_with_their_offsets(db: Arc<dyn ReadModelDb>) {
+    db.migrate("recorder", Recorder.schema()).await.unwrap();
+    db.track_partitions("recorder", "events", 2).await.unwrap();
+    assert_eq!(applied_positions(&*db, "events").await, vec![("recorder".to_owned(), 0)]);
+
+    let first = vec![consumed(0, 0, 1), consumed(1, 0, 2), consumed(0, 1, 3)];
+    let tally = db.apply_consumed("recorder", "events", first.clone()).await.unwrap();
+    assert_eq!((tally.applied, tally.skipped), (3, 0));
+    // Partition 1 holds nothing above 2 yet: the projection has applied the log up to 2.
+    assert_eq!(applied_positions(&*db, "events").await, vec![("recorder".to_owned(), 2)]);
+
+    // Read again after a crash (from older Kafka offsets), with one new message: only
+    // the new one applies. A relay re-send (position 2 again, at a new offset) is skipped.
+    let mut again = first;
+    again.push(consumed(1, 1, 2));
+    again.push(consumed(1, 2, 5));
+    let tally = db.apply_consumed("recorder", "events", again).await.unwrap();
+    assert_eq!((tally.applied, tally.skipped), (1, 4));
+    assert_eq!(applied(&*db).await, vec![1, 2, 3, 5]);
+
+    // A watermark moves an idle partition.
+    let mark = Consumed { partition: 0, offset: 2, message: Message::Watermark { position: 5 } };
+    db.apply_consumed("recorder", "events", vec![mark]).await.unwrap();
+    assert_eq!(applied_positions(&*db, "events").await, vec![("recorder".to_owned(), 5)]);
+    // Another topic's partitions are not this one's.
+    assert_eq!(applied_positions(&*db, "other").await, vec![("recorder".to_owned(), 0)]);
+}
+
+/// Two consumers of one partition at once (a rebalance in progress): every message is
+/// applied exactly once, whoever gets there first.
+async fn racing_consumers_of_a_partition_apply_each_message_once(db: Arc<dyn ReadModelDb>) {
+    db.migrate("recorder", Recorder.schema()).await.unwrap();
+    db.track_partitions("recorder", "events", 1).await.unwrap();
+    let batches: Vec<Vec<Consumed>> = (0..20).map(|b| (0..10).map(|i| consumed(0, b * 10 + i, (b * 10 + i + 1) as u64)).collect()).collect();
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, batches) = (db.clone(), batches.clone());
+            tokio::spawn(async move {
+                for batch in batches {
+                    db.apply_consumed("recorder", "events", batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    assert_eq!(applied(&*db).await, (1..=200).collect::<Vec<i64>>());
+}
+
 macro_rules! on_both_engines {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -136,4 +220,9 @@ macro_rules! on_both_engines {
     };
 }
 
-on_both_engines!(the_accounts_projection_builds_users_and_follows, a_failed_batch_changes_nothing);
+on_both_engines!(
+    the_accounts_projection_builds_users_and_follows,
+    a_failed_batch_changes_nothing,
+    consumed_batches_apply_once_with_their_offsets,
+    racing_consumers_of_a_partition_apply_each_message_once,
+);

@@ -3,13 +3,15 @@
 
 mod common;
 
-use std::collections::HashMap;
+use common::broker::Broker;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
-use plaza_infra::kafka::{Relay, RelayCheckpoints, ensure_topic, recorded_event};
+use plaza_infra::kafka::{KafkaSettings, Relay, RelayCheckpoints, ensure_topic, recorded_event, watermark};
 use plaza_infra::postgres::PgEventStore;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -38,16 +40,42 @@ fn consumer(brokers: &str, topic: &str) -> StreamConsumer {
     consumer
 }
 
-/// Receives until `count` distinct events arrived (duplicates are kept apart).
-async fn receive(consumer: &StreamConsumer, count: usize, seen: &mut Vec<(String, RecordedEvent)>) {
+fn settings(brokers: &str, partitions: i32) -> KafkaSettings {
+    KafkaSettings { brokers: brokers.to_owned(), topic: format!("plaza-test-{}", Uuid::new_v4().simple()), partitions }
+}
+
+/// What a test consumer received: the events in arrival order (duplicates kept), and
+/// per partition the highest watermark so far.
+#[derive(Default)]
+struct Received {
+    seen: Vec<(String, RecordedEvent)>,
+    marks: HashMap<i32, u64>,
+    watermarks: usize,
+}
+
+/// Receives until `count` distinct events arrived. Checks the watermark promise: no
+/// event arrives in a partition after a watermark that covers its position.
+async fn receive(consumer: &StreamConsumer, count: usize, received: &mut Received) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while seen.iter().map(|(_, e)| e.event_id).collect::<std::collections::HashSet<_>>().len() < count {
+    let mut ids: HashSet<Uuid> = received.seen.iter().map(|(_, e)| e.event_id).collect();
+    while ids.len() < count {
         // Transport errors while a broker restarts are reported, not fatal: keep reading.
         let Ok(message) = tokio::time::timeout_at(deadline, consumer.recv()).await.expect("events arrive in time") else {
             continue;
         };
+        let mark = received.marks.entry(message.partition()).or_default();
+        if let Some(watermark) = watermark(&message) {
+            assert!(message.payload().is_none_or(<[u8]>::is_empty), "a watermark carries no event");
+            *mark = (*mark).max(watermark);
+            received.watermarks += 1;
+            continue;
+        }
         let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-        seen.push((key, recorded_event(&message).unwrap()));
+        let event = recorded_event(&message).unwrap();
+        if ids.insert(event.event_id) {
+            assert!(event.position > *mark, "event {} arrived after watermark {mark} of its partition", event.position);
+        }
+        received.seen.push((key, event));
     }
 }
 
@@ -78,113 +106,55 @@ fn brokers() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_relay_produces_every_event_in_stream_order_and_resumes_after_restart() {
-    let brokers = brokers();
-    let topic = format!("plaza-test-{}", Uuid::new_v4().simple());
-    ensure_topic(&brokers, &topic, 3).await.unwrap();
+    let settings = settings(&brokers(), 3);
+    ensure_topic(&settings).await.unwrap();
     let store = Arc::new(PgEventStore::connect(&common::fresh_database().await).await.unwrap());
     for round in 0..20 {
         append_round(&store, 5, round).await;
     }
 
     let (stop, shutdown) = watch::channel(false);
-    let relay = Relay::new(&brokers, &topic, 3, store.clone(), store.clone()).unwrap();
-    let running = tokio::spawn(relay.run(shutdown));
-    let consumer = consumer(&brokers, &topic);
-    let mut seen = Vec::new();
-    receive(&consumer, 100, &mut seen).await;
+    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let consumer = consumer(&settings.brokers, &settings.topic);
+    let mut received = Received::default();
+    receive(&consumer, 100, &mut received).await;
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
-    assert_eq!(store.load(&format!("relay:{topic}")).await.unwrap(), store.head().await.unwrap());
+    assert_eq!(store.load(&format!("relay:{}", settings.topic)).await.unwrap(), store.head().await.unwrap());
 
     // More commands while the relay is stopped; a new relay picks up where it stopped.
     for round in 20..30 {
         append_round(&store, 5, round).await;
     }
     let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(Relay::new(&brokers, &topic, 3, store.clone(), store.clone()).unwrap().run(shutdown));
-    receive(&consumer, 150, &mut seen).await;
+    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    receive(&consumer, 150, &mut received).await;
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 
     let stored = store.read_all(0, 1000).await.unwrap();
     assert_eq!(stored.len(), 150);
-    assert_eq!(seen.len(), 150, "a clean stop and restart re-sends nothing");
-    assert_matches_store(&seen, &stored);
-}
-
-/// A broker of this test's own, so it can be killed without disturbing other tests.
-struct Broker {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl Broker {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut broker = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
-        broker.launch();
-        broker
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn launch(&mut self) {
-        let tansu = std::env::var("PLAZA_TANSU").unwrap_or_else(|_| {
-            let cargo_bin = std::path::Path::new(&std::env::var("HOME").unwrap()).join(".cargo/bin/tansu");
-            if cargo_bin.exists() { cargo_bin.display().to_string() } else { "tansu".into() }
-        });
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::options().create(true).append(true).open(self.dir.path().join("tansu.log")).unwrap();
-        let child = std::process::Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            // The sqlite:// path is relative to the broker's working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {tansu} ({e}); run `make services`"));
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("tansu did not start on port {}", self.port);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+    assert_eq!(received.seen.len(), 150, "a clean stop and restart re-sends nothing");
+    assert!(received.watermarks >= 3, "each batch ends with a watermark in every partition");
+    assert_matches_store(&received.seen, &stored);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_keep_flowing_while_the_broker_is_down_and_the_relay_catches_up() {
     let mut broker = Broker::start();
-    let brokers = broker.brokers();
-    let topic = format!("plaza-test-{}", Uuid::new_v4().simple());
+    let settings = settings(&broker.brokers(), 2);
     let store = Arc::new(PgEventStore::connect(&common::fresh_database().await).await.unwrap());
     let (stop, shutdown) = watch::channel(false);
-    let running = tokio::spawn(Relay::new(&brokers, &topic, 2, store.clone(), store.clone()).unwrap().run(shutdown));
+    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
     for round in 0..10 {
         append_round(&store, 4, round).await;
     }
-    let consumer = consumer(&brokers, &topic);
-    let mut seen = Vec::new();
-    receive(&consumer, 40, &mut seen).await;
+    let consumer = consumer(&settings.brokers, &settings.topic);
+    let mut received = Received::default();
+    receive(&consumer, 40, &mut received).await;
 
     broker.kill9();
     // The write side does not depend on the broker.
@@ -194,10 +164,10 @@ async fn commands_keep_flowing_while_the_broker_is_down_and_the_relay_catches_up
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.launch();
 
-    receive(&consumer, 80, &mut seen).await;
+    receive(&consumer, 80, &mut received).await;
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
     let stored = store.read_all(0, 1000).await.unwrap();
     assert_eq!(stored.len(), 80);
-    assert_matches_store(&seen, &stored);
+    assert_matches_store(&received.seen, &stored);
 }

@@ -1,5 +1,11 @@
-//! The `accounts` read model: `users` (profile and follow counts) and `follows`.
-//! One projection owns both tables so counts and edges always agree.
+//! The `accounts` read model: `users` (profiles), `user_counts` (follower and
+//! following counts) and `follows` (edges). One projection owns the three tables so
+//! counts and edges always agree.
+//!
+//! Each table row is written by one stream's events only, or by increments that
+//! commute: Kafka keeps one stream's events in order but interleaves streams
+//! differently from the log, so a follow may be applied before its followee's
+//! registration. Counts therefore live apart from profiles, as upserted increments.
 
 use plaza_domain::{Event, RecordedEvent};
 
@@ -14,9 +20,12 @@ const SCHEMA: &[&str] = &[
         display_name TEXT,
         bio TEXT,
         avatar_url TEXT,
-        followers_count BIGINT NOT NULL DEFAULT 0,
-        following_count BIGINT NOT NULL DEFAULT 0,
         created_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS user_counts (
+        user_id TEXT PRIMARY KEY,
+        followers_count BIGINT NOT NULL DEFAULT 0,
+        following_count BIGINT NOT NULL DEFAULT 0
     )",
     "CREATE TABLE IF NOT EXISTS follows (
         follower_id TEXT NOT NULL,
@@ -31,6 +40,16 @@ const SCHEMA: &[&str] = &[
 
 fn text(value: impl ToString) -> SqlValue {
     SqlValue::Text(value.to_string())
+}
+
+const ADD_FOLLOWING: &str = "INSERT INTO user_counts (user_id, following_count) VALUES ($1, $2)
+     ON CONFLICT (user_id) DO UPDATE SET following_count = user_counts.following_count + excluded.following_count";
+const ADD_FOLLOWERS: &str = "INSERT INTO user_counts (user_id, followers_count) VALUES ($1, $2)
+     ON CONFLICT (user_id) DO UPDATE SET followers_count = user_counts.followers_count + excluded.followers_count";
+
+/// Adds `delta` to the follower's following count and the followee's follower count.
+fn count_follow(follower: &impl std::fmt::Display, followee: &impl std::fmt::Display, delta: i64) -> [Statement; 2] {
+    [Statement::new(ADD_FOLLOWING, [text(follower), SqlValue::Int(delta)]), Statement::new(ADD_FOLLOWERS, [text(followee), SqlValue::Int(delta)])]
 }
 
 impl Projection for AccountsProjection {
@@ -53,19 +72,17 @@ impl Projection for AccountsProjection {
                 "UPDATE users SET display_name = $2, bio = $3, avatar_url = $4 WHERE id = $1",
                 [text(user_id), display_name.as_deref().into(), bio.as_deref().into(), avatar_url.as_deref().into()],
             )),
-            Event::UserFollowed { follower_id, followee_id } => out.extend([
-                Statement::new(
+            Event::UserFollowed { follower_id, followee_id } => {
+                out.push(Statement::new(
                     "INSERT INTO follows (follower_id, followee_id, position, created_at) VALUES ($1, $2, $3, $4)",
                     [text(follower_id), text(followee_id), SqlValue::Int(envelope.position as i64), at],
-                ),
-                Statement::new("UPDATE users SET following_count = following_count + 1 WHERE id = $1", [text(follower_id)]),
-                Statement::new("UPDATE users SET followers_count = followers_count + 1 WHERE id = $1", [text(followee_id)]),
-            ]),
-            Event::UserUnfollowed { follower_id, followee_id } => out.extend([
-                Statement::new("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2", [text(follower_id), text(followee_id)]),
-                Statement::new("UPDATE users SET following_count = following_count - 1 WHERE id = $1", [text(follower_id)]),
-                Statement::new("UPDATE users SET followers_count = followers_count - 1 WHERE id = $1", [text(followee_id)]),
-            ]),
+                ));
+                out.extend(count_follow(follower_id, followee_id, 1));
+            }
+            Event::UserUnfollowed { follower_id, followee_id } => {
+                out.push(Statement::new("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2", [text(follower_id), text(followee_id)]));
+                out.extend(count_follow(follower_id, followee_id, -1));
+            }
             Event::UsernameReserved { .. } | Event::UsernameReleased { .. } | Event::EmailReserved { .. } | Event::EmailReleased { .. } => {}
         }
     }

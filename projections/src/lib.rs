@@ -9,10 +9,13 @@
 
 pub mod accounts;
 pub mod db;
+pub mod notices;
+pub mod partitions;
 pub mod progress;
 pub mod runtime;
 
 pub use db::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
+pub use notices::{ChangeNotices, LocalNotices};
 pub use progress::Progress;
 pub use runtime::{Projection, Projector};
 

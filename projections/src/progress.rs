@@ -2,9 +2,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-use crate::ReadModelDb;
+use crate::db::APPLIED_POSITIONS;
+use crate::{ChangeNotices, ReadModelDb};
 
 /// How far each projection has applied the global log. Projectors advance it after
 /// each committed batch; readers wait on it to honour consistency tokens.
@@ -49,11 +50,22 @@ impl Progress {
 }
 
 impl Progress {
-    /// For a process that runs no projector (a separate read API): polls the
-    /// checkpoints the projectors commit to the read-model database.
-    pub async fn follow_checkpoints(self, db: Arc<dyn ReadModelDb>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    /// For a read API whose projectors run elsewhere (or are fed by Kafka): reads how far
+    /// each projection has applied the log from the read-model database, again whenever
+    /// a change notice arrives and at least every `poll_every`. `topic` is the Kafka topic
+    /// the projectors consume (ignored for projectors that tail the store).
+    pub async fn follow_read_models(
+        self,
+        db: Arc<dyn ReadModelDb>,
+        topic: String,
+        notices: Arc<dyn ChangeNotices>,
+        poll_every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut heard = notices.subscribe();
+        let mut listening = true;
         while !*shutdown.borrow() {
-            match db.query("SELECT projection, position FROM projection_checkpoints", vec![]).await {
+            match db.query(APPLIED_POSITIONS, vec![topic.as_str().into()]).await {
                 Ok(rows) => {
                     for row in rows {
                         if let (Ok(name), Ok(position)) = (row.text(0), row.int(1)) {
@@ -61,10 +73,17 @@ impl Progress {
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "cannot read projection checkpoints"),
+                Err(error) => tracing::warn!(%error, "cannot read how far the projections are"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                notice = heard.recv(), if listening => {
+                    // One query answers every notice that arrived meanwhile.
+                    if matches!(notice, Err(broadcast::error::RecvError::Closed)) {
+                        listening = false;
+                    }
+                    while heard.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(poll_every) => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -5,7 +5,7 @@ use plaza_domain::{Event, EventStore, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::{Progress, ReadModelDb, ReadModelError, Statement};
+use crate::{ChangeNotices, LocalNotices, Progress, ReadModelDb, ReadModelError, Statement};
 
 /// A read model's logic: which tables it owns and which statements each event becomes.
 /// It reads nothing; statements that need other rows use `INSERT .. SELECT` or
@@ -35,12 +35,19 @@ pub struct Projector {
     store: Arc<dyn EventStore>,
     db: Arc<dyn ReadModelDb>,
     progress: Progress,
+    notices: Arc<dyn ChangeNotices>,
     batch_size: usize,
 }
 
 impl Projector {
     pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>, progress: Progress) -> Self {
-        Self { projection, store, db, progress, batch_size: 500 }
+        Self { projection, store, db, progress, notices: Arc::new(LocalNotices::default()), batch_size: 500 }
+    }
+
+    /// Announces each committed batch here (for read APIs in other processes).
+    pub fn with_notices(mut self, notices: Arc<dyn ChangeNotices>) -> Self {
+        self.notices = notices;
+        self
     }
 
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
@@ -78,6 +85,7 @@ impl Projector {
         }
         self.db.apply(self.name(), statements, last).await?;
         self.progress.advance(self.name(), last);
+        self.notices.publish(self.name());
         debug!(projection = self.name(), position = last, events = events.len(), "batch applied");
         Ok(last)
     }

@@ -41,7 +41,14 @@ pub type UserConnection = Connection<String, User, ConnectionFields, EmptyFields
 
 macro_rules! user_columns {
     () => {
-        "u.id, u.username, u.display_name, u.bio, u.avatar_url, u.followers_count, u.following_count, u.created_at"
+        "u.id, u.username, u.display_name, u.bio, u.avatar_url, COALESCE(c.followers_count, 0), COALESCE(c.following_count, 0), u.created_at"
+    };
+}
+
+/// Users with their counts, as `u` (and `c`).
+macro_rules! users {
+    () => {
+        "users u LEFT JOIN user_counts c ON c.user_id = u.id"
     };
 }
 
@@ -68,7 +75,7 @@ fn bad_request(message: &str, code: &str) -> Error {
 }
 
 async fn user_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<User>> {
-    const SQL: &str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.id = $1");
+    const SQL: &str = concat!("SELECT ", user_columns!(), " FROM ", users!(), " WHERE u.id = $1");
     let rows = db(ctx).query(SQL, vec![id.into()]).await?;
     rows.first().map(user_from_row).transpose()
 }
@@ -106,12 +113,14 @@ async fn follow_page(ctx: &Context<'_>, user_id: &str, first: Option<i32>, after
     const FOLLOWERS: &str = concat!(
         "SELECT ",
         user_columns!(),
-        ", f.position FROM follows f JOIN users u ON u.id = f.follower_id WHERE f.followee_id = $1 AND f.position < $2 ORDER BY f.position DESC LIMIT $3"
+        ", f.position FROM follows f JOIN users u ON u.id = f.follower_id LEFT JOIN user_counts c ON c.user_id = u.id",
+        " WHERE f.followee_id = $1 AND f.position < $2 ORDER BY f.position DESC LIMIT $3"
     );
     const FOLLOWING: &str = concat!(
         "SELECT ",
         user_columns!(),
-        ", f.position FROM follows f JOIN users u ON u.id = f.followee_id WHERE f.follower_id = $1 AND f.position < $2 ORDER BY f.position DESC LIMIT $3"
+        ", f.position FROM follows f JOIN users u ON u.id = f.followee_id LEFT JOIN user_counts c ON c.user_id = u.id",
+        " WHERE f.follower_id = $1 AND f.position < $2 ORDER BY f.position DESC LIMIT $3"
     );
     let limit = page_size(first)?;
     let before = after.as_deref().map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
@@ -138,7 +147,7 @@ async fn follow_page(ctx: &Context<'_>, user_id: &str, first: Option<i32>, after
 impl Query {
     /// A user by id or by username (give exactly one).
     async fn user(&self, ctx: &Context<'_>, id: Option<ID>, username: Option<String>) -> Result<Option<User>> {
-        const BY_USERNAME: &str = concat!("SELECT ", user_columns!(), " FROM users u WHERE u.username = $1");
+        const BY_USERNAME: &str = concat!("SELECT ", user_columns!(), " FROM ", users!(), " WHERE u.username = $1");
         match (id, username) {
             (Some(id), None) => user_by_id(ctx, &id).await,
             (None, Some(username)) => {

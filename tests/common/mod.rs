@@ -8,6 +8,7 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -21,13 +22,23 @@ pub enum Profile {
     /// One process per role on a fresh PostgreSQL database: `plaza write-api`,
     /// `plaza read-api` and `plaza projector`.
     Roles,
+    /// The cluster profile: `plaza write-api`, `plaza read-api`, `plaza relay` and two
+    /// `plaza projector` processes; PostgreSQL event store and read models, Kafka
+    /// (a topic of the test's own) and Redis (a key prefix of the test's own).
+    Cluster,
 }
+
+/// Process indexes in the cluster profile.
+pub const WRITE_API: usize = 0;
+pub const READ_API: usize = 1;
+pub const RELAY: usize = 2;
+pub const PROJECTORS: [usize; 2] = [3, 4];
 
 /// One `plaza` process of the deployment.
 struct Process {
     args: Vec<&'static str>,
     port: u16,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
 }
 
 pub struct Plaza {
@@ -78,6 +89,34 @@ fn run_sql(sql: String) {
     });
 }
 
+pub fn kafka_brokers() -> String {
+    std::env::var("PLAZA_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("PLAZA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A PostgreSQL database of a test's own, dropped when the test ends.
+pub struct Database {
+    pub url: String,
+    name: String,
+}
+
+impl Database {
+    pub fn create() -> Self {
+        let name = format!("plaza_e2e_{}", uuid::Uuid::new_v4().simple());
+        run_sql(format!("CREATE DATABASE {name}"));
+        Self { url: format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0), name }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        run_sql(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -96,13 +135,25 @@ impl Plaza {
             // Processes that issue and check tokens must share the secret.
             ("PLAZA_JWT_SECRET".to_owned(), format!("test-secret-{}", uuid::Uuid::new_v4())),
         ];
-        let process = |args: Vec<&'static str>| Process { args, port: free_port(), child: None };
+        let process = |args: Vec<&'static str>| Process { args, port: free_port(), child: Mutex::new(None) };
         let processes = match profile {
             Profile::Embedded | Profile::Postgres => vec![process(vec!["serve"])],
             Profile::Roles => vec![process(vec!["write-api"]), process(vec!["read-api"]), process(vec!["projector"])],
+            Profile::Cluster => ["write-api", "read-api", "relay", "projector", "projector"].map(|role| process(vec![role])).into(),
         };
+        if let Profile::Cluster = profile {
+            let test = uuid::Uuid::new_v4().simple().to_string();
+            env.extend([
+                ("PLAZA_DISTRIBUTION".to_owned(), "kafka".to_owned()),
+                ("PLAZA_KAFKA_BROKERS".to_owned(), kafka_brokers()),
+                ("PLAZA_KAFKA_TOPIC".to_owned(), format!("plaza-e2e-{test}")),
+                ("PLAZA_KAFKA_PARTITIONS".to_owned(), "4".to_owned()),
+                ("PLAZA_REDIS_URL".to_owned(), redis_url()),
+                ("PLAZA_REDIS_PREFIX".to_owned(), format!("plaza-e2e-{test}:")),
+            ]);
+        }
         let mut database = None;
-        if let Profile::Postgres | Profile::Roles = profile {
+        if let Profile::Postgres | Profile::Roles | Profile::Cluster = profile {
             let name = format!("plaza_e2e_{}", uuid::Uuid::new_v4().simple());
             run_sql(format!("CREATE DATABASE {name}"));
             let url = format!("{}/{name}", admin_url().rsplit_once('/').unwrap().0);
@@ -114,7 +165,7 @@ impl Plaza {
         let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
         let base = format!("http://127.0.0.1:{}", processes[0].port);
         let read_base = format!("http://127.0.0.1:{}", processes[processes.len().min(2) - 1].port);
-        let mut plaza = Self { base, read_base, processes, dir, env, database, agent };
+        let plaza = Self { base, read_base, processes, dir, env, database, agent };
         plaza.launch();
         plaza
     }
@@ -123,32 +174,69 @@ impl Plaza {
         self.dir.path().join("plaza.log")
     }
 
-    fn launch(&mut self) {
+    fn launch(&self) {
         for index in 0..self.processes.len() {
-            let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
-            let process = &mut self.processes[index];
-            let child = Command::new(env!("CARGO_BIN_EXE_plaza"))
-                .args(&process.args)
-                .envs(self.env.iter().cloned())
-                .env("PLAZA_LISTEN", format!("127.0.0.1:{}", process.port))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start plaza");
-            process.child = Some(child);
-            let readyz = format!("http://127.0.0.1:{}/readyz", process.port);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(status) = self.processes[index].child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("plaza {:?} exited with {status}:\n{}", self.processes[index].args, self.log());
-                }
-                if self.agent.get(&readyz).call().is_ok_and(|r| r.status() == 200) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "plaza {:?} did not become ready:\n{}", self.processes[index].args, self.log());
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            self.start_process(index);
         }
+    }
+
+    /// Starts one process of the deployment (again) and waits until it is ready.
+    pub fn start_process(&self, index: usize) {
+        let log = File::options().create(true).append(true).open(self.log_path()).unwrap();
+        let process = &self.processes[index];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+            .args(&process.args)
+            .envs(self.env.iter().cloned())
+            .env("PLAZA_LISTEN", format!("127.0.0.1:{}", process.port))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start plaza");
+        let readyz = format!("http://127.0.0.1:{}/readyz", process.port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("plaza {:?} exited with {status}:\n{}", process.args, self.log());
+            }
+            if self.agent.get(&readyz).call().is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "plaza {:?} did not become ready:\n{}", process.args, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        *process.child.lock().unwrap() = Some(child);
+    }
+
+    /// Kills one process with SIGKILL: no shutdown, no flushing.
+    pub fn kill9_process(&self, index: usize) {
+        if let Some(mut child) = self.processes[index].child.lock().unwrap().take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stops one process with SIGTERM and waits until it has exited.
+    pub fn stop_process(&self, index: usize) -> std::process::ExitStatus {
+        let mut child = self.processes[index].child.lock().unwrap().take().expect("the process runs");
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    /// The URL of the deployment's PostgreSQL database, if it has one.
+    pub fn database_url(&self) -> Option<String> {
+        self.env.iter().find(|(k, _)| k == "PLAZA_READ_MODELS_URL").map(|(_, v)| v.clone())
+    }
+
+    /// A `PLAZA_*` setting the processes run with.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    /// The last `lines` lines of the processes' log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn log(&self) -> String {
@@ -156,16 +244,13 @@ impl Plaza {
     }
 
     /// Kills every process with SIGKILL: no shutdown, no flushing.
-    pub fn kill9(&mut self) {
-        for process in &mut self.processes {
-            if let Some(mut child) = process.child.take() {
-                child.kill().unwrap();
-                child.wait().unwrap();
-            }
+    pub fn kill9(&self) {
+        for index in 0..self.processes.len() {
+            self.kill9_process(index);
         }
     }
 
-    pub fn restart(&mut self) {
+    pub fn restart(&self) {
         self.kill9();
         self.launch();
     }
@@ -233,15 +318,36 @@ impl Plaza {
     /// Runs a GraphQL query that must succeed; returns `data`.
     pub fn graphql(&self, query: &str, variables: Value, token: Option<&str>, position: u64) -> Value {
         let reply = self.graphql_reply(query, variables, token, Some(position));
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert!(reply.body.get("errors").is_none(), "{}", reply.body);
+        assert!(reply.status == 200 && reply.body.get("errors").is_none(), "{} {}\nlog tail:\n{}", reply.status, reply.body, self.log_tail(60));
         reply.body["data"].clone()
     }
 }
 
 impl Drop for Plaza {
     fn drop(&mut self) {
+        // SIGTERM first: Kafka consumers then leave their groups instead of lingering
+        // in the shared broker until their sessions time out.
+        for process in &self.processes {
+            if let Some(child) = process.child.lock().unwrap().as_ref() {
+                let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for process in &self.processes {
+            if let Some(child) = process.child.lock().unwrap().as_mut() {
+                while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
         self.kill9();
+        // PLAZA_TEST_KEEP_LOGS=DIR keeps the processes' log of a failed test there.
+        if let (true, Ok(dir)) = (std::thread::panicking(), std::env::var("PLAZA_TEST_KEEP_LOGS")) {
+            let kept = PathBuf::from(dir).join(format!("plaza-{}.log", uuid::Uuid::new_v4().simple()));
+            if std::fs::copy(self.log_path(), &kept).is_ok() {
+                eprintln!("plaza log kept in {}", kept.display());
+            }
+        }
         if let Some(name) = &self.database {
             run_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
@@ -260,6 +366,9 @@ macro_rules! on_every_profile {
         }
         mod roles {
             $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Roles) } )*
+        }
+        mod cluster {
+            $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Cluster) } )*
         }
     };
 }

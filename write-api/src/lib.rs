@@ -3,14 +3,19 @@
 
 mod error;
 mod extract;
+pub mod limits;
 mod users;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{post, put};
 use plaza_commands::{Accounts, Tokens};
 
 pub use error::ApiError;
+pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits};
 
 /// Request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -19,6 +24,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct WriteApi {
     pub accounts: Accounts,
     pub tokens: Tokens,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Proxies in front of this API whose `X-Forwarded-For` is trusted (0: none).
+    pub proxy_hops: usize,
 }
 
 pub fn router(api: WriteApi) -> Router {
@@ -27,6 +35,7 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/users/login", post(users::login))
         .route("/api/v1/users/{id}", put(users::update_profile))
         .route("/api/v1/users/{id}/follow", post(users::follow).delete(users::unfollow))
+        .route_layer(middleware::from_fn_with_state(api.clone(), limits::limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }

@@ -80,16 +80,20 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
+fn pg_unavailable(error: impl std::error::Error) -> StoreError {
+    StoreError::Unavailable(super::describe(&error))
+}
+
 impl PgEventStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config = super::parse_url(url).map_err(unavailable)?;
-        let pool = super::pool(&config, 8).map_err(unavailable)?;
-        let mut client = pool.get().await.map_err(unavailable)?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await.map_err(unavailable)?;
-        tx.batch_execute(SCHEMA).await.map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        let head: i64 = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.map_err(unavailable)?.get(0);
+        let config = super::parse_url(url).map_err(StoreError::Unavailable)?;
+        let pool = super::pool(&config, 8).map_err(StoreError::Unavailable)?;
+        let mut client = pool.get().await.map_err(pg_unavailable)?;
+        let tx = client.transaction().await.map_err(pg_unavailable)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK]).await.map_err(pg_unavailable)?;
+        tx.batch_execute(SCHEMA).await.map_err(pg_unavailable)?;
+        tx.commit().await.map_err(pg_unavailable)?;
+        let head: i64 = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.map_err(pg_unavailable)?.get(0);
         drop(client);
 
         let head = Arc::new(Head::new(head as u64));
@@ -106,9 +110,9 @@ impl PgEventStore {
     }
 
     async fn read(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
-        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
-        let rows = client.query(&statement, params).await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pg_unavailable)?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_unavailable)?;
+        let rows = client.query(&statement, params).await.map_err(pg_unavailable)?;
         rows.iter().map(row_to_event).collect()
     }
 }
@@ -135,8 +139,8 @@ impl EventStore for PgEventStore {
     }
 
     async fn head(&self) -> Result<u64, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
-        let row = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pg_unavailable)?;
+        let row = client.query_one("SELECT coalesce(max(position), 0) FROM events", &[]).await.map_err(pg_unavailable)?;
         let head = row.get::<_, i64>(0) as u64;
         self.head.advance(head);
         Ok(head)
@@ -146,16 +150,18 @@ impl EventStore for PgEventStore {
         Ok(self.head.wait_above(after, timeout).await)
     }
 
-    async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        let sql = format!("{SELECT} WHERE event_id = $1::text::uuid");
-        Ok(self.read(&sql, &[&event_id.to_string()]).await?.pop())
+    async fn read_event(&self, stream: &str, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let sql = format!("{SELECT} WHERE event_id = $1::text::uuid AND stream_id = $2");
+        Ok(self.read(&sql, &[&event_id.to_string(), &stream]).await?.pop())
     }
 
     async fn read_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
-        let statement =
-            client.prepare_cached("SELECT version, position, schema, state::text FROM snapshots WHERE stream_id = $1").await.map_err(unavailable)?;
-        let row = client.query_opt(&statement, &[&stream]).await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pg_unavailable)?;
+        let statement = client
+            .prepare_cached("SELECT version, position, schema, state::text FROM snapshots WHERE stream_id = $1")
+            .await
+            .map_err(pg_unavailable)?;
+        let row = client.query_opt(&statement, &[&stream]).await.map_err(pg_unavailable)?;
         Ok(row.map(|row| Snapshot {
             stream_id: stream.to_owned(),
             version: row.get::<_, i64>(0) as u64,
@@ -166,7 +172,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn write_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pg_unavailable)?;
         let statement = client
             .prepare_cached(
                 "INSERT INTO snapshots (stream_id, version, position, schema, state) VALUES ($1, $2, $3, $4, $5::text::jsonb)
@@ -175,10 +181,10 @@ impl EventStore for PgEventStore {
                  WHERE excluded.version > snapshots.version",
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(pg_unavailable)?;
         let params: [&(dyn ToSql + Sync); 5] =
             [&snapshot.stream_id, &(snapshot.version as i64), &(snapshot.position as i64), &(snapshot.schema as i32), &snapshot.state];
-        client.execute(&statement, &params).await.map_err(unavailable)?;
+        client.execute(&statement, &params).await.map_err(pg_unavailable)?;
         Ok(())
     }
 }
@@ -255,7 +261,7 @@ async fn writer_task(config: tokio_postgres::Config, mut jobs: mpsc::UnboundedRe
             writer = Writer::connect(&config).await.inspect_err(|error| error!(%error, "cannot connect the event store writer")).ok();
         }
         let outcome = match writer.as_mut() {
-            Some(writer) => write_batch(writer, &batch).await.map_err(unavailable),
+            Some(writer) => write_batch(writer, &batch).await.map_err(pg_unavailable),
             None => Err(unavailable("cannot connect to PostgreSQL")),
         };
         match outcome {

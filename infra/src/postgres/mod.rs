@@ -19,3 +19,16 @@ fn pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, String> {
 fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     tokio_postgres::Config::from_str(url).map_err(|e| format!("invalid PostgreSQL URL: {e}"))
 }
+
+/// An error with its causes: tokio-postgres shows only "db error" and keeps the
+/// server's message in the source.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,8 +1,12 @@
 use std::error::Error;
 
 use bytes::BytesMut;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use futures_util::future::try_join_all;
+use std::collections::{BTreeMap, BTreeSet};
+
+use plaza_projections::db::{BOOKKEEPING_DDL, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -15,16 +19,16 @@ pub struct PgReadModels {
 /// Serialises concurrent migrations of several processes.
 const MIGRATION_LOCK: i64 = 0x0070_6c61_7a62;
 
-fn db_error(error: impl std::fmt::Display) -> ReadModelError {
-    ReadModelError::Database(error.to_string())
+fn db_error(error: impl std::error::Error) -> ReadModelError {
+    ReadModelError::Database(super::describe(&error))
 }
 
 impl PgReadModels {
     /// Builds the pool; connections open lazily, so this does not fail when the server
     /// is down (readiness checks report it).
     pub fn connect(url: &str) -> Result<Self, ReadModelError> {
-        let config = super::parse_url(url).map_err(db_error)?;
-        Ok(Self { pool: super::pool(&config, 16).map_err(db_error)? })
+        let config = super::parse_url(url).map_err(ReadModelError::Database)?;
+        Ok(Self { pool: super::pool(&config, 16).map_err(ReadModelError::Database)? })
     }
 }
 
@@ -76,10 +80,7 @@ impl ReadModelDb for PgReadModels {
         let mut client = self.pool.get().await.map_err(db_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db_error)?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS projection_checkpoints (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)")
-            .await
-            .map_err(db_error)?;
-        for statement in ddl {
+        for statement in BOOKKEEPING_DDL.iter().chain(ddl) {
             tx.batch_execute(statement).await.map_err(db_error)?;
         }
         tx.execute("INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING", &[&projection])
@@ -100,19 +101,7 @@ impl ReadModelDb for PgReadModels {
         ));
         let mut client = self.pool.get().await.map_err(db_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
-        let mut prepared = Vec::with_capacity(statements.len());
-        for statement in &statements {
-            prepared.push(tx.prepare_cached(statement.sql).await.map_err(db_error)?);
-        }
-        let bound: Vec<Vec<PgValue<'_>>> = statements.iter().map(|s| bind(&s.params)).collect();
-        // Futures polled together are pipelined by tokio-postgres, in order.
-        try_join_all(prepared.iter().zip(&bound).map(|(statement, values)| {
-            let params = refs(values);
-            let tx = &tx;
-            async move { tx.execute(statement, &params).await }
-        }))
-        .await
-        .map_err(db_error)?;
+        execute_pipelined(&tx, &statements).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -123,4 +112,78 @@ impl ReadModelDb for PgReadModels {
         let rows = client.query(&statement, &refs(&values)).await.map_err(db_error)?;
         rows.iter().map(|row| (0..row.len()).map(|i| from_pg(row, i)).collect::<Result<_, _>>().map(Row)).collect()
     }
+
+    async fn execute(&self, statement: Statement) -> Result<u64, ReadModelError> {
+        let client = self.pool.get().await.map_err(db_error)?;
+        let prepared = client.prepare_cached(statement.sql).await.map_err(db_error)?;
+        let values = bind(&statement.params);
+        client.execute(&prepared, &refs(&values)).await.map_err(db_error)
+    }
+
+    async fn track_partitions(&self, projection: &str, topic: &str, partitions: i32) -> Result<(), ReadModelError> {
+        let statements: Vec<Statement> =
+            (0..partitions).map(|p| Statement::new(TRACK_PARTITION, [projection.into(), topic.into(), SqlValue::Int(p.into())])).collect();
+        let mut client = self.pool.get().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        execute_pipelined(&tx, &statements).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn apply_consumed(&self, projection: &str, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError> {
+        const LOCK: &str = "SELECT kafka_partition, next_offset, position FROM projection_partitions
+             WHERE projection = $1 AND topic = $2 AND kafka_partition = ANY($3) ORDER BY kafka_partition FOR UPDATE";
+        let partitions: BTreeSet<i32> = batch.iter().map(|c| c.partition).collect();
+        let tracked: Vec<Statement> =
+            partitions.iter().map(|p| Statement::new(TRACK_PARTITION, [projection.into(), topic.into(), SqlValue::Int((*p).into())])).collect();
+        let ids: Vec<i64> = partitions.iter().map(|p| i64::from(*p)).collect();
+
+        let mut client = self.pool.get().await.map_err(db_error)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        // A partition seen for the first time gets its row before the lock, so the lock
+        // always has a row to hold; rows are locked in partition order (no deadlock).
+        let lock = tx.prepare_cached(LOCK).await.map_err(db_error)?;
+        let lock_params: [&(dyn ToSql + Sync); 3] = [&projection, &topic, &ids];
+        let (_, rows) = tokio::try_join!(execute_pipelined(&tx, &tracked), async { tx.query(&lock, &lock_params).await.map_err(db_error) })?;
+        let mut states = BTreeMap::new();
+        for row in &rows {
+            let state = PartitionState { next_offset: row.get(1), position: row.get::<_, i64>(2) as u64 };
+            states.insert(row.get::<_, i64>(0) as i32, state);
+        }
+
+        let admitted = admit(&mut states, batch);
+        let mut statements = admitted.statements;
+        for partition in &partitions {
+            let state = states[partition];
+            statements.push(Statement::new(
+                UPSERT_PARTITION,
+                [
+                    projection.into(),
+                    topic.into(),
+                    SqlValue::Int((*partition).into()),
+                    SqlValue::Int(state.next_offset),
+                    SqlValue::Int(state.position as i64),
+                ],
+            ));
+        }
+        execute_pipelined(&tx, &statements).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(admitted.tally)
+    }
+}
+
+/// Runs the statements in order on the transaction's connection; futures polled together
+/// are pipelined by tokio-postgres, so this costs about one round trip.
+async fn execute_pipelined(tx: &Transaction<'_>, statements: &[Statement]) -> Result<(), ReadModelError> {
+    let mut prepared = Vec::with_capacity(statements.len());
+    for statement in statements {
+        prepared.push(tx.prepare_cached(statement.sql).await.map_err(db_error)?);
+    }
+    let bound: Vec<Vec<PgValue<'_>>> = statements.iter().map(|s| bind(&s.params)).collect();
+    try_join_all(prepared.iter().zip(&bound).map(|(statement, values)| {
+        let params = refs(values);
+        async move { tx.execute(statement, &params).await }
+    }))
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }

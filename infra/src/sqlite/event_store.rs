@@ -157,9 +157,9 @@ impl EventStore for SqliteEventStore {
         Ok(self.head.wait_above(after, timeout).await)
     }
 
-    async fn read_event(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        const SQL: &str = select_events!("WHERE event_id = ?1");
-        Ok(self.read(SQL, vec![Value::Text(event_id.to_string())]).await?.pop())
+    async fn read_event(&self, stream: &str, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        const SQL: &str = select_events!("WHERE event_id = ?1 AND stream_id = ?2");
+        Ok(self.read(SQL, vec![Value::Text(event_id.to_string()), Value::Text(stream.to_owned())]).await?.pop())
     }
 
     async fn read_snapshot(&self, stream: &str) -> Result<Option<Snapshot>, StoreError> {

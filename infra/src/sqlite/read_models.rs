@@ -2,6 +2,10 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use plaza_projections::db::{BOOKKEEPING_DDL, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -22,9 +26,9 @@ fn db_error(error: impl std::fmt::Display) -> ReadModelError {
 impl SqliteReadModels {
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
         let writer = open_connection(path, "NORMAL").map_err(db_error)?;
-        writer
-            .execute_batch("CREATE TABLE IF NOT EXISTS projection_checkpoints (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)")
-            .map_err(db_error)?;
+        for statement in BOOKKEEPING_DDL {
+            writer.execute_batch(statement).map_err(db_error)?;
+        }
         let readers = ReaderPool::open(path, 4).map_err(db_error)?;
         Ok(Self { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
     }
@@ -104,10 +108,7 @@ impl ReadModelDb for SqliteReadModels {
         let projection = projection.to_owned();
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for statement in statements {
-                let mut prepared = tx.prepare_cached(&sqlite_sql(statement.sql))?;
-                prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite)))?;
-            }
+            execute_all(&tx, statements)?;
             tx.execute("UPDATE projection_checkpoints SET position = ?2 WHERE projection = ?1", params![projection, position as i64])?;
             tx.commit()
         })
@@ -132,6 +133,70 @@ impl ReadModelDb for SqliteReadModels {
         .map_err(db_error)?
         .map_err(db_error)
     }
+
+    async fn execute(&self, statement: Statement) -> Result<u64, ReadModelError> {
+        self.with_writer(move |conn| {
+            let mut prepared = conn.prepare_cached(&sqlite_sql(statement.sql))?;
+            prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite))).map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn track_partitions(&self, projection: &str, topic: &str, partitions: i32) -> Result<(), ReadModelError> {
+        let statements: Vec<Statement> =
+            (0..partitions).map(|p| Statement::new(TRACK_PARTITION, [projection.into(), topic.into(), SqlValue::Int(p.into())])).collect();
+        self.with_writer(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            execute_all(&tx, statements)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn apply_consumed(&self, projection: &str, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError> {
+        let (projection, topic) = (projection.to_owned(), topic.to_owned());
+        self.with_writer(move |conn| {
+            // The writer connection is this process's only one and SQLite has one writer at
+            // a time (BEGIN IMMEDIATE): the states read here cannot change underneath.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let partitions: BTreeSet<i32> = batch.iter().map(|c| c.partition).collect();
+            let mut states = BTreeMap::new();
+            {
+                let mut read = tx.prepare_cached(
+                    "SELECT next_offset, position FROM projection_partitions WHERE projection = ?1 AND topic = ?2 AND kafka_partition = ?3",
+                )?;
+                for partition in &partitions {
+                    let mut rows = read.query(params![projection, topic, partition])?;
+                    if let Some(row) = rows.next()? {
+                        states.insert(*partition, PartitionState { next_offset: row.get(0)?, position: row.get::<_, i64>(1)? as u64 });
+                    }
+                }
+            }
+            let admitted = admit(&mut states, batch);
+            execute_all(&tx, admitted.statements)?;
+            for partition in &partitions {
+                let state = states[partition];
+                tx.prepare_cached(&sqlite_sql(UPSERT_PARTITION))?.execute(params![
+                    projection,
+                    topic,
+                    partition,
+                    state.next_offset,
+                    state.position as i64
+                ])?;
+            }
+            tx.commit()?;
+            Ok(admitted.tally)
+        })
+        .await
+    }
+}
+
+fn execute_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>) -> rusqlite::Result<()> {
+    for statement in statements {
+        let mut prepared = tx.prepare_cached(&sqlite_sql(statement.sql))?;
+        prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite)))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+
 use tokio_postgres::NoTls;
 
 /// The server the tests use; `make services` starts one on 127.0.0.1:5432.

@@ -1,0 +1,377 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt;
+use plaza_projections::partitions::{Consumed, Message};
+use plaza_projections::{ChangeNotices, Projection, ReadModelDb, SqlValue, Statement};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use super::{KafkaSettings, Probe, ensure_topic, recorded_event, watermark};
+
+/// A killed member's partitions move to the others once its session times out.
+/// tansu's group coordinator can be slow to answer heartbeats under load, so shorter
+/// sessions expel live members.
+const SESSION_TIMEOUT_MS: &str = "12000";
+/// How often a member notes in the read models that it holds its partitions.
+const TOUCH_EVERY: Duration = Duration::from_secs(2);
+/// A partition whose holder has not noted it for this long has no live consumer.
+const OWNER_STALE: Duration = Duration::from_secs(15);
+/// Members that find orphaned partitions wait a random time up to this long before
+/// rejoining, so that one of them rejoins and the others follow its rebalance.
+const REJOIN_JITTER_MS: u128 = 8_000;
+
+const TOUCH_PARTITION: &str =
+    "UPDATE projection_partitions SET owner = $4, owner_seen_at = $5 WHERE projection = $1 AND topic = $2 AND kafka_partition = $3";
+const ORPHANED_PARTITIONS: &str =
+    "SELECT count(*) FROM projection_partitions WHERE projection = $1 AND topic = $2 AND (owner_seen_at IS NULL OR owner_seen_at < $3)";
+
+/// When this member last rejoined its group, and a rejoin it plans: when, and the
+/// assignment it was planned against.
+struct Rejoin {
+    last: Instant,
+    planned: Option<(Instant, Instant)>,
+}
+
+/// The partitions Kafka gave this member, and since when.
+struct Membership {
+    partitions: Vec<i32>,
+    since: Instant,
+}
+
+/// Feeds one projection from the events topic, in the consumer group
+/// `{topic}.{projection}`: several processes running the same projection share the
+/// topic's partitions, and Kafka moves partitions between them as they come and go.
+///
+/// Each batch is applied with the partitions' next offsets and positions in one
+/// read-model transaction ([`ReadModelDb::apply_consumed`]), which skips whatever was
+/// applied before. When Kafka assigns a partition, reading starts at the offset the
+/// read-model database holds: offsets are never committed to Kafka, the database is the
+/// one truth (also after it was rebuilt or restored). A rebalance while a batch is in
+/// flight re-reads messages that the database then skips. Nothing is applied twice and
+/// nothing is skipped. (Committing offsets to Kafka as well, for lag tools, made
+/// tansu's group coordinator stall heartbeats during rebalances; lag is in the
+/// `projection_partitions` table instead.)
+pub struct KafkaProjector {
+    projection: Arc<dyn Projection>,
+    db: Arc<dyn ReadModelDb>,
+    notices: Arc<dyn ChangeNotices>,
+    settings: KafkaSettings,
+    batch_size: usize,
+    /// This member's name in the `owner` column.
+    member: String,
+    membership: Arc<Mutex<Membership>>,
+    joined: Arc<AtomicBool>,
+}
+
+/// The consumer's callbacks: on assignment, start each partition where the read models
+/// say. librdkafka calls this from `recv`, on the task's worker thread; the database
+/// read blocks that thread briefly (`block_in_place`), which is why the projector needs
+/// the multi-threaded runtime.
+struct Assignments {
+    db: Arc<dyn ReadModelDb>,
+    projection: &'static str,
+    topic: String,
+    runtime: Handle,
+    membership: Arc<Mutex<Membership>>,
+    joined: Arc<AtomicBool>,
+}
+
+impl Assignments {
+    fn note(&self, partitions: Vec<i32>) {
+        *self.membership.lock().expect("membership lock") = Membership { partitions, since: Instant::now() };
+    }
+}
+
+impl ClientContext for Assignments {}
+
+impl ConsumerContext for Assignments {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, assignment: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let starts = tokio::task::block_in_place(|| self.runtime.block_on(self.stored_offsets()));
+                let partitions: Vec<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
+                for &partition in &partitions {
+                    // Unknown to the read models (or they cannot be read): from the start,
+                    // which is always safe, since the database skips what it has.
+                    let start = starts.get(&partition).map_or(Offset::Beginning, |next| Offset::Offset(*next));
+                    if let Err(error) = assignment.set_partition_offset(&self.topic, partition, start) {
+                        warn!(%error, partition, "cannot set a start offset");
+                    }
+                }
+                info!(projection = self.projection, partitions = ?starts_of(assignment), "partitions assigned");
+                if let Err(error) = consumer.assign(assignment) {
+                    error!(projection = self.projection, %error, "cannot take the assigned partitions");
+                }
+                self.note(partitions);
+                self.joined.store(true, Ordering::Relaxed);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!(projection = self.projection, "partitions revoked");
+                self.note(Vec::new());
+                if let Err(error) = consumer.unassign() {
+                    error!(projection = self.projection, %error, "cannot give partitions back");
+                }
+            }
+            other => error!(projection = self.projection, error = ?other, "rebalance failed"),
+        }
+    }
+}
+
+impl Assignments {
+    /// Each partition's next offset as the read models hold it; empty when they cannot
+    /// be read after a few tries.
+    async fn stored_offsets(&self) -> BTreeMap<i32, i64> {
+        const SQL: &str = "SELECT kafka_partition, next_offset FROM projection_partitions WHERE projection = $1 AND topic = $2";
+        for attempt in 1..=5 {
+            match self.db.query(SQL, vec![self.projection.into(), self.topic.as_str().into()]).await {
+                Ok(rows) => {
+                    return rows.iter().filter_map(|row| Some((row.int(0).ok()? as i32, row.int(1).ok()?))).collect();
+                }
+                Err(error) => warn!(projection = self.projection, attempt, %error, "cannot read the stored offsets"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        BTreeMap::new()
+    }
+}
+
+fn starts_of(assignment: &TopicPartitionList) -> Vec<(i32, String)> {
+    assignment.elements().iter().map(|e| (e.partition(), format!("{:?}", e.offset()))).collect()
+}
+
+impl KafkaProjector {
+    pub fn new(projection: Arc<dyn Projection>, db: Arc<dyn ReadModelDb>, notices: Arc<dyn ChangeNotices>, settings: &KafkaSettings) -> Self {
+        let member = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let membership = Arc::new(Mutex::new(Membership { partitions: Vec::new(), since: Instant::now() }));
+        Self { projection, db, notices, settings: settings.clone(), batch_size: 1000, member, membership, joined: Arc::default() }
+    }
+
+    /// Turns true once the consumer group gave this projector its partitions (possibly
+    /// none, when other members hold them all): it is consuming.
+    pub fn joined(&self) -> Arc<AtomicBool> {
+        self.joined.clone()
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    fn group(&self) -> String {
+        format!("{}.{}", self.settings.topic, self.name())
+    }
+
+    /// Creates the projection's tables, the topic if needed, and a state row for each
+    /// of the topic's partitions.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        self.db.migrate(self.name(), self.projection.schema()).await?;
+        ensure_topic(&self.settings).await?;
+        let partitions = Probe::new(&self.settings)?.partitions(Duration::from_secs(10)).await?;
+        self.db.track_partitions(self.name(), &self.settings.topic, partitions).await?;
+        Ok(())
+    }
+
+    fn consumer(&self) -> anyhow::Result<StreamConsumer<Assignments>> {
+        let runtime = Handle::current();
+        anyhow::ensure!(runtime.runtime_flavor() == RuntimeFlavor::MultiThread, "the kafka projector needs tokio's multi-threaded runtime");
+        let assignments = Assignments {
+            db: self.db.clone(),
+            projection: self.name(),
+            topic: self.settings.topic.clone(),
+            runtime,
+            membership: self.membership.clone(),
+            joined: self.joined.clone(),
+        };
+        let consumer: StreamConsumer<Assignments> = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", self.group())
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", "1000")
+            // Bounds how long a fetch waits on an idle partition (latency to visible).
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(assignments)?;
+        consumer.subscribe(&[&self.settings.topic])?;
+        Ok(consumer)
+    }
+
+    /// Consumes until `shutdown` turns true; the batch in hand is finished first.
+    /// Failures are logged and retried with backoff; no message is dropped.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let consumer = loop {
+            match self.prepare().await.and_then(|()| self.consumer()) {
+                Ok(consumer) => break consumer,
+                Err(error) => {
+                    warn!(projection = self.name(), %error, "kafka projector cannot start, retrying");
+                    if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+                        return;
+                    }
+                }
+            }
+        };
+        info!(projection = self.name(), topic = %self.settings.topic, group = %self.group(), member = %self.member, "kafka projector started");
+        let mut ticks = tokio::time::interval(TOUCH_EVERY);
+        let mut rejoin = Rejoin { last: Instant::now(), planned: None };
+        while !*shutdown.borrow() {
+            let first = tokio::select! {
+                message = consumer.recv() => message,
+                _ = ticks.tick() => {
+                    self.look_after_partitions(&consumer, &mut rejoin).await;
+                    continue;
+                }
+                _ = shutdown.changed() => break,
+            };
+            let mut batch = Vec::new();
+            match first {
+                Ok(message) => batch.push(self.consume(&message)),
+                Err(error) => {
+                    // Transport errors while a broker restarts: librdkafka reconnects.
+                    debug!(projection = self.name(), %error, "kafka consumer error");
+                    continue;
+                }
+            }
+            // Whatever else has already arrived joins the batch.
+            while batch.len() < self.batch_size {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(self.consume(&message)),
+                    _ => break,
+                }
+            }
+            if !self.apply(batch, &mut shutdown).await {
+                break;
+            }
+            self.notices.publish(self.name());
+        }
+        self.joined.store(false, Ordering::Relaxed);
+        info!(projection = self.name(), "kafka projector stopped");
+    }
+
+    /// Notes in the read models that this member holds its partitions, and checks that
+    /// every partition has a live holder. One without, while this member has been
+    /// settled for a while, means the group's assignment went wrong (tansu's coordinator
+    /// can leave a dead member's partitions assigned to it after a rebalance), so this
+    /// member asks for a new assignment by rejoining the group. With a healthy group
+    /// this never fires.
+    async fn look_after_partitions(&self, consumer: &StreamConsumer<Assignments>, rejoin: &mut Rejoin) {
+        let (partitions, since) = {
+            let membership = self.membership.lock().expect("membership lock");
+            (membership.partitions.clone(), membership.since)
+        };
+        let now = epoch_millis(SystemTime::now());
+        for partition in partitions {
+            let params = [
+                self.name().into(),
+                self.settings.topic.as_str().into(),
+                SqlValue::Int(partition.into()),
+                self.member.as_str().into(),
+                SqlValue::Int(now),
+            ];
+            if let Err(error) = self.db.execute(Statement::new(TOUCH_PARTITION, params)).await {
+                debug!(projection = self.name(), %error, "cannot note held partitions");
+            }
+        }
+        if since.elapsed() < OWNER_STALE || rejoin.last.elapsed() < OWNER_STALE || !self.partitions_orphaned(now).await {
+            rejoin.planned = None;
+            return;
+        }
+        match rejoin.planned {
+            // Another member's rebalance came first: nothing to do.
+            Some((_, planned_since)) if planned_since != since => rejoin.planned = None,
+            Some((at, _)) if Instant::now() >= at => {
+                warn!(projection = self.name(), "partitions without a live consumer; rejoining the group for a new assignment");
+                consumer.unsubscribe();
+                if let Err(error) = consumer.subscribe(&[&self.settings.topic]) {
+                    error!(projection = self.name(), %error, "cannot rejoin the consumer group");
+                }
+                *rejoin = Rejoin { last: Instant::now(), planned: None };
+            }
+            Some(_) => {}
+            None => {
+                let jitter = Duration::from_millis((uuid::Uuid::new_v4().as_u128() % REJOIN_JITTER_MS) as u64);
+                rejoin.planned = Some((Instant::now() + jitter, since));
+            }
+        }
+    }
+
+    /// Whether some partition has had no live holder for [`OWNER_STALE`].
+    async fn partitions_orphaned(&self, now: i64) -> bool {
+        let stale = now - OWNER_STALE.as_millis() as i64;
+        let params = vec![self.name().into(), self.settings.topic.as_str().into(), SqlValue::Int(stale)];
+        match self.db.query(ORPHANED_PARTITIONS, params).await {
+            Ok(rows) => rows.first().and_then(|row| row.int(0).ok()).unwrap_or(0) > 0,
+            Err(error) => {
+                debug!(projection = self.name(), %error, "cannot check partition holders");
+                false
+            }
+        }
+    }
+
+    /// Applies a batch, retrying until it commits. Returns false if shutdown was asked
+    /// for before it could (the batch is then read again by whoever comes next).
+    async fn apply(&self, batch: Vec<Consumed>, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.db.apply_consumed(self.name(), &self.settings.topic, batch.clone()).await {
+                Ok(tally) => {
+                    debug!(projection = self.name(), applied = tally.applied, skipped = tally.skipped, "kafka batch applied");
+                    return true;
+                }
+                Err(error) => {
+                    warn!(projection = self.name(), %error, "kafka batch failed, retrying");
+                    if sleep_or_shutdown(backoff, shutdown).await {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Turns a message into what applying it takes.
+    fn consume(&self, message: &BorrowedMessage<'_>) -> Consumed {
+        use rdkafka::Message as _;
+        let (partition, offset) = (message.partition(), message.offset());
+        let message = if let Some(position) = watermark(message) {
+            Message::Watermark { position }
+        } else {
+            match recorded_event(message) {
+                Ok(envelope) => {
+                    let mut statements = Vec::new();
+                    match envelope.decode() {
+                        Ok(event) => self.projection.apply(&event, &envelope, &mut statements),
+                        // Written by a newer Plaza: skipped rather than stopping every
+                        // read model behind it (as the store-tailing projector does).
+                        Err(error) => warn!(projection = self.name(), position = envelope.position, %error, "skipping undecodable event"),
+                    }
+                    Message::Event { position: envelope.position, statements }
+                }
+                Err(error) => {
+                    warn!(projection = self.name(), partition, offset, %error, "skipping a message that is not a relayed event");
+                    Message::Unreadable
+                }
+            }
+        };
+        Consumed { partition, offset, message }
+    }
+}
+
+fn epoch_millis(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Sleeps; returns true if shutdown was requested meanwhile.
+async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}

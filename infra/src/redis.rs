@@ -1,0 +1,196 @@
+//! Redis (cluster profile): what several Plaza processes must share. Change notices
+//! over pub/sub, and the command rate limiter's token buckets.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use plaza_projections::ChangeNotices;
+use plaza_write_api::{Quota, RateLimiter, RateLimits};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+/// A Redis server and the prefix of every key and channel Plaza uses on it (so
+/// several deployments, or test runs, can share one server).
+#[derive(Clone)]
+pub struct Redis {
+    client: ::redis::Client,
+    /// Reconnects by itself; commands fail fast while the server is away.
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl Redis {
+    /// Parses the URL; connects lazily, so this does not fail while Redis is down
+    /// (readiness checks report it).
+    pub fn open(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = ::redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self { client, connection, prefix: prefix.to_owned() })
+    }
+
+    pub async fn ping(&self) -> Result<(), String> {
+        ::redis::cmd("PING").query_async::<String>(&mut self.connection.clone()).await.map(drop).map_err(|e| e.to_string())
+    }
+
+    fn changes_channel(&self) -> String {
+        format!("{}changes", self.prefix)
+    }
+}
+
+/// Change notices over Redis pub/sub: `PUBLISH {prefix}changes <projection>`.
+/// Publishing goes through a queue to one task, which folds a burst of notices into one
+/// per projection; a listener task forwards what every process published to local
+/// subscribers, reconnecting after failures.
+pub struct RedisNotices {
+    outbox: mpsc::UnboundedSender<String>,
+    heard: broadcast::Sender<String>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RedisNotices {
+    pub fn new(redis: &Redis) -> Self {
+        let (outbox, queued) = mpsc::unbounded_channel();
+        let heard = broadcast::channel(1024).0;
+        let tasks = vec![tokio::spawn(publish_task(redis.clone(), queued)), tokio::spawn(listen_task(redis.clone(), heard.clone()))];
+        Self { outbox, heard, tasks }
+    }
+}
+
+impl Drop for RedisNotices {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+impl ChangeNotices for RedisNotices {
+    fn publish(&self, projection: &str) {
+        let _ = self.outbox.send(projection.to_owned());
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.heard.subscribe()
+    }
+}
+
+async fn publish_task(redis: Redis, mut queued: mpsc::UnboundedReceiver<String>) {
+    let channel = redis.changes_channel();
+    let mut connection = redis.connection.clone();
+    while let Some(first) = queued.recv().await {
+        let mut names = BTreeSet::from([first]);
+        while let Ok(name) = queued.try_recv() {
+            names.insert(name);
+        }
+        for name in names {
+            if let Err(error) = ::redis::cmd("PUBLISH").arg(&channel).arg(&name).query_async::<i64>(&mut connection).await {
+                // Listeners also poll: a lost notice only delays them.
+                debug!(%error, "cannot publish a change notice");
+            }
+        }
+    }
+}
+
+async fn listen_task(redis: Redis, heard: broadcast::Sender<String>) {
+    use futures_util::StreamExt;
+    let channel = redis.changes_channel();
+    loop {
+        match redis.client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Ok(name) = message.get_payload::<String>() {
+                            let _ = heard.send(name);
+                        }
+                    }
+                    warn!("change-notice subscription ended, reconnecting");
+                }
+                Err(error) => warn!(%error, "cannot subscribe to change notices"),
+            },
+            Err(error) => warn!(%error, "cannot connect to redis for change notices"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Token buckets in Redis, so every write API process draws on the same buckets. One
+/// script call per command checks the user's and the IP's bucket and takes a token from
+/// both, or from neither. Redis's clock is used, so process clocks do not matter.
+pub struct RedisRateLimiter {
+    redis: Redis,
+    limits: RateLimits,
+    script: ::redis::Script,
+}
+
+/// KEYS: the buckets; ARGV: per bucket, its rate (tokens/s) and capacity. Returns 0
+/// when a token was taken from each bucket, else the milliseconds until one can be.
+const TOKEN_BUCKETS: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local wait = 0
+local levels = {}
+for i, key in ipairs(KEYS) do
+    local rate, capacity = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+    local bucket = redis.call('HMGET', key, 'tokens', 'at')
+    local tokens = tonumber(bucket[1]) or capacity
+    local at = tonumber(bucket[2]) or now
+    tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
+    levels[i] = tokens
+    if tokens < 1 then
+        wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate))
+    end
+end
+for i, key in ipairs(KEYS) do
+    local rate, capacity = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+    local tokens = levels[i]
+    if wait == 0 then
+        tokens = tokens - 1
+    end
+    redis.call('HSET', key, 'tokens', tostring(tokens), 'at', now)
+    redis.call('PEXPIRE', key, math.ceil(capacity * 1000 / rate) + 1000)
+end
+return wait
+";
+
+impl RedisRateLimiter {
+    pub fn new(redis: &Redis, limits: RateLimits) -> Self {
+        Self { redis: redis.clone(), limits, script: ::redis::Script::new(TOKEN_BUCKETS) }
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn acquire(&self, user: Option<Uuid>, ip: IpAddr) -> Result<(), Duration> {
+        let prefix = &self.redis.prefix;
+        let mut buckets: Vec<(String, Quota)> = Vec::with_capacity(2);
+        if let (Some(quota), Some(user)) = (self.limits.per_user, user) {
+            buckets.push((format!("{prefix}rate:user:{user}"), quota));
+        }
+        if let Some(quota) = self.limits.per_ip {
+            buckets.push((format!("{prefix}rate:ip:{ip}"), quota));
+        }
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.script.prepare_invoke();
+        for (key, quota) in &buckets {
+            invocation.key(key).arg(quota.per_second.get()).arg(quota.burst.get());
+        }
+        match invocation.invoke_async::<u64>(&mut self.redis.connection.clone()).await {
+            Ok(0) => Ok(()),
+            Ok(wait_ms) => Err(Duration::from_millis(wait_ms)),
+            Err(error) => {
+                // Failing open: an unreachable limiter must not stop every command.
+                warn!(%error, "rate limiter unavailable, letting the command through");
+                Ok(())
+            }
+        }
+    }
+}
