@@ -20,9 +20,21 @@ run: ## Run Plaza, embedded profile (SQLite in ./data, http://127.0.0.1:8080)
 test: services check-architecture clean-test-dbs ## Run all tests (starts PostgreSQL, Redis and Kafka if needed)
 	@log=$$(mktemp); set -o pipefail; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee "$$log"; status=$$?; \
+	$(MAKE) --no-print-directory test-eventstoredb 2>&1 | tee -a "$$log" || status=1; \
 	awk '/^test result:/ { passed += $$4; failed += $$6; ignored += $$8 } \
 	     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$$log"; \
+	grep -m1 '^eventstoredb:' "$$log" || true; \
 	rm -f "$$log"; exit $$status
+
+.PHONY: test-eventstoredb
+test-eventstoredb: ## EventStoreDB adapter: always built; its conformance suite runs when PLAZA_TEST_EVENTSTOREDB_URL names a server
+	@if [ -n "$${PLAZA_TEST_EVENTSTOREDB_URL:-}" ]; then \
+	  $(CARGO) test -p plaza-infra --features eventstoredb --test event_store eventstoredb:: \
+	  && echo "eventstoredb: conformance suite passed against $$PLAZA_TEST_EVENTSTOREDB_URL"; \
+	else \
+	  $(CARGO) check -p plaza-infra --features eventstoredb --all-targets \
+	  && echo "eventstoredb: adapter builds; its live conformance suite was SKIPPED (no server here: set PLAZA_TEST_EVENTSTOREDB_URL=esdb://host:2113?tls=false to run it)"; \
+	fi
 
 .PHONY: services
 services: ## Install and start PostgreSQL, Redis and tansu (Kafka) unless already reachable
@@ -45,6 +57,7 @@ clean-test-dbs: ## Drop databases left behind by earlier test runs
 lint: check-architecture ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p plaza-infra --features eventstoredb --all-targets -- -D warnings
 
 .PHONY: fmt
 fmt: ## Format the code

@@ -22,7 +22,7 @@ use plaza_read_api::ReadApi;
 use plaza_write_api::{ApiError, LocalRateLimiter, RateLimiter, WriteApi};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{error, info};
 
 /// Plaza: an event-sourced social backend.
@@ -153,8 +153,11 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         true => Some(plaza_infra::open_event_store(&config).await.context("cannot open the event store")?),
         false => None,
     };
-    if let Some(store) = &store {
-        let store = store.clone();
+    let relay_source = match roles.relay {
+        true => Some(plaza_infra::open_relay_source(&config).await.context("cannot open the event store for the relay")?),
+        false => None,
+    };
+    if let Some(store) = store.clone().or_else(|| relay_source.as_ref().map(|(source, _)| source.clone())) {
         health.add("event_store", move || {
             let store = store.clone();
             async move { store.head().await.map(drop).map_err(|e| e.to_string()) }
@@ -225,15 +228,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             async move { if all { Ok(()) } else { Err("waiting for the consumer group to assign partitions".to_owned()) } }
         });
     }
-    if roles.relay {
-        let (source, checkpoints) = plaza_infra::open_relay_source(&config).await.context("cannot open the event store for the relay")?;
-        if store.is_none() {
-            let source = source.clone();
-            health.add("event_store", move || {
-                let source = source.clone();
-                async move { source.head().await.map(drop).map_err(|e| e.to_string()) }
-            });
-        }
+    if let Some((source, checkpoints)) = relay_source {
         let relay = Relay::new(&kafka_settings, source, checkpoints)?;
         let mut shutdown = shutdown.clone();
         background.spawn(async move {
@@ -278,7 +273,9 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         .merge(health.routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(TraceLayer::new_for_http());
+        // A 5xx here is a dependency that is down or a consistency wait that timed out,
+        // each reported where it happens: a warning, not an error, of its own.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)));
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(

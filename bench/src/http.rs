@@ -23,6 +23,16 @@ pub struct HttpResult {
     pub profile: &'static str,
     pub healthz: Measurement,
     pub commands: Measurement,
+    pub visibility: Visibility,
+}
+
+/// Commands each followed by a GraphQL read that waits for the command's position.
+pub struct Visibility {
+    pub profile: &'static str,
+    /// The command alone.
+    pub commands: Measurement,
+    /// From sending the command until the GraphQL answer that includes it arrived.
+    pub visible: Measurement,
 }
 
 impl HttpResult {
@@ -59,13 +69,69 @@ fn run_profile(plaza: &Path, profile: &'static str, env: &[(&str, String)], sett
     eprintln!("[http] {profile}: follow/unfollow, {CLIENTS} clients...");
     let commands = run_clients(&server.base, &pairs, Workload::FollowUnfollow, settings)?;
     eprintln!("[http] {profile}: commands: {}", commands.summary("requests"));
+    let visibility = run_visibility(profile, &server.base, &server.base, &pairs, settings)?;
     server.check_alive()?;
-    Ok(HttpResult { profile, healthz, commands })
+    Ok(HttpResult { profile, healthz, commands, visibility })
 }
 
-/// A `plaza serve` child process with its own data directory; killed on drop.
-struct Server {
-    base: String,
+/// Measures command -> visible in GraphQL: each client sends a follow (or unfollow),
+/// then a GraphQL read of the target's follower count with `Plaza-Min-Position` set to
+/// the command's position, which waits until the read models include the command.
+pub fn run_visibility(profile: &'static str, write_base: &str, read_base: &str, pairs: &[Pair], settings: &Settings) -> anyhow::Result<Visibility> {
+    eprintln!("[visibility] {profile}: command, then GraphQL read at its position, {} clients...", pairs.len());
+    let window = Window::starting_now(settings.warmup, settings.http_case);
+    let logs = std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs.iter().map(|pair| scope.spawn(move || visibility_client(write_base, read_base, pair, window))).collect();
+        handles.into_iter().map(|handle| handle.join().map_err(|_| anyhow::anyhow!("a client thread panicked"))).collect::<Result<Vec<_>, _>>()
+    })?;
+    let (commands, visible): (Vec<WorkerLog>, Vec<WorkerLog>) = logs.into_iter().unzip();
+    let result = Visibility { profile, commands: Measurement::finish(&window, commands), visible: Measurement::finish(&window, visible) };
+    eprintln!("[visibility] {profile}: commands {}", result.commands.summary("requests"));
+    eprintln!("[visibility] {profile}: visible {}", result.visible.summary("reads"));
+    Ok(result)
+}
+
+fn visibility_client(write_base: &str, read_base: &str, pair: &Pair, window: Window) -> (WorkerLog, WorkerLog) {
+    let agent = agent(Duration::from_secs(30));
+    let follow_url = format!("{write_base}/api/v1/users/{}/follow", pair.target);
+    let graphql_url = format!("{read_base}/graphql");
+    let bearer = format!("Bearer {}", pair.token);
+    let query = json!({ "query": "query($id: ID!) { user(id: $id) { followersCount } }", "variables": { "id": pair.target } });
+    let (mut commands, mut visible) = (WorkerLog::default(), WorkerLog::default());
+    let mut follow_next = true;
+    loop {
+        let started = Instant::now();
+        if !window.is_open(started) {
+            return (commands, visible);
+        }
+        let answer = if follow_next {
+            agent.post(&follow_url).header("authorization", &bearer).send_empty()
+        } else {
+            agent.delete(&follow_url).header("authorization", &bearer).call()
+        };
+        follow_next = !follow_next;
+        let position = position_of(answer);
+        commands.record(&window, started, started.elapsed(), position.is_some());
+        let Some(position) = position else { continue };
+        let read = agent.post(&graphql_url).header("plaza-min-position", position.to_string()).send_json(&query);
+        visible.record(&window, started, started.elapsed(), answered(read, "followersCount"));
+    }
+}
+
+/// The `position` of a command's 200 answer.
+fn position_of(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Option<u64> {
+    let mut response = result.ok()?;
+    let body = response.body_mut().read_to_string().ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    serde_json::from_str::<Value>(&body).ok()?["position"].as_u64()
+}
+
+/// A `plaza` child process (one role, or `serve`) with its own data directory; killed
+/// on drop.
+pub struct Server {
+    pub base: String,
     child: Child,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -73,12 +139,16 @@ struct Server {
 
 impl Server {
     fn start(plaza: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::start_role(plaza, "serve", env)
+    }
+
+    pub fn start_role(plaza: &Path, role: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         let port = free_port()?;
         let log_path = dir.path().join("plaza.log");
         let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = Command::new(plaza);
-        command.arg("serve").stdout(Stdio::null()).stderr(log);
+        command.arg(role).stdout(Stdio::null()).stderr(log);
         // Only our settings: no PLAZA_* (or config file) inherited from the caller's shell.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("PLAZA_") {
@@ -89,6 +159,9 @@ impl Server {
             .env("PLAZA_LISTEN", format!("127.0.0.1:{port}"))
             .env("PLAZA_DATA_DIR", dir.path().join("data"))
             .env("PLAZA_LOG", "warn")
+            // The benchmark is one client host hammering on purpose.
+            .env("PLAZA_RATE_LIMIT_USER_PER_SEC", "0")
+            .env("PLAZA_RATE_LIMIT_IP_PER_SEC", "0")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let child = command.spawn().with_context(|| format!("cannot start {}", plaza.display()))?;
         let mut server = Self { base: format!("http://127.0.0.1:{port}"), child, log_path, _dir: dir };
@@ -110,7 +183,7 @@ impl Server {
         bail!("plaza did not become ready within 60 s; its log:\n{}", self.log())
     }
 
-    fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("cannot check the plaza process")? {
             bail!("plaza exited with {status}; its log:\n{}", self.log());
         }
@@ -140,13 +213,13 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 /// A client and the user it follows and unfollows.
-struct Pair {
+pub struct Pair {
     token: String,
     target: String,
 }
 
 /// Registers `CLIENTS` clients and as many targets, one thread per pair.
-fn register_pairs(base: &str) -> anyhow::Result<Vec<Pair>> {
+pub fn register_pairs(base: &str) -> anyhow::Result<Vec<Pair>> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|i| {

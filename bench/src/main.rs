@@ -1,8 +1,10 @@
 //! `plaza-bench`: measures the event store adapters, the HTTP command path of a real
-//! `plaza serve` process and projection catch-up, and writes a Markdown report. It
-//! never asserts timings; it only reports them. Progress goes to stderr.
+//! `plaza serve` process, projection catch-up and the cluster profile (visibility delay,
+//! Kafka throughput), and writes a Markdown report. It never asserts timings; it only
+//! reports them. Progress goes to stderr.
 
 mod appends;
+mod cluster;
 mod http;
 mod pg;
 mod projection;
@@ -31,6 +33,18 @@ struct Cli {
     /// Smoke run: 1-second cases and about 10,000 projected events.
     #[arg(long)]
     quick: bool,
+
+    /// Run only these sections (repeatable); the report then holds only them.
+    #[arg(long, value_enum, value_name = "SECTION")]
+    only: Vec<Section>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Appends,
+    Http,
+    Projection,
+    Cluster,
 }
 
 /// How long and how big each section runs.
@@ -69,11 +83,21 @@ fn main() -> anyhow::Result<()> {
     let date = chrono::Utc::now();
     eprintln!("plaza-bench: server {}, PostgreSQL {admin}", plaza.display());
 
-    let appends = runtime.block_on(appends::run_all(&settings, &admin))?;
-    let http = http::run_all(&runtime, &plaza, &settings, &admin)?;
-    let projection = runtime.block_on(projection::run_all(&settings, &admin))?;
+    let runs = |section| cli.only.is_empty() || cli.only.contains(&section);
+    let appends = if runs(Section::Appends) { runtime.block_on(appends::run_all(&settings, &admin))? } else { vec![] };
+    let http = if runs(Section::Http) { http::run_all(&runtime, &plaza, &settings, &admin)? } else { vec![] };
+    let projection = if runs(Section::Projection) { runtime.block_on(projection::run_all(&settings, &admin))? } else { vec![] };
+    let cluster = if runs(Section::Cluster) { Some(cluster::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
 
-    let report = report::Report { date, machine: &machine, settings: &settings, appends: &appends, http: &http, projection: &projection };
+    let report = report::Report {
+        date,
+        machine: &machine,
+        settings: &settings,
+        appends: &appends,
+        http: &http,
+        projection: &projection,
+        cluster: cluster.as_ref(),
+    };
     write_report(&cli.out, &report.render())?;
     eprintln!("plaza-bench: report written to {}", cli.out.display());
     Ok(())

@@ -39,10 +39,10 @@ impl ProjectionResult {
 }
 
 /// What the prefilled log holds, to check the read models against.
-struct Prefill {
-    events: u64,
-    users: usize,
-    pairs: usize,
+pub struct Prefill {
+    pub events: u64,
+    pub users: usize,
+    pub pairs: usize,
 }
 
 pub async fn run_all(settings: &Settings, admin: &str) -> anyhow::Result<Vec<ProjectionResult>> {
@@ -83,7 +83,7 @@ fn report(result: ProjectionResult) -> ProjectionResult {
 /// Appends `USERS` registrations, then follow/unfollow histories between them until
 /// about `total` events are stored. Each follow stream is written in one append; the
 /// appends run concurrently so the store commits them in large groups.
-async fn prefill(store: Arc<SqliteEventStore>, total: usize) -> anyhow::Result<Prefill> {
+pub async fn prefill(store: Arc<dyn EventStore>, total: usize) -> anyhow::Result<Prefill> {
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
     let mut appends = JoinSet::new();
     for (i, &user) in users.iter().enumerate() {
@@ -162,7 +162,7 @@ async fn catch_up(
     Ok(ProjectionResult { read_models, events: prefill.events, elapsed })
 }
 
-async fn check_count(db: &dyn ReadModelDb, sql: &'static str, expected: usize, read_models: &str) -> anyhow::Result<()> {
+pub async fn check_count(db: &dyn ReadModelDb, sql: &'static str, expected: usize, read_models: &str) -> anyhow::Result<()> {
     let rows = db.query(sql, vec![]).await?;
     let found = rows.first().context("a count returned no row")?.int(0)?;
     if found != expected as i64 {

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 
 use crate::Settings;
 use crate::appends::AppendResult;
-use crate::http::{CLIENTS, HttpResult};
+use crate::cluster::{ClusterResult, PARTITIONS};
+use crate::http::{CLIENTS, HttpResult, Visibility};
 use crate::projection::{BATCH_SIZE, EVENTS_PER_PAIR, ProjectionResult, USERS};
 use crate::stats::thousands;
 
@@ -63,6 +64,7 @@ pub struct Report<'a> {
     pub appends: &'a [AppendResult],
     pub http: &'a [HttpResult],
     pub projection: &'a [ProjectionResult],
+    pub cluster: Option<&'a ClusterResult>,
 }
 
 fn ms(value: f64) -> String {
@@ -81,9 +83,18 @@ impl Report<'_> {
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.header(&mut out);
-        self.appends_section(&mut out);
-        self.http_section(&mut out);
-        self.projection_section(&mut out);
+        if !self.appends.is_empty() {
+            self.appends_section(&mut out);
+        }
+        if !self.http.is_empty() {
+            self.http_section(&mut out);
+        }
+        if !self.projection.is_empty() {
+            self.projection_section(&mut out);
+        }
+        if let Some(cluster) = self.cluster {
+            self.cluster_section(cluster, &mut out);
+        }
         out
     }
 
@@ -215,6 +226,75 @@ impl Report<'_> {
              PostgreSQL read models (a new database). Both read the same SQLite event store, so reading the log is included in the time. \
              Afterwards the user and follow counts are checked against what was written.\n",
             thousands(USERS as u64)
+        );
+    }
+
+    fn cluster_section(&self, cluster: &ClusterResult, out: &mut String) {
+        let _ = writeln!(out, "## 4. Cluster profile\n");
+        let _ = writeln!(out, "### Command -> visible in GraphQL\n");
+        let _ =
+            writeln!(out, "| Profile | Clients | Commands/s | Command p50 (ms) | Command p99 (ms) | Visible p50 (ms) | Visible p99 (ms) | Errors |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let rows: Vec<&Visibility> = self.http.iter().map(|r| &r.visibility).chain([&cluster.visibility]).collect();
+        for v in rows {
+            let _ = writeln!(
+                out,
+                "| {} | {CLIENTS} | {} | {} | {} | {} | {} | {} |",
+                v.profile,
+                rate(v.visible.per_second()),
+                ms(v.commands.percentile_ms(50.0)),
+                ms(v.commands.percentile_ms(99.0)),
+                ms(v.visible.percentile_ms(50.0)),
+                ms(v.visible.percentile_ms(99.0)),
+                thousands(v.commands.errors + v.visible.errors)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n**Method.** {CLIENTS} client threads (each with its own user, target and keep-alive connection) loop for {} after a {} \
+             warm-up: send `POST` or `DELETE /api/v1/users/{{target}}/follow` (alternating), take the `position` of the answer, then \
+             send `POST /graphql` `{{ user(id: target) {{ followersCount }} }}` with `Plaza-Min-Position: position`, which waits until \
+             every projection has applied that position. \"Command\" is the command's round trip; \"Visible\" is the time from \
+             sending the command until the GraphQL answer arrived, so it includes the command. Embedded and PostgreSQL rows run \
+             `plaza serve` (the projector tails the store in the same process). The cluster row runs five processes: `plaza \
+             write-api`, `plaza read-api`, `plaza relay` and two `plaza projector` on one fresh PostgreSQL database (event store and \
+             read models), a topic of {PARTITIONS} partitions on the local tansu broker (SQLite storage) and Redis for change \
+             notices: a command travels store -> relay -> Kafka -> projector -> PostgreSQL -> Redis notice -> read API. Rate limits \
+             are off. Commands/s counts completed command+read pairs.\n",
+            seconds(self.settings.http_case),
+            seconds(self.settings.warmup)
+        );
+
+        let _ = writeln!(out, "### Projection throughput through Kafka\n");
+        let _ = writeln!(out, "| Stage | Events | Start-up (s) | Time (s) | Events/s | Events/s incl. start-up |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for k in &cluster.kafka {
+            let total = (k.startup + k.elapsed).as_secs_f64();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} | {:.2} | {} | {} |",
+                k.stage,
+                thousands(k.events),
+                k.startup.as_secs_f64(),
+                k.elapsed.as_secs_f64(),
+                rate(k.per_second()),
+                rate(if total > 0.0 { k.events as f64 / total } else { 0.0 })
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n**Method.** A fresh PostgreSQL event store is prefilled as in section 3 (about {} events: registrations and \
+             follow/unfollow histories). The relay (in the benchmark process) produces the whole log to a new topic of {PARTITIONS} \
+             partitions on the local tansu broker, with its watermarks, an idempotent producer and `acks=all`; its row is the time \
+             from its first acknowledged batch until its checkpoint reached the last event. Then one, and afterwards two, Kafka \
+             projectors of the accounts projection (one consumer group; each run into a new PostgreSQL read-model database) \
+             consume the topic from the start; the time runs from the first applied batch until every partition's applied \
+             position reached the last event (so the consumer group's join is in \"Start-up\", not in the rate; librdkafka \
+             already fetches while the first batch is applied, so \"Events/s\" is mostly the apply side, and the last column \
+             divides by the whole time). Each batch (up to 1,000 messages) is applied with its partition offsets in one \
+             transaction. Afterwards the user and follow counts are checked. Compare with section 3, where one projector \
+             tails the store directly and reads the log as part of its time.\n",
+            thousands(self.settings.projection_events as u64)
         );
     }
 }

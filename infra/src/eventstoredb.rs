@@ -307,10 +307,8 @@ impl EsdbEventStore {
     }
 
     /// The last position this process has seen (appended, heard or read as the head).
-    async fn known_head(&self) -> u64 {
-        // `Head` has no getter: waiting for a position above every position with no
-        // time to wait answers the current one at once.
-        self.head.wait_above(u64::MAX, Duration::ZERO).await
+    fn known_head(&self) -> u64 {
+        self.head.current()
     }
 
     /// Opens a read of one stream; `None` when the stream does not exist (or was deleted).
@@ -473,7 +471,7 @@ impl EventStore for EsdbEventStore {
             }
             // Not among the log's last events (others wrote many since): the last
             // position this process saw, which the subscription keeps current.
-            None => Ok(self.known_head().await),
+            None => Ok(self.known_head()),
         }
     }
 

@@ -18,6 +18,12 @@ impl Head {
         });
     }
 
+    /// The last committed position this process knows of.
+    #[cfg_attr(not(feature = "eventstoredb"), allow(dead_code))]
+    pub(crate) fn current(&self) -> u64 {
+        *self.0.borrow()
+    }
+
     /// Waits until the head is above `after` or the timeout passes; returns the head.
     pub(crate) async fn wait_above(&self, after: u64, timeout: Duration) -> u64 {
         let mut rx = self.0.subscribe();

@@ -131,7 +131,7 @@ impl Plaza {
         let dir = tempfile::tempdir().unwrap();
         let mut env = vec![
             ("PLAZA_DATA_DIR".to_owned(), dir.path().join("data").display().to_string()),
-            ("PLAZA_LOG".to_owned(), "info,tower_http=warn".to_owned()),
+            ("PLAZA_LOG".to_owned(), "info,tower_http=error".to_owned()),
             // Processes that issue and check tokens must share the secret.
             ("PLAZA_JWT_SECRET".to_owned(), format!("test-secret-{}", uuid::Uuid::new_v4())),
         ];

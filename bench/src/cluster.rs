@@ -1,0 +1,193 @@
+//! Section 4: the cluster profile. Command -> visible-in-GraphQL delay with write-api,
+//! read-api, relay and two projectors as separate processes on PostgreSQL, Kafka
+//! (tansu) and Redis; and projection throughput through Kafka, relay included.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use plaza_infra::kafka::{KafkaProjector, KafkaSettings, Relay, RelayCheckpoints};
+use plaza_infra::postgres::{PgEventStore, PgReadModels};
+use plaza_projections::accounts::AccountsProjection;
+use plaza_projections::db::APPLIED_POSITIONS;
+use plaza_projections::{LocalNotices, ReadModelDb};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::Settings;
+use crate::http::{Server, Visibility, register_pairs, run_visibility};
+use crate::pg::FreshDatabase;
+use crate::projection::{Prefill, check_count, prefill};
+
+/// Partitions of the benchmark's topics, as in the end-to-end tests.
+pub const PARTITIONS: i32 = 4;
+
+pub struct KafkaThroughput {
+    /// What was measured: the relay, or projectors consuming.
+    pub stage: String,
+    pub events: u64,
+    /// Until the first event was through (consumer group join, topic set-up).
+    pub startup: Duration,
+    /// From the first event through to the last.
+    pub elapsed: Duration,
+}
+
+impl KafkaThroughput {
+    pub fn per_second(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 { self.events as f64 / seconds } else { 0.0 }
+    }
+}
+
+pub struct ClusterResult {
+    pub visibility: Visibility,
+    pub kafka: Vec<KafkaThroughput>,
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("PLAZA_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("PLAZA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str) -> anyhow::Result<ClusterResult> {
+    let database = runtime.block_on(FreshDatabase::create(admin))?;
+    let visibility = visibility(plaza, settings, &database.url);
+    let dropped = runtime.block_on(database.drop_now());
+    let visibility = visibility?;
+    dropped?;
+    let kafka = runtime.block_on(kafka_throughput(settings, admin))?;
+    Ok(ClusterResult { visibility, kafka })
+}
+
+/// Starts the five processes of the cluster profile and measures command -> visible.
+fn visibility(plaza: &Path, settings: &Settings, url: &str) -> anyhow::Result<Visibility> {
+    let run = Uuid::new_v4().simple().to_string();
+    let env = [
+        ("PLAZA_STORE_URL", url.to_owned()),
+        ("PLAZA_READ_MODELS_URL", url.to_owned()),
+        ("PLAZA_DISTRIBUTION", "kafka".to_owned()),
+        ("PLAZA_KAFKA_BROKERS", kafka_brokers()),
+        ("PLAZA_KAFKA_TOPIC", format!("plaza-bench-{run}")),
+        ("PLAZA_KAFKA_PARTITIONS", PARTITIONS.to_string()),
+        ("PLAZA_REDIS_URL", redis_url()),
+        ("PLAZA_REDIS_PREFIX", format!("plaza-bench-{run}:")),
+        ("PLAZA_JWT_SECRET", format!("bench-{run}")),
+    ];
+    eprintln!("[cluster] starting write-api, read-api, relay and two projectors");
+    let mut processes = Vec::new();
+    for role in ["write-api", "read-api", "relay", "projector", "projector"] {
+        processes.push(Server::start_role(plaza, role, &env).with_context(|| format!("cannot start plaza {role}"))?);
+    }
+    let (write_base, read_base) = (processes[0].base.clone(), processes[1].base.clone());
+    let pairs = register_pairs(&write_base)?;
+    let visibility = run_visibility("cluster (Kafka, Redis)", &write_base, &read_base, &pairs, settings)?;
+    for process in &mut processes {
+        process.check_alive()?;
+    }
+    Ok(visibility)
+}
+
+/// Prefills a PostgreSQL event store, relays it into a fresh topic, then has one and
+/// then two Kafka projectors (one consumer group) build the accounts read model from it.
+async fn kafka_throughput(settings: &Settings, admin: &str) -> anyhow::Result<Vec<KafkaThroughput>> {
+    let store_db = FreshDatabase::create(admin).await?;
+    let result = relay_and_project(settings, admin, &store_db.url).await;
+    store_db.drop_now().await?;
+    result
+}
+
+async fn relay_and_project(settings: &Settings, admin: &str, store_url: &str) -> anyhow::Result<Vec<KafkaThroughput>> {
+    let store = Arc::new(PgEventStore::connect(store_url).await?);
+    eprintln!("[kafka] prefilling a PostgreSQL event store with about {} events...", settings.projection_events);
+    let prefilled = prefill(store.clone(), settings.projection_events).await?;
+    let kafka = KafkaSettings { brokers: kafka_brokers(), topic: format!("plaza-bench-{}", Uuid::new_v4().simple()), partitions: PARTITIONS };
+
+    eprintln!("[kafka] relaying {} events to {} ({PARTITIONS} partitions)...", prefilled.events, kafka.topic);
+    let relay = Relay::new(&kafka, store.clone(), store.clone())?;
+    let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let checkpoint = format!("relay:{}", kafka.topic);
+    let mut first = None;
+    loop {
+        let relayed = store.load(&checkpoint).await?;
+        if relayed > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if relayed >= prefilled.events {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the relay did not finish within 10 minutes ({relayed} of {})", prefilled.events);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = started.elapsed();
+    stop.send(true).ok();
+    running.await??;
+    let startup = first.unwrap_or(done);
+    let mut results =
+        vec![KafkaThroughput { stage: "relay: event store -> Kafka".into(), events: prefilled.events, startup, elapsed: done - startup }];
+    eprintln!("[kafka] relay: {:.0} events/s", results[0].per_second());
+
+    for consumers in [1, 2] {
+        let database = FreshDatabase::create(admin).await?;
+        let measured = project(&kafka, consumers, &database.url, &prefilled).await;
+        database.drop_now().await?;
+        let measured = measured?;
+        eprintln!("[kafka] {consumers} projector(s): {:.0} events/s", measured.per_second());
+        results.push(measured);
+    }
+    Ok(results)
+}
+
+/// Runs `consumers` Kafka projectors of the accounts projection into fresh read models
+/// until they have applied the whole topic, then checks the read model.
+async fn project(kafka: &KafkaSettings, consumers: usize, read_url: &str, prefilled: &Prefill) -> anyhow::Result<KafkaThroughput> {
+    let db: Arc<dyn ReadModelDb> = Arc::new(PgReadModels::connect(read_url)?);
+    let (stop, shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let running: Vec<_> = (0..consumers)
+        .map(|_| {
+            let projector = KafkaProjector::new(Arc::new(AccountsProjection), db.clone(), Arc::new(LocalNotices::default()), kafka);
+            tokio::spawn(projector.run(shutdown.clone()))
+        })
+        .collect();
+    let mut first = None;
+    loop {
+        let applied = applied_position(db.as_ref(), &kafka.topic).await;
+        if applied > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if applied >= prefilled.events {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("{consumers} projector(s) did not finish within 10 minutes ({applied} of {})", prefilled.events);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let done = started.elapsed();
+    stop.send(true).ok();
+    for projector in running {
+        projector.await?;
+    }
+    let what = format!("{consumers} Kafka projector(s) -> PostgreSQL");
+    check_count(db.as_ref(), "SELECT count(*) FROM users", prefilled.users, &what).await?;
+    check_count(db.as_ref(), "SELECT count(*) FROM follows", prefilled.pairs, &what).await?;
+    let startup = first.unwrap_or(done);
+    Ok(KafkaThroughput { stage: what, events: prefilled.events, startup, elapsed: done - startup })
+}
+
+/// How far the accounts projection has applied the log (0 before its tables exist).
+async fn applied_position(db: &dyn ReadModelDb, topic: &str) -> u64 {
+    match db.query(APPLIED_POSITIONS, vec![topic.into()]).await {
+        Ok(rows) => rows.iter().filter_map(|row| row.int(1).ok()).min().unwrap_or(0) as u64,
+        Err(_) => 0,
+    }
+}
