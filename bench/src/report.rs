@@ -293,7 +293,10 @@ impl Report<'_> {
              already fetches while the first batch is applied, so \"Events/s\" is mostly the apply side, and the last column \
              divides by the whole time). Each batch (up to 1,000 messages) is applied with its partition offsets in one \
              transaction. Afterwards the user and follow counts are checked. Compare with section 3, where one projector \
-             tails the store directly and reads the log as part of its time.\n",
+             tails the store directly and reads the log as part of its time. With two projectors the second one's join \
+             (tansu makes a joining member wait about 3 s) rebalances the group while the first is already consuming, and \
+             both write to the same PostgreSQL on the same 2 CPUs: a second projector buys failover and room on other \
+             machines, not throughput here.\n",
             thousands(self.settings.projection_events as u64)
         );
     }

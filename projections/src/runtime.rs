@@ -10,6 +10,12 @@ use crate::{ChangeNotices, LocalNotices, Progress, ReadModelDb, ReadModelError, 
 /// A read model's logic: which tables it owns and which statements each event becomes.
 /// It reads nothing; statements that need other rows use `INSERT .. SELECT` or
 /// `UPDATE .. WHERE`.
+///
+/// One stream's events always arrive in order, but through Kafka different streams'
+/// events arrive in any interleaving (each partition in order, partitions side by
+/// side). So the statements of events of different streams must commute: write each
+/// row from one stream's events only, or with increments that create the row if needed
+/// (`INSERT .. ON CONFLICT DO UPDATE SET n = t.n + excluded.n`).
 pub trait Projection: Send + Sync + 'static {
     /// Stable name, used for the checkpoint.
     fn name(&self) -> &'static str;
