@@ -171,3 +171,25 @@ async fn commands_keep_flowing_while_the_broker_is_down_and_the_relay_catches_up
     assert_eq!(stored.len(), 80);
     assert_matches_store(&received.seen, &stored);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_stops_on_request_while_the_broker_is_down() {
+    let mut broker = Broker::start();
+    let settings = settings(&broker.brokers(), 2);
+    let store = Arc::new(PgEventStore::connect(&common::fresh_database().await).await.unwrap());
+    let (stop, shutdown) = watch::channel(false);
+    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    append_round(&store, 2, 0).await;
+    let consumer = consumer(&settings.brokers, &settings.topic);
+    receive(&consumer, 2, &mut Received::default()).await;
+
+    broker.kill9();
+    append_round(&store, 2, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), running).await.expect("the relay stops although deliveries hang");
+    stopped.unwrap().unwrap();
+    let checkpoint = store.load(&format!("relay:{}", settings.topic)).await.unwrap();
+    assert_eq!(checkpoint, 2, "the undelivered batch is not checkpointed, so it is sent again later");
+}

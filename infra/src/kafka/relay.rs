@@ -79,7 +79,13 @@ impl Relay {
                 }
                 continue;
             };
-            if let Err(error) = self.produce(&events, partitions, last).await {
+            let produced = tokio::select! {
+                produced = self.produce(&events, partitions, last) => produced,
+                // While the broker is away deliveries wait forever; a stop request must not.
+                // The batch is not checkpointed, so the next relay sends it again.
+                _ = shutdown.changed() => break,
+            };
+            if let Err(error) = produced {
                 // Unreachable with message.timeout.ms = 0 short of a fatal producer error;
                 // re-sending from the checkpoint is safe: consumers skip what they saw.
                 warn!(%error, position, "relay delivery failed, retrying from the checkpoint");
