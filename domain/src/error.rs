@@ -24,6 +24,37 @@ pub enum DomainError {
     AlreadyFollowing,
     #[error("you do not follow this user")]
     NotFollowing,
+    #[error("{0}")]
+    InvalidVideo(&'static str),
+    #[error("video not found")]
+    VideoNotFound,
+    #[error("you already like this video")]
+    AlreadyLiked,
+    #[error("you do not like this video")]
+    NotLiked,
+    #[error("this video is already among your favorites")]
+    AlreadyFavorited,
+    #[error("this video is not among your favorites")]
+    NotFavorited,
+    #[error("{0}")]
+    InvalidComment(&'static str),
+    #[error("comment not found")]
+    CommentNotFound,
+    #[error("replies nest one level: reply to a top-level comment of the same video")]
+    InvalidParent,
+    #[error("you already like this comment")]
+    AlreadyLikedComment,
+    #[error("you do not like this comment")]
+    NotLikedComment,
+    #[error("{0}")]
+    InvalidHashtag(&'static str),
+    #[error("this hashtag already has a page")]
+    HashtagExists,
+    #[error("{0}")]
+    InvalidCounter(&'static str),
+    /// Acting on someone else's content.
+    #[error("{0}")]
+    NotAllowed(&'static str),
 }
 
 impl DomainError {
@@ -40,6 +71,21 @@ impl DomainError {
             Self::CannotFollowSelf => "cannot_follow_self",
             Self::AlreadyFollowing => "already_following",
             Self::NotFollowing => "not_following",
+            Self::InvalidVideo(_) => "invalid_video",
+            Self::VideoNotFound => "video_not_found",
+            Self::AlreadyLiked => "already_liked",
+            Self::NotLiked => "not_liked",
+            Self::AlreadyFavorited => "already_favorited",
+            Self::NotFavorited => "not_favorited",
+            Self::InvalidComment(_) => "invalid_comment",
+            Self::CommentNotFound => "comment_not_found",
+            Self::InvalidParent => "invalid_parent",
+            Self::AlreadyLikedComment => "already_liked",
+            Self::NotLikedComment => "not_liked",
+            Self::InvalidHashtag(_) => "invalid_hashtag",
+            Self::HashtagExists => "hashtag_exists",
+            Self::InvalidCounter(_) => "invalid_counter",
+            Self::NotAllowed(_) => "forbidden",
         }
     }
 }

@@ -7,14 +7,119 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
-    UsernameReserved { username: String, user_id: Uuid, reserved_at: DateTime<Utc> },
-    UsernameReleased { username: String, user_id: Uuid },
-    EmailReserved { email: String, user_id: Uuid, reserved_at: DateTime<Utc> },
-    EmailReleased { email: String, user_id: Uuid },
-    UserRegistered { user_id: Uuid, username: String, email: String, password_hash: String },
-    ProfileUpdated { user_id: Uuid, display_name: Option<String>, bio: Option<String>, avatar_url: Option<String> },
-    UserFollowed { follower_id: Uuid, followee_id: Uuid },
-    UserUnfollowed { follower_id: Uuid, followee_id: Uuid },
+    UsernameReserved {
+        username: String,
+        user_id: Uuid,
+        reserved_at: DateTime<Utc>,
+    },
+    UsernameReleased {
+        username: String,
+        user_id: Uuid,
+    },
+    EmailReserved {
+        email: String,
+        user_id: Uuid,
+        reserved_at: DateTime<Utc>,
+    },
+    EmailReleased {
+        email: String,
+        user_id: Uuid,
+    },
+    UserRegistered {
+        user_id: Uuid,
+        username: String,
+        email: String,
+        password_hash: String,
+    },
+    ProfileUpdated {
+        user_id: Uuid,
+        display_name: Option<String>,
+        bio: Option<String>,
+        avatar_url: Option<String>,
+    },
+    UserFollowed {
+        follower_id: Uuid,
+        followee_id: Uuid,
+    },
+    UserUnfollowed {
+        follower_id: Uuid,
+        followee_id: Uuid,
+    },
+    VideoPublished {
+        video_id: Uuid,
+        author_id: Uuid,
+        title: String,
+        description: String,
+        media_url: String,
+        hashtags: Vec<String>,
+    },
+    VideoUpdated {
+        video_id: Uuid,
+        author_id: Uuid,
+        title: String,
+        description: String,
+        hashtags: Vec<String>,
+    },
+    VideoDeleted {
+        video_id: Uuid,
+        author_id: Uuid,
+    },
+    VideoLiked {
+        video_id: Uuid,
+        user_id: Uuid,
+    },
+    VideoUnliked {
+        video_id: Uuid,
+        user_id: Uuid,
+    },
+    VideoFavorited {
+        video_id: Uuid,
+        user_id: Uuid,
+    },
+    VideoUnfavorited {
+        video_id: Uuid,
+        user_id: Uuid,
+    },
+    CommentPosted {
+        comment_id: Uuid,
+        video_id: Uuid,
+        author_id: Uuid,
+        parent_id: Option<Uuid>,
+        body: String,
+    },
+    CommentDeleted {
+        comment_id: Uuid,
+        video_id: Uuid,
+        deleted_by: Uuid,
+    },
+    CommentLiked {
+        comment_id: Uuid,
+        video_id: Uuid,
+        user_id: Uuid,
+    },
+    CommentUnliked {
+        comment_id: Uuid,
+        video_id: Uuid,
+        user_id: Uuid,
+    },
+    HashtagCreated {
+        name: String,
+        description: Option<String>,
+        created_by: Uuid,
+    },
+    /// A batch of counter increments (views, generic counters), appended to one of the
+    /// `counters-{shard}` streams: one event for many requests.
+    CountersIncremented {
+        increments: Vec<Increment>,
+    },
+}
+
+/// One counter increment of a [`Event::CountersIncremented`] batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Increment {
+    pub resource_id: String,
+    pub counter_type: String,
+    pub delta: i64,
 }
 
 /// The schema version written for new events. Bump it for a type whose shape changes
@@ -32,6 +137,19 @@ impl Event {
             Self::ProfileUpdated { .. } => "ProfileUpdated",
             Self::UserFollowed { .. } => "UserFollowed",
             Self::UserUnfollowed { .. } => "UserUnfollowed",
+            Self::VideoPublished { .. } => "VideoPublished",
+            Self::VideoUpdated { .. } => "VideoUpdated",
+            Self::VideoDeleted { .. } => "VideoDeleted",
+            Self::VideoLiked { .. } => "VideoLiked",
+            Self::VideoUnliked { .. } => "VideoUnliked",
+            Self::VideoFavorited { .. } => "VideoFavorited",
+            Self::VideoUnfavorited { .. } => "VideoUnfavorited",
+            Self::CommentPosted { .. } => "CommentPosted",
+            Self::CommentDeleted { .. } => "CommentDeleted",
+            Self::CommentLiked { .. } => "CommentLiked",
+            Self::CommentUnliked { .. } => "CommentUnliked",
+            Self::HashtagCreated { .. } => "HashtagCreated",
+            Self::CountersIncremented { .. } => "CountersIncremented",
         }
     }
 

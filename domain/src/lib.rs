@@ -4,13 +4,15 @@
 
 pub mod accounts;
 pub mod aggregate;
+pub mod counters;
 pub mod error;
 pub mod event;
 pub mod follows;
 pub mod reservation;
 pub mod store;
+pub mod videos;
 
 pub use aggregate::Aggregate;
 pub use error::DomainError;
-pub use event::{Event, Metadata, NewEvent, RecordedEvent};
+pub use event::{Event, Increment, Metadata, NewEvent, RecordedEvent};
 pub use store::{Appended, EventStore, ExpectedVersion, Snapshot, StoreError};

@@ -83,7 +83,7 @@ impl Projection for AccountsProjection {
                 out.push(Statement::new("DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2", [text(follower_id), text(followee_id)]));
                 out.extend(count_follow(follower_id, followee_id, -1));
             }
-            Event::UsernameReserved { .. } | Event::UsernameReleased { .. } | Event::EmailReserved { .. } | Event::EmailReleased { .. } => {}
+            _ => {}
         }
     }
 }

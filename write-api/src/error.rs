@@ -40,13 +40,26 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::InvalidEmail
         | DomainError::InvalidPassword
         | DomainError::InvalidProfile(_)
-        | DomainError::CannotFollowSelf => StatusCode::BAD_REQUEST,
-        DomainError::UserNotFound => StatusCode::NOT_FOUND,
+        | DomainError::CannotFollowSelf
+        | DomainError::InvalidVideo(_)
+        | DomainError::InvalidComment(_)
+        | DomainError::InvalidParent
+        | DomainError::InvalidHashtag(_)
+        | DomainError::InvalidCounter(_) => StatusCode::BAD_REQUEST,
+        DomainError::NotAllowed(_) => StatusCode::FORBIDDEN,
+        DomainError::UserNotFound | DomainError::VideoNotFound | DomainError::CommentNotFound => StatusCode::NOT_FOUND,
         DomainError::UsernameTaken
         | DomainError::EmailTaken
         | DomainError::AlreadyRegistered
         | DomainError::AlreadyFollowing
-        | DomainError::NotFollowing => StatusCode::CONFLICT,
+        | DomainError::NotFollowing
+        | DomainError::AlreadyLiked
+        | DomainError::NotLiked
+        | DomainError::AlreadyFavorited
+        | DomainError::NotFavorited
+        | DomainError::AlreadyLikedComment
+        | DomainError::NotLikedComment
+        | DomainError::HashtagExists => StatusCode::CONFLICT,
     }
 }
 
