@@ -12,12 +12,13 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
-use plaza_commands::{Accounts, Tokens};
+use plaza_commands::{Accounts, Content, Counters, Tokens};
 use plaza_infra::config::redact_url;
+use plaza_infra::counters::ReadModelBaseline;
 use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
 use plaza_infra::redis::{Redis, RedisNotices, RedisRateLimiter};
 use plaza_infra::{Config, Distribution};
-use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projector};
+use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projection, Projector};
 use plaza_read_api::ReadApi;
 use plaza_write_api::{ApiError, LocalRateLimiter, RateLimiter, WriteApi};
 use tokio::sync::watch;
@@ -163,7 +164,8 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             async move { store.head().await.map(drop).map_err(|e| e.to_string()) }
         });
     }
-    let db = match roles.read_api || !roles.projections.is_empty() {
+    // The write API reads the counters read model: where a counter's total starts.
+    let db = match roles.read_api || roles.write_api || !roles.projections.is_empty() {
         true => Some(plaza_infra::open_read_models(&config).await.context("cannot open the read models")?),
         false => None,
     };
@@ -250,7 +252,17 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             Some(redis) => Arc::new(RedisRateLimiter::new(redis, limits)),
             None => Arc::new(LocalRateLimiter::new(limits)),
         };
-        let api = WriteApi { accounts: Accounts::new(store.clone()), tokens: tokens.clone(), limiter, proxy_hops: config.trusted_proxy_hops };
+        let db = db.clone().expect("the write API opens the read models");
+        let counters_projection = plaza_projections::counters::CountersProjection;
+        db.migrate(counters_projection.name(), counters_projection.schema()).await.context("cannot prepare the counters read model")?;
+        let api = WriteApi {
+            accounts: Accounts::new(store.clone()),
+            content: Content::new(store.clone()),
+            counters: Counters::start(store.clone(), Arc::new(ReadModelBaseline(db))),
+            tokens: tokens.clone(),
+            limiter,
+            proxy_hops: config.trusted_proxy_hops,
+        };
         app = app.merge(plaza_write_api::router(api));
     }
     if let (true, Some(db), Some(tokens)) = (roles.read_api, &db, &tokens) {

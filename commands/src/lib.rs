@@ -3,10 +3,14 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod content;
+pub mod counters;
 mod pipeline;
 
 pub use accounts::{Accounts, Registration};
 pub use auth::{Passwords, TokenError, Tokens};
+pub use content::{Content, Created, VideoFields};
+pub use counters::{CounterBaseline, Counters};
 pub use pipeline::{CommandContext, Outcome};
 
 use plaza_domain::{DomainError, StoreError};

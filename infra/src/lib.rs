@@ -2,6 +2,7 @@
 //! root binary know which engine sits behind a port.
 
 pub mod config;
+pub mod counters;
 #[cfg(feature = "eventstoredb")]
 pub mod eventstoredb;
 mod head;

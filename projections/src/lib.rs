@@ -8,6 +8,8 @@
 //! effect exactly-once.
 
 pub mod accounts;
+pub mod content;
+pub mod counters;
 pub mod db;
 pub mod notices;
 pub mod partitions;
@@ -23,5 +25,5 @@ use std::sync::Arc;
 
 /// Every projection Plaza maintains.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(accounts::AccountsProjection)]
+    vec![Arc::new(accounts::AccountsProjection), Arc::new(content::ContentProjection), Arc::new(counters::CountersProjection)]
 }

@@ -1,6 +1,7 @@
 //! The write side over REST/JSON: `/api/v1/...` commands, bearer-token auth, request
 //! validation, and one error shape, `{"error": "snake_case_code", "message": "..."}`.
 
+mod content;
 mod error;
 mod extract;
 pub mod limits;
@@ -11,8 +12,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{post, put};
-use plaza_commands::{Accounts, Tokens};
+use axum::routing::{delete, post, put};
+use plaza_commands::{Accounts, Content, Counters, Tokens};
 
 pub use error::ApiError;
 pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits};
@@ -23,6 +24,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct WriteApi {
     pub accounts: Accounts,
+    pub content: Content,
+    pub counters: Counters,
     pub tokens: Tokens,
     pub limiter: Arc<dyn RateLimiter>,
     /// Proxies in front of this API whose `X-Forwarded-For` is trusted (0: none).
@@ -35,6 +38,16 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/users/login", post(users::login))
         .route("/api/v1/users/{id}", put(users::update_profile))
         .route("/api/v1/users/{id}/follow", post(users::follow).delete(users::unfollow))
+        .route("/api/v1/videos", post(content::publish))
+        .route("/api/v1/videos/{id}", put(content::update).delete(content::delete))
+        .route("/api/v1/videos/{id}/like", post(content::like).delete(content::unlike))
+        .route("/api/v1/videos/{id}/favorite", post(content::favorite).delete(content::unfavorite))
+        .route("/api/v1/videos/{id}/comments", post(content::comment))
+        .route("/api/v1/videos/{id}/views", post(content::view))
+        .route("/api/v1/comments/{id}", delete(content::delete_comment))
+        .route("/api/v1/comments/{id}/like", post(content::like_comment).delete(content::unlike_comment))
+        .route("/api/v1/hashtags", post(content::create_hashtag))
+        .route("/api/v1/counter/increment", post(content::increment))
         .route_layer(middleware::from_fn_with_state(api.clone(), limits::limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)

@@ -1,22 +1,15 @@
-use std::sync::Arc;
+//! Users and follows.
+
+use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, EmptyMutation, EmptySubscription, Error, ErrorExtensions, ID, Object, Result, Schema, SimpleObject};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, Error, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use plaza_projections::{ReadModelDb, Row, SqlValue};
+use plaza_projections::{Row, SqlValue};
 
+use super::{ConnectionFields, bad_request, db, decode_cursor, encode_cursor, page_size};
 use crate::Viewer;
-
-pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
-
-pub fn build_schema(db: Arc<dyn ReadModelDb>) -> PlazaSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription).data(db).limit_depth(12).limit_complexity(2000).finish()
-}
-
-const DEFAULT_PAGE: i32 = 20;
-const MAX_PAGE: i32 = 100;
 
 #[derive(SimpleObject, Clone)]
 pub struct User {
@@ -30,15 +23,10 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-/// Extra fields on connections.
-#[derive(SimpleObject)]
-pub struct ConnectionFields {
-    /// How many items the whole list holds.
-    pub total_count: i64,
-}
-
 pub type UserConnection = Connection<String, User, ConnectionFields, EmptyFields>;
 
+#[macro_export]
+#[doc(hidden)]
 macro_rules! user_columns {
     () => {
         "u.id, u.username, u.display_name, u.bio, u.avatar_url, COALESCE(c.followers_count, 0), COALESCE(c.following_count, 0), u.created_at"
@@ -46,13 +34,15 @@ macro_rules! user_columns {
 }
 
 /// Users with their counts, as `u` (and `c`).
+#[macro_export]
+#[doc(hidden)]
 macro_rules! users {
     () => {
         "users u LEFT JOIN user_counts c ON c.user_id = u.id"
     };
 }
 
-fn user_from_row(row: &Row) -> Result<User> {
+pub(crate) fn user_from_row(row: &Row) -> Result<User> {
     let micros = row.int(7)?;
     Ok(User {
         id: ID(row.text(0)?.to_owned()),
@@ -66,42 +56,45 @@ fn user_from_row(row: &Row) -> Result<User> {
     })
 }
 
-fn db<'a>(ctx: &'a Context<'_>) -> &'a Arc<dyn ReadModelDb> {
-    ctx.data_unchecked::<Arc<dyn ReadModelDb>>()
-}
-
-fn bad_request(message: &str, code: &str) -> Error {
-    Error::new(message).extend_with(|_, e| e.set("code", code.to_owned()))
-}
-
 async fn user_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<User>> {
     const SQL: &str = concat!("SELECT ", user_columns!(), " FROM ", users!(), " WHERE u.id = $1");
     let rows = db(ctx).query(SQL, vec![id.into()]).await?;
     rows.first().map(user_from_row).transpose()
 }
 
-/// Keyset cursors: the follow's global position, opaque to clients.
-fn encode_cursor(position: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("f:{position}"))
-}
+/// Loads users by id in batches (`author` fields of lists): one query per batch of up to
+/// [`USERS_PER_QUERY`] ids instead of one per user.
+pub struct UserLoader(pub std::sync::Arc<dyn plaza_projections::ReadModelDb>);
 
-fn decode_cursor(cursor: &str) -> Result<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("f:").and_then(|p| p.parse().ok()))
-        .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
-}
+const USERS_PER_QUERY: usize = 20;
 
-fn page_size(first: Option<i32>) -> Result<i64> {
-    match first.unwrap_or(DEFAULT_PAGE) {
-        n @ 0..=MAX_PAGE => Ok(n.into()),
-        _ => Err(bad_request("`first` must be between 0 and 100", "invalid_page_size")),
+impl Loader<String> for UserLoader {
+    type Value = User;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, ids: &[String]) -> Result<HashMap<String, User>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM ",
+            users!(),
+            " WHERE u.id IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        );
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(USERS_PER_QUERY) {
+            // The statement has a fixed number of slots: repeat the first id in the rest.
+            let params = (0..USERS_PER_QUERY).map(|i| SqlValue::Text(chunk.get(i).unwrap_or(&chunk[0]).clone())).collect();
+            for row in self.0.query(SQL, params).await? {
+                let user = user_from_row(&row)?;
+                found.insert(user.id.to_string(), user);
+            }
+        }
+        Ok(found)
     }
 }
 
-pub struct Query;
+#[derive(Default)]
+pub struct AccountsQuery;
 
 #[derive(Clone, Copy)]
 enum Direction {
@@ -144,7 +137,7 @@ async fn follow_page(ctx: &Context<'_>, user_id: &str, first: Option<i32>, after
 }
 
 #[Object]
-impl Query {
+impl AccountsQuery {
     /// A user by id or by username (give exactly one).
     async fn user(&self, ctx: &Context<'_>, id: Option<ID>, username: Option<String>) -> Result<Option<User>> {
         const BY_USERNAME: &str = concat!("SELECT ", user_columns!(), " FROM ", users!(), " WHERE u.username = $1");

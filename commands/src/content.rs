@@ -1,0 +1,157 @@
+//! Content commands: videos, likes, favorites, comments, comment likes, hashtag pages.
+
+use std::sync::Arc;
+
+use plaza_domain::videos::{
+    Comment, CommentBody, CommentCommand, CreateHashtag, Description, Hashtag, HashtagPage, MediaUrl, React, Reaction, ReactionState, Title, Video,
+    VideoCommand, comment_stream, hashtag_stream, video_hashtags, video_stream,
+};
+use plaza_domain::{DomainError, EventStore};
+use uuid::Uuid;
+
+use crate::CommandError;
+use crate::pipeline::{CommandContext, Outcome, Pipeline};
+
+/// What a command created: its id and the position of its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub id: Uuid,
+    pub position: u64,
+}
+
+/// A video as `POST` or `PUT` describe it.
+pub struct VideoFields<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    pub hashtags: &'a [String],
+}
+
+#[derive(Clone)]
+pub struct Content {
+    pipeline: Pipeline,
+}
+
+impl Content {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { pipeline: Pipeline { store } }
+    }
+
+    pub async fn publish(&self, fields: VideoFields<'_>, media_url: &str, ctx: &CommandContext) -> Result<Created, CommandError> {
+        let author_id = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        let (title, description, hashtags) = parse_fields(&fields)?;
+        let media_url = MediaUrl::parse(media_url)?;
+        // A retried request (same idempotency key) publishes the same video id.
+        let video_id = ctx.derived_id("video-id").unwrap_or_else(Uuid::now_v7);
+        let publish = |_: &Video| VideoCommand::Publish {
+            video_id,
+            author_id,
+            title: title.clone(),
+            description: description.clone(),
+            media_url: media_url.clone(),
+            hashtags: hashtags.clone(),
+        };
+        let Outcome { position } = self.pipeline.execute(&video_stream(video_id), ctx, publish).await?;
+        Ok(Created { id: video_id, position })
+    }
+
+    pub async fn update(&self, video_id: Uuid, fields: VideoFields<'_>, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let actor = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        let (title, description, hashtags) = parse_fields(&fields)?;
+        let update =
+            |_: &Video| VideoCommand::Update { video_id, actor, title: title.clone(), description: description.clone(), hashtags: hashtags.clone() };
+        self.pipeline.execute(&video_stream(video_id), ctx, update).await
+    }
+
+    pub async fn delete(&self, video_id: Uuid, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let actor = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        self.pipeline.execute(&video_stream(video_id), ctx, |_: &Video| VideoCommand::Delete { video_id, actor }).await
+    }
+
+    /// Likes (`on`) or unlikes a video.
+    pub async fn like(&self, video_id: Uuid, on: bool, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let user_id = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        self.live_video(video_id).await?;
+        self.react(Reaction::Like { video_id, user_id }, on, ctx).await
+    }
+
+    /// Favorites (`on`) or unfavorites a video.
+    pub async fn favorite(&self, video_id: Uuid, on: bool, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let user_id = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        self.live_video(video_id).await?;
+        self.react(Reaction::Favorite { video_id, user_id }, on, ctx).await
+    }
+
+    /// Likes (`on`) or unlikes a comment of a live video.
+    pub async fn like_comment(&self, comment_id: Uuid, on: bool, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let user_id = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        let comment = self.pipeline.load::<Comment>(&comment_stream(comment_id)).await?.state;
+        let video_id = comment.live().ok_or(DomainError::CommentNotFound)?.video_id;
+        if self.live_video(video_id).await.is_err() {
+            return Err(DomainError::CommentNotFound.into());
+        }
+        self.react(Reaction::CommentLike { comment_id, video_id, user_id }, on, ctx).await
+    }
+
+    async fn react(&self, reaction: Reaction, on: bool, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        self.pipeline.execute(&reaction.stream(), ctx, |_: &ReactionState| React { reaction, on }).await
+    }
+
+    /// The video's state when it is published and not deleted; `video_not_found` else.
+    /// Reads the video's stream, never appends to it: a popular video is no hot spot.
+    async fn live_video(&self, video_id: Uuid) -> Result<Video, CommandError> {
+        let video = self.pipeline.load::<Video>(&video_stream(video_id)).await?.state;
+        if !video.is_live() {
+            return Err(DomainError::VideoNotFound.into());
+        }
+        Ok(video)
+    }
+
+    /// Whether the video is published and not deleted.
+    pub async fn video_is_live(&self, video_id: Uuid) -> Result<bool, CommandError> {
+        Ok(self.pipeline.load::<Video>(&video_stream(video_id)).await?.state.is_live())
+    }
+
+    pub async fn comment(&self, video_id: Uuid, body: &str, parent_id: Option<Uuid>, ctx: &CommandContext) -> Result<Created, CommandError> {
+        let author_id = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        let body = CommentBody::parse(body)?;
+        self.live_video(video_id).await?;
+        let parent = match parent_id {
+            Some(parent_id) => Some(self.pipeline.load::<Comment>(&comment_stream(parent_id)).await?.state),
+            None => None,
+        };
+        let comment_id = ctx.derived_id("comment-id").unwrap_or_else(Uuid::now_v7);
+        let post = |_: &Comment| CommentCommand::Post { comment_id, video_id, author_id, parent_id, parent: parent.clone(), body: body.clone() };
+        let Outcome { position } = self.pipeline.execute(&comment_stream(comment_id), ctx, post).await?;
+        Ok(Created { id: comment_id, position })
+    }
+
+    /// Deletes a comment; its author or the video's author may.
+    pub async fn delete_comment(&self, comment_id: Uuid, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let actor = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        let stream = comment_stream(comment_id);
+        let comment = self.pipeline.load::<Comment>(&stream).await?.state;
+        let video_id = comment.live().ok_or(DomainError::CommentNotFound)?.video_id;
+        let video_author = self.pipeline.load::<Video>(&video_stream(video_id)).await?.state.author();
+        self.pipeline.execute(&stream, ctx, |_: &Comment| CommentCommand::Delete { comment_id, actor, video_author }).await
+    }
+
+    pub async fn create_hashtag(&self, name: &str, description: Option<&str>, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        let created_by = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        let create = CreateHashtag::new(Hashtag::parse(name)?, description, created_by)?;
+        let stream = hashtag_stream(&create.name);
+        self.pipeline
+            .execute(&stream, ctx, |_: &HashtagPage| CreateHashtag {
+                name: create.name.clone(),
+                description: create.description.clone(),
+                created_by: create.created_by,
+            })
+            .await
+    }
+}
+
+fn parse_fields(fields: &VideoFields<'_>) -> Result<(Title, Description, Vec<String>), DomainError> {
+    let title = Title::parse(fields.title)?;
+    let description = Description::parse(fields.description)?;
+    let hashtags = video_hashtags(fields.hashtags, &description)?;
+    Ok((title, description, hashtags))
+}

@@ -1,0 +1,68 @@
+//! The GraphQL schema: one query type merged from a part per read model.
+
+mod accounts;
+mod content;
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, EmptyMutation, EmptySubscription, Error, ErrorExtensions, MergedObject, Result, Schema, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use plaza_projections::ReadModelDb;
+
+pub use accounts::UserLoader;
+
+#[derive(MergedObject, Default)]
+pub struct Query(accounts::AccountsQuery, content::ContentQuery);
+
+pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+pub fn build_schema(db: Arc<dyn ReadModelDb>) -> PlazaSchema {
+    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+        .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
+        .data(db)
+        .limit_depth(12)
+        .limit_complexity(2000)
+        .finish()
+}
+
+const DEFAULT_PAGE: i32 = 20;
+const MAX_PAGE: i32 = 100;
+
+/// Extra fields on connections.
+#[derive(SimpleObject)]
+pub struct ConnectionFields {
+    /// How many items the whole list holds.
+    pub total_count: i64,
+}
+
+fn db<'a>(ctx: &'a Context<'_>) -> &'a Arc<dyn ReadModelDb> {
+    ctx.data_unchecked::<Arc<dyn ReadModelDb>>()
+}
+
+fn bad_request(message: &str, code: &str) -> Error {
+    Error::new(message).extend_with(|_, e| e.set("code", code.to_owned()))
+}
+
+/// Keyset cursors: a global position (of a follow, a like, a video, a comment ...),
+/// opaque to clients.
+fn encode_cursor(position: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("f:{position}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("f:").and_then(|p| p.parse().ok()))
+        .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
+}
+
+fn page_size(first: Option<i32>) -> Result<i64> {
+    match first.unwrap_or(DEFAULT_PAGE) {
+        n @ 0..=MAX_PAGE => Ok(n.into()),
+        _ => Err(bad_request("`first` must be between 0 and 100", "invalid_page_size")),
+    }
+}
