@@ -64,6 +64,7 @@ Configuration keys (file key / environment variable, default):
   rate_limit_ip_per_sec   PLAZA_RATE_LIMIT_IP_PER_SEC   200  (0: unlimited)
   rate_limit_ip_burst     PLAZA_RATE_LIMIT_IP_BURST     400
   trusted_proxy_hops      PLAZA_TRUSTED_PROXY_HOPS      0  (proxies whose X-Forwarded-For is trusted)
+  feed_fanout_limit       PLAZA_FEED_FANOUT_LIMIT       1000  (authors with more followers are pulled, not fanned out)
 
 Examples:
   plaza serve                                             embedded profile, ./data
@@ -107,7 +108,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let relay = config.distribution == Distribution::Kafka;
-            run(config, Roles { write_api: true, read_api: true, relay, projections: all_projection_names() }).await
+            let projections = all_projection_names();
+            run(config, Roles { write_api: true, read_api: true, relay, projections }).await
         }
         Command::WriteApi => run(config, Roles { write_api: true, ..none }).await,
         Command::ReadApi => run(config, Roles { read_api: true, ..none }).await,
@@ -137,7 +139,7 @@ struct Roles {
 }
 
 fn all_projection_names() -> Vec<String> {
-    plaza_projections::all().iter().map(|p| p.name().to_owned()).collect()
+    plaza_projections::all(Default::default()).iter().map(|p| p.name().to_owned()).collect()
 }
 
 /// Runs the given roles on one listener, with /healthz and /readyz, until SIGTERM or
@@ -206,12 +208,13 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         false => None,
     };
 
+    let feed_settings = plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit };
     let progress = Progress::default();
     let (stop_background, shutdown) = watch::channel(false);
     let mut background = JoinSet::new();
     let mut joined = Vec::new();
     if let Some(db) = &db {
-        for projection in plaza_projections::all().into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
+        for projection in plaza_projections::all(feed_settings).into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
             if kafka {
                 let projector = KafkaProjector::new(projection, db.clone(), notices.clone(), &kafka_settings);
                 joined.push(projector.joined());

@@ -147,7 +147,7 @@ fn assert_equals_a_fresh_rebuild(plaza: &Plaza) {
     block_on(async {
         let store = Arc::new(PgEventStore::connect(&live).await.unwrap());
         let db: Arc<dyn ReadModelDb> = Arc::new(PgReadModels::connect(&fresh.url).unwrap());
-        for projection in plaza_projections::all() {
+        for projection in plaza_projections::all(Default::default()) {
             Projector::new(projection, store.clone(), db.clone(), Progress::default()).catch_up().await.unwrap();
         }
         let (live_sums, fresh_sums) = (read_model_checksums(&live).await, read_model_checksums(&fresh.url).await);

@@ -135,6 +135,13 @@ impl Content {
         self.pipeline.execute(&stream, ctx, |_: &Comment| CommentCommand::Delete { comment_id, actor, video_author }).await
     }
 
+    /// Starts a new page sequence of the viewer's recommendations.
+    pub async fn refresh_recommendations(&self, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+        use plaza_domain::feeds::{Recommendations, Refresh, recommendations_stream};
+        let user_id = ctx.actor.ok_or(CommandError::Unauthenticated)?;
+        self.pipeline.execute(&recommendations_stream(user_id), ctx, |_: &Recommendations| Refresh { user_id }).await
+    }
+
     pub async fn create_hashtag(&self, name: &str, description: Option<&str>, ctx: &CommandContext) -> Result<Outcome, CommandError> {
         let created_by = ctx.actor.ok_or(CommandError::Unauthenticated)?;
         let create = CreateHashtag::new(Hashtag::parse(name)?, description, created_by)?;

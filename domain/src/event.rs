@@ -107,6 +107,10 @@ pub enum Event {
         description: Option<String>,
         created_by: Uuid,
     },
+    RecommendationsRefreshed {
+        user_id: Uuid,
+        seed: u64,
+    },
     /// A batch of counter increments (views, generic counters), appended to one of the
     /// `counters-{shard}` streams: one event for many requests.
     CountersIncremented {
@@ -149,6 +153,7 @@ impl Event {
             Self::CommentLiked { .. } => "CommentLiked",
             Self::CommentUnliked { .. } => "CommentUnliked",
             Self::HashtagCreated { .. } => "HashtagCreated",
+            Self::RecommendationsRefreshed { .. } => "RecommendationsRefreshed",
             Self::CountersIncremented { .. } => "CountersIncremented",
         }
     }

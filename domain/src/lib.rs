@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod counters;
 pub mod error;
 pub mod event;
+pub mod feeds;
 pub mod follows;
 pub mod reservation;
 pub mod store;

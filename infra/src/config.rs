@@ -53,6 +53,9 @@ pub struct Config {
     pub rate_limit_ip_burst: u32,
     /// Proxies in front of the write API whose `X-Forwarded-For` names the client IP.
     pub trusted_proxy_hops: usize,
+    /// Authors with this many followers or more are not fanned out to their followers'
+    /// timelines on write; their videos are pulled when a follower reads the feed.
+    pub feed_fanout_limit: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ impl Default for Config {
             rate_limit_ip_per_sec: 200,
             rate_limit_ip_burst: 400,
             trusted_proxy_hops: 0,
+            feed_fanout_limit: 1000,
         }
     }
 }

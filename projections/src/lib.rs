@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod content;
 pub mod counters;
 pub mod db;
+pub mod feeds;
 pub mod notices;
 pub mod partitions;
 pub mod progress;
@@ -24,6 +25,11 @@ pub use runtime::{Projection, Projector};
 use std::sync::Arc;
 
 /// Every projection Plaza maintains.
-pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(accounts::AccountsProjection), Arc::new(content::ContentProjection), Arc::new(counters::CountersProjection)]
+pub fn all(feeds: feeds::Settings) -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(accounts::AccountsProjection),
+        Arc::new(content::ContentProjection),
+        Arc::new(counters::CountersProjection),
+        Arc::new(feeds::FeedsProjection { settings: feeds }),
+    ]
 }

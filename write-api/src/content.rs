@@ -184,3 +184,10 @@ pub async fn increment(State(api): State<WriteApi>, body: JsonBody<IncrementRequ
     let value = api.counters.increment(key, delta).await?;
     Ok((StatusCode::OK, Json(json!({ "success": true, "current_value": value }))))
 }
+
+/// Starts a new page sequence of the caller's recommended feed.
+pub async fn refresh_recommendations(State(api): State<WriteApi>, caller: Caller) -> Answer {
+    caller.require()?;
+    let ctx = caller.context(&request_id("POST", "/api/v1/recommend/refresh", b""));
+    position(api.content.refresh_recommendations(&ctx).await?.position)
+}

@@ -48,6 +48,7 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/comments/{id}/like", post(content::like_comment).delete(content::unlike_comment))
         .route("/api/v1/hashtags", post(content::create_hashtag))
         .route("/api/v1/counter/increment", post(content::increment))
+        .route("/api/v1/recommend/refresh", post(content::refresh_recommendations))
         .route_layer(middleware::from_fn_with_state(api.clone(), limits::limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)

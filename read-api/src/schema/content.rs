@@ -10,24 +10,6 @@ use super::accounts::{User, UserLoader};
 use super::{ConnectionFields, bad_request, db, decode_cursor, encode_cursor, page_size};
 use crate::Viewer;
 
-/// A video's columns with its counts and the viewer's reactions; `$1` is the viewer's
-/// id ('' when anonymous). Column 13 is free for a list's cursor.
-macro_rules! video_columns {
-    () => {
-        "v.id, v.author_id, v.title, v.description, v.media_url, v.hashtags, v.created_at,
-         COALESCE(vc.likes, 0), COALESCE(vc.favorites, 0), COALESCE(vc.top_comments, 0) + COALESCE(vc.visible_replies, 0), COALESCE(k.value, 0),
-         CASE WHEN EXISTS (SELECT 1 FROM likes l WHERE l.video_id = v.id AND l.user_id = $1) THEN 1 ELSE 0 END,
-         CASE WHEN EXISTS (SELECT 1 FROM favorites fv WHERE fv.video_id = v.id AND fv.user_id = $1) THEN 1 ELSE 0 END"
-    };
-}
-
-/// The counts joined to videos `v`.
-macro_rules! video_counts {
-    () => {
-        " LEFT JOIN video_counts vc ON vc.video_id = v.id LEFT JOIN counters k ON k.resource_id = v.id AND k.counter_type = 'views'"
-    };
-}
-
 macro_rules! comment_columns {
     () => {
         "c.id, c.author_id, c.video_id, c.parent_id, c.body, c.created_at, COALESCE(cc.likes, 0), COALESCE(cc.replies, 0), c.position
@@ -125,7 +107,7 @@ fn timestamp(micros: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).ok_or_else(|| Error::new("timestamp out of range"))
 }
 
-fn video_from_row(row: &Row) -> Result<Video> {
+pub(super) fn video_from_row(row: &Row) -> Result<Video> {
     Ok(Video {
         id: ID(row.text(0)?.to_owned()),
         author_id: row.text(1)?.to_owned(),
@@ -156,12 +138,12 @@ fn comment_from_row(row: &Row) -> Result<Comment> {
     })
 }
 
-fn viewer(ctx: &Context<'_>) -> SqlValue {
+pub(super) fn viewer(ctx: &Context<'_>) -> SqlValue {
     ctx.data_opt::<Viewer>().and_then(|v| v.0).map_or_else(|| SqlValue::Text(String::new()), |id| SqlValue::Text(id.to_string()))
 }
 
 /// A page of videos whose 14th column (index 13) is the cursor position.
-fn video_page(rows: Vec<Row>, limit: i64, has_previous: bool, total: i64) -> Result<VideoConnection> {
+pub(super) fn video_page(rows: Vec<Row>, limit: i64, has_previous: bool, total: i64) -> Result<VideoConnection> {
     let mut connection = Connection::with_additional_fields(has_previous, rows.len() as i64 > limit, ConnectionFields { total_count: total });
     for row in rows.iter().take(limit as usize) {
         connection.edges.push(Edge::new(encode_cursor(row.int(13)?), video_from_row(row)?));
@@ -177,7 +159,7 @@ fn comment_page(rows: Vec<Row>, limit: i64, has_previous: bool, total: i64) -> R
     Ok(connection)
 }
 
-async fn count(ctx: &Context<'_>, sql: &'static str, params: Vec<SqlValue>) -> Result<i64> {
+pub(super) async fn count(ctx: &Context<'_>, sql: &'static str, params: Vec<SqlValue>) -> Result<i64> {
     Ok(db(ctx).query(sql, params).await?.first().map(|row| row.int(0)).transpose()?.unwrap_or(0))
 }
 

@@ -1,7 +1,26 @@
 //! The GraphQL schema: one query type merged from a part per read model.
 
+/// A video's columns with its counts and the viewer's reactions; `$1` is the viewer's
+/// id ('' when anonymous). Column 13 is free for a list's cursor.
+macro_rules! video_columns {
+    () => {
+        "v.id, v.author_id, v.title, v.description, v.media_url, v.hashtags, v.created_at,
+         COALESCE(vc.likes, 0), COALESCE(vc.favorites, 0), COALESCE(vc.top_comments, 0) + COALESCE(vc.visible_replies, 0), COALESCE(k.value, 0),
+         CASE WHEN EXISTS (SELECT 1 FROM likes l WHERE l.video_id = v.id AND l.user_id = $1) THEN 1 ELSE 0 END,
+         CASE WHEN EXISTS (SELECT 1 FROM favorites fv WHERE fv.video_id = v.id AND fv.user_id = $1) THEN 1 ELSE 0 END"
+    };
+}
+
+/// The counts joined to videos `v`.
+macro_rules! video_counts {
+    () => {
+        " LEFT JOIN video_counts vc ON vc.video_id = v.id LEFT JOIN counters k ON k.resource_id = v.id AND k.counter_type = 'views'"
+    };
+}
+
 mod accounts;
 mod content;
+mod feeds;
 
 use std::sync::Arc;
 
@@ -14,7 +33,7 @@ use plaza_projections::ReadModelDb;
 pub use accounts::UserLoader;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, content::ContentQuery);
+pub struct Query(accounts::AccountsQuery, content::ContentQuery, feeds::FeedQuery);
 
 pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
