@@ -65,6 +65,8 @@ fmt: ## Format the code
 
 .PHONY: bench
 bench: services ## Measure throughput and latency (release build); writes docs/benchmarks.md
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (HTTP load generator)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; else sudo -n apt-get install -y -q wrk; fi; }
 	$(CARGO) build --release -p plaza -p plaza-bench
 	"$${CARGO_TARGET_DIR:-target}/release/plaza-bench" --out docs/benchmarks.md
 

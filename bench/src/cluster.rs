@@ -66,6 +66,19 @@ pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str
 
 /// Starts the five processes of the cluster profile and measures command -> visible.
 fn visibility(plaza: &Path, settings: &Settings, url: &str) -> anyhow::Result<Visibility> {
+    let mut processes = start(plaza, url)?;
+    let (write_base, read_base) = (processes[0].base.clone(), processes[1].base.clone());
+    let pairs = register_pairs(&write_base)?;
+    let visibility = run_visibility("cluster (Kafka, Redis)", &write_base, &read_base, &pairs, settings)?;
+    for process in &mut processes {
+        process.check_alive()?;
+    }
+    Ok(visibility)
+}
+
+/// Starts the cluster profile on database `url`, a new topic and a new Redis prefix:
+/// write-api, read-api, relay and two projectors, in that order.
+pub fn start(plaza: &Path, url: &str) -> anyhow::Result<Vec<Server>> {
     let run = Uuid::new_v4().simple().to_string();
     let env = [
         ("PLAZA_STORE_URL", url.to_owned()),
@@ -83,13 +96,7 @@ fn visibility(plaza: &Path, settings: &Settings, url: &str) -> anyhow::Result<Vi
     for role in ["write-api", "read-api", "relay", "projector", "projector"] {
         processes.push(Server::start_role(plaza, role, &env).with_context(|| format!("cannot start plaza {role}"))?);
     }
-    let (write_base, read_base) = (processes[0].base.clone(), processes[1].base.clone());
-    let pairs = register_pairs(&write_base)?;
-    let visibility = run_visibility("cluster (Kafka, Redis)", &write_base, &read_base, &pairs, settings)?;
-    for process in &mut processes {
-        process.check_alive()?;
-    }
-    Ok(visibility)
+    Ok(processes)
 }
 
 /// Prefills a PostgreSQL event store, relays it into a fresh topic, then has one and

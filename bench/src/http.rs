@@ -208,7 +208,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A keep-alive HTTP client that returns error statuses as answers.
-fn agent(timeout: Duration) -> ureq::Agent {
+pub fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
 }
 
@@ -236,7 +236,7 @@ pub fn register_pairs(base: &str) -> anyhow::Result<Vec<Pair>> {
 }
 
 /// Registers one user; returns (user id, token).
-fn register(agent: &ureq::Agent, base: &str, username: &str) -> anyhow::Result<(String, String)> {
+pub fn register(agent: &ureq::Agent, base: &str, username: &str) -> anyhow::Result<(String, String)> {
     let body = json!({ "username": username, "email": format!("{username}@bench.example"), "password": PASSWORD });
     let mut response = agent.post(format!("{base}/api/v1/users/register")).send_json(&body).with_context(|| format!("cannot register {username}"))?;
     let status = response.status().as_u16();

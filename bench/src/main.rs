@@ -5,6 +5,7 @@
 
 mod appends;
 mod cluster;
+mod hotpaths;
 mod http;
 mod pg;
 mod projection;
@@ -45,6 +46,7 @@ enum Section {
     Http,
     Projection,
     Cluster,
+    Hot,
 }
 
 /// How long and how big each section runs.
@@ -88,6 +90,7 @@ fn main() -> anyhow::Result<()> {
     let http = if runs(Section::Http) { http::run_all(&runtime, &plaza, &settings, &admin)? } else { vec![] };
     let projection = if runs(Section::Projection) { runtime.block_on(projection::run_all(&settings, &admin))? } else { vec![] };
     let cluster = if runs(Section::Cluster) { Some(cluster::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
+    let hot = if runs(Section::Hot) { Some(hotpaths::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
 
     let report = report::Report {
         date,
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         http: &http,
         projection: &projection,
         cluster: cluster.as_ref(),
+        hot: hot.as_ref(),
     };
     write_report(&cli.out, &report.render())?;
     eprintln!("plaza-bench: report written to {}", cli.out.display());

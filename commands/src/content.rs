@@ -1,6 +1,8 @@
 //! Content commands: videos, likes, favorites, comments, comment likes, hashtag pages.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use plaza_domain::videos::{
     Comment, CommentBody, CommentCommand, CreateHashtag, Description, Hashtag, HashtagPage, MediaUrl, React, Reaction, ReactionState, Title, Video,
@@ -26,14 +28,21 @@ pub struct VideoFields<'a> {
     pub hashtags: &'a [String],
 }
 
+/// How long a video seen live is taken as live when counting views.
+const LIVE_FOR_VIEWS: Duration = Duration::from_secs(2);
+/// Videos remembered as live before the memory starts over.
+const LIVE_REMEMBERED: usize = 100_000;
+
 #[derive(Clone)]
 pub struct Content {
     pipeline: Pipeline,
+    /// Videos recently seen live, and when: views skip reading the video's stream.
+    live_videos: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
 impl Content {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { pipeline: Pipeline { store } }
+        Self { pipeline: Pipeline { store }, live_videos: Arc::default() }
     }
 
     pub async fn publish(&self, fields: VideoFields<'_>, media_url: &str, ctx: &CommandContext) -> Result<Created, CommandError> {
@@ -106,9 +115,25 @@ impl Content {
         Ok(video)
     }
 
-    /// Whether the video is published and not deleted.
-    pub async fn video_is_live(&self, video_id: Uuid) -> Result<bool, CommandError> {
-        Ok(self.pipeline.load::<Video>(&video_stream(video_id)).await?.state.is_live())
+    /// Whether the video is published and not deleted, for counting a view: a video seen
+    /// live in the last 2 s is taken as live without reading its stream, so a view in the
+    /// 2 s after a deletion still counts (and is never shown: the video is gone).
+    pub async fn video_is_live_for_views(&self, video_id: Uuid) -> Result<bool, CommandError> {
+        let seen = self.live_videos.lock().expect("live videos lock").get(&video_id).copied();
+        if seen.is_some_and(|at| at.elapsed() < LIVE_FOR_VIEWS) {
+            return Ok(true);
+        }
+        let live = self.pipeline.load::<Video>(&video_stream(video_id)).await?.state.is_live();
+        let mut remembered = self.live_videos.lock().expect("live videos lock");
+        if remembered.len() >= LIVE_REMEMBERED {
+            remembered.clear();
+        }
+        if live {
+            remembered.insert(video_id, Instant::now());
+        } else {
+            remembered.remove(&video_id);
+        }
+        Ok(live)
     }
 
     pub async fn comment(&self, video_id: Uuid, body: &str, parent_id: Option<Uuid>, ctx: &CommandContext) -> Result<Created, CommandError> {

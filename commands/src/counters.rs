@@ -7,9 +7,10 @@
 //! shard owns the shard's stream in this process and keeps the totals of the counters it
 //! has seen. A total it has not seen yet starts from the read models (value and the shard
 //! stream version they include, read together) plus the shard's events after that
-//! version. When another process appended to the shard meanwhile (several write APIs),
-//! the append's expected version fails, the task reads the new events into its totals
-//! and tries again: totals stay exact across processes without a shared cache.
+//! version. Batches are appended without an expected version, so the tasks of several
+//! processes (several write APIs) never make each other retry; the stream's order is the
+//! counters' order, and after each append a task folds in whatever other processes
+//! appended before its batch: totals stay exact across processes without a shared cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,8 +28,6 @@ use crate::CommandError;
 const MAX_BATCH: usize = 2048;
 /// Counters a shard task remembers before it starts over (totals reload on demand).
 const MAX_CACHED: usize = 100_000;
-/// Appends a batch tries before it gives up on a shard other processes keep changing.
-const MAX_ATTEMPTS: usize = 10;
 
 /// Where a counter's total starts: what the read models hold.
 #[async_trait::async_trait]
@@ -140,39 +139,39 @@ impl ShardTask {
                 .collect(),
         };
         let new = NewEvent::new(Uuid::now_v7(), &event, Metadata::default(), Utc::now());
-        for _ in 0..MAX_ATTEMPTS {
-            if !self.loaded {
-                self.catch_up().await?;
-                self.loaded = true;
-            }
-            for request in batch {
-                self.load_total(&request.key).await?;
-            }
-            match self.store.append(&self.stream, ExpectedVersion::from_current(self.version), vec![new.clone()]).await {
-                Ok(appended) => {
-                    self.version = Some(appended.stream_version);
-                    return Ok(batch
-                        .iter()
-                        .map(|r| {
-                            let total = self.totals.entry(r.key.clone()).or_default();
-                            *total += r.delta;
-                            *total
-                        })
-                        .collect());
-                }
-                // Another process appended to this shard: fold its increments in, retry.
-                Err(StoreError::WrongExpectedVersion { .. }) => self.catch_up().await?,
-                Err(other) => return Err(other.into()),
-            }
+        if !self.loaded {
+            self.catch_up(None).await?;
+            self.loaded = true;
         }
-        Err(CommandError::Contention)
+        self.load_totals(batch).await?;
+        // No expected version: writers of several processes never make each other retry.
+        // The stream's order is the counters' order: what others appended before this
+        // batch is folded in first, then this batch's deltas.
+        let appended = self.store.append(&self.stream, ExpectedVersion::Any, vec![new]).await?;
+        self.catch_up(Some(appended.stream_version)).await?;
+        self.version = Some(appended.stream_version);
+        Ok(batch
+            .iter()
+            .map(|r| {
+                let total = self.totals.entry(r.key.clone()).or_default();
+                *total += r.delta;
+                *total
+            })
+            .collect())
     }
 
-    /// Folds the shard's events after `version` into the totals this task holds.
-    async fn catch_up(&mut self) -> Result<(), CommandError> {
+    /// Folds the shard's events after `version` (and before `until`, when given) into the
+    /// totals this task holds.
+    async fn catch_up(&mut self, until: Option<u64>) -> Result<(), CommandError> {
         loop {
             let from = self.version.map_or(0, |v| v + 1);
-            let events = self.store.read_stream(&self.stream, from, 1000).await?;
+            if until.is_some_and(|until| from >= until) {
+                return Ok(());
+            }
+            let mut events = self.store.read_stream(&self.stream, from, 1000).await?;
+            if let Some(until) = until {
+                events.retain(|e| e.version < until);
+            }
             let Some(last) = events.last().map(|e| e.version) else { return Ok(()) };
             for recorded in &events {
                 if let Event::CountersIncremented { increments } = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))? {
@@ -189,35 +188,48 @@ impl ShardTask {
         }
     }
 
-    /// Makes sure the counter's total (as of `version`) is known: the read models' value
-    /// plus the deltas of the shard's events they do not include yet.
-    async fn load_total(&mut self, key: &CounterKey) -> Result<(), CommandError> {
-        if self.totals.contains_key(key) {
+    /// Makes sure the totals (as of `version`) of the batch's counters are known: for each
+    /// new one, the read models' value plus the deltas of the shard's events they do not
+    /// include yet. The shard's stream is read once for all of them.
+    async fn load_totals(&mut self, batch: &[Request]) -> Result<(), CommandError> {
+        let mut missing: HashMap<CounterKey, (i64, Option<u64>)> = HashMap::new();
+        for request in batch {
+            if self.totals.contains_key(&request.key) || missing.contains_key(&request.key) {
+                continue;
+            }
+            let baseline = self.baseline.baseline(&request.key, &self.stream).await?;
+            missing.insert(request.key.clone(), baseline);
+        }
+        if missing.is_empty() {
             return Ok(());
         }
-        let (mut total, included) = self.baseline.baseline(key, &self.stream).await?;
-        if included > self.version {
+        if missing.values().any(|(_, included)| *included > self.version) {
             // The read models already include increments this task has not folded in
             // (another process's): catch up first, so they are not counted twice.
-            self.catch_up().await?;
+            self.catch_up(None).await?;
         }
-        let mut from = included.map_or(0, |v| v + 1);
+        let mut from = missing.values().map(|(_, included)| included.map_or(0, |v| v + 1)).min().unwrap_or(0);
         // Only events up to `version`: later ones are folded in by `catch_up`.
         while self.version.is_some_and(|v| from <= v) {
             let events = self.store.read_stream(&self.stream, from, 1000).await?;
             let Some(last) = events.last().map(|e| e.version) else { break };
             for recorded in events.iter().filter(|e| self.version.is_some_and(|v| e.version <= v)) {
-                if let Event::CountersIncremented { increments } = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))? {
-                    total += increments
-                        .iter()
-                        .filter(|i| i.resource_id == key.resource_id() && i.counter_type == key.counter_type())
-                        .map(|i| i.delta)
-                        .sum::<i64>();
+                let Event::CountersIncremented { increments } = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))? else {
+                    continue;
+                };
+                for increment in increments {
+                    let Ok(key) = CounterKey::parse(&increment.resource_id, &increment.counter_type) else { continue };
+                    // Added only to counters whose baseline does not include this event.
+                    if let Some((total, included)) = missing.get_mut(&key)
+                        && included.is_none_or(|v| recorded.version > v)
+                    {
+                        *total += increment.delta;
+                    }
                 }
             }
             from = last + 1;
         }
-        self.totals.insert(key.clone(), total);
+        self.totals.extend(missing.into_iter().map(|(key, (total, _))| (key, total)));
         Ok(())
     }
 }

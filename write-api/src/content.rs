@@ -160,7 +160,7 @@ pub async fn create_hashtag(State(api): State<WriteApi>, caller: Caller, body: J
 /// Counts a view; anyone may, signed in or not (rate limits apply per IP).
 pub async fn view(State(api): State<WriteApi>, Path(id): Path<String>) -> Answer {
     let video_id = path_id(&id, DomainError::VideoNotFound)?;
-    if !api.content.video_is_live(video_id).await? {
+    if !api.content.video_is_live_for_views(video_id).await? {
         return Err(CommandError::from(DomainError::VideoNotFound).into());
     }
     let key = CounterKey::parse(&video_id.to_string(), VIEWS).map_err(CommandError::from)?;
