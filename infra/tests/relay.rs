@@ -40,6 +40,13 @@ fn consumer(brokers: &str, topic: &str) -> StreamConsumer {
     consumer
 }
 
+/// Runs a relay over the store until `stop` is sent `true`.
+fn start_relay(settings: &KafkaSettings, store: &Arc<PgEventStore>) -> (watch::Sender<bool>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let (stop, shutdown) = watch::channel(false);
+    let relay = Relay::new(settings, store.clone(), store.clone()).unwrap();
+    (stop, tokio::spawn(async move { relay.run(shutdown).await }))
+}
+
 fn settings(brokers: &str, partitions: i32) -> KafkaSettings {
     KafkaSettings { brokers: brokers.to_owned(), topic: format!("plaza-test-{}", Uuid::new_v4().simple()), partitions }
 }
@@ -113,9 +120,7 @@ async fn the_relay_produces_every_event_in_stream_order_and_resumes_after_restar
         append_round(&store, 5, round).await;
     }
 
-    let (stop, shutdown) = watch::channel(false);
-    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
-    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let (stop, running) = start_relay(&settings, &store);
     let consumer = consumer(&settings.brokers, &settings.topic);
     let mut received = Received::default();
     receive(&consumer, 100, &mut received).await;
@@ -127,9 +132,7 @@ async fn the_relay_produces_every_event_in_stream_order_and_resumes_after_restar
     for round in 20..30 {
         append_round(&store, 5, round).await;
     }
-    let (stop, shutdown) = watch::channel(false);
-    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
-    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let (stop, running) = start_relay(&settings, &store);
     receive(&consumer, 150, &mut received).await;
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
@@ -146,9 +149,7 @@ async fn commands_keep_flowing_while_the_broker_is_down_and_the_relay_catches_up
     let mut broker = Broker::start();
     let settings = settings(&broker.brokers(), 2);
     let store = Arc::new(PgEventStore::connect(&common::fresh_database().await).await.unwrap());
-    let (stop, shutdown) = watch::channel(false);
-    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
-    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let (stop, running) = start_relay(&settings, &store);
     for round in 0..10 {
         append_round(&store, 4, round).await;
     }
@@ -177,9 +178,7 @@ async fn the_relay_stops_on_request_while_the_broker_is_down() {
     let mut broker = Broker::start();
     let settings = settings(&broker.brokers(), 2);
     let store = Arc::new(PgEventStore::connect(&common::fresh_database().await).await.unwrap());
-    let (stop, shutdown) = watch::channel(false);
-    let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
-    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let (stop, running) = start_relay(&settings, &store);
     append_round(&store, 2, 0).await;
     let consumer = consumer(&settings.brokers, &settings.topic);
     receive(&consumer, 2, &mut Received::default()).await;
