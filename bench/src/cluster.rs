@@ -120,26 +120,10 @@ async fn relay_and_project(settings: &Settings, admin: &str, store_url: &str) ->
     let started = Instant::now();
     let running = tokio::spawn(async move { relay.run(shutdown).await });
     let checkpoint = format!("relay:{}", kafka.topic);
-    let mut first = None;
-    loop {
-        let relayed = store.load(&checkpoint).await?;
-        if relayed > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if relayed >= prefilled.events {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("the relay did not finish within 10 minutes ({relayed} of {})", prefilled.events);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let done = started.elapsed();
+    let (startup, elapsed) = time_until(started, prefilled.events, "the relay", || store.load(&checkpoint)).await?;
     stop.send(true).ok();
     running.await??;
-    let startup = first.unwrap_or(done);
-    let mut results =
-        vec![KafkaThroughput { stage: "relay: event store -> Kafka".into(), events: prefilled.events, startup, elapsed: done - startup }];
+    let mut results = vec![KafkaThroughput { stage: "relay: event store -> Kafka".into(), events: prefilled.events, startup, elapsed }];
     eprintln!("[kafka] relay: {:.0} events/s", results[0].per_second());
 
     for consumers in [1, 2] {
@@ -165,21 +149,8 @@ async fn project(kafka: &KafkaSettings, consumers: usize, read_url: &str, prefil
             tokio::spawn(projector.run(shutdown.clone()))
         })
         .collect();
-    let mut first = None;
-    loop {
-        let applied = applied_position(db.as_ref(), &kafka.topic).await;
-        if applied > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if applied >= prefilled.events {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("{consumers} projector(s) did not finish within 10 minutes ({applied} of {})", prefilled.events);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let done = started.elapsed();
+    let (startup, elapsed) =
+        time_until(started, prefilled.events, "the projectors", || async { Ok(applied_position(db.as_ref(), &kafka.topic).await) }).await?;
     stop.send(true).ok();
     for projector in running {
         projector.await?;
@@ -187,8 +158,32 @@ async fn project(kafka: &KafkaSettings, consumers: usize, read_url: &str, prefil
     let what = format!("{consumers} Kafka projector(s) -> PostgreSQL");
     check_count(db.as_ref(), "SELECT count(*) FROM users", prefilled.users, &what).await?;
     check_count(db.as_ref(), "SELECT count(*) FROM follows", prefilled.pairs, &what).await?;
-    let startup = first.unwrap_or(done);
-    Ok(KafkaThroughput { stage: what, events: prefilled.events, startup, elapsed: done - startup })
+    Ok(KafkaThroughput { stage: what, events: prefilled.events, startup, elapsed })
+}
+
+/// Polls `through` (how far a stage got) until it reaches `last`; answers the time from
+/// `started` until the first event was through (start-up), and from then to the last.
+async fn time_until<F, Fut>(started: Instant, last: u64, what: &str, through: F) -> anyhow::Result<(Duration, Duration)>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<u64>>,
+{
+    let mut first = None;
+    loop {
+        let position = through().await?;
+        if position > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if position >= last {
+            let done = started.elapsed();
+            let startup = first.unwrap_or(done);
+            return Ok((startup, done - startup));
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("{what} did not finish within 10 minutes ({position} of {last})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// How far the accounts projection has applied the log (0 before its tables exist).

@@ -167,17 +167,20 @@ impl Content {
         self.pipeline.execute(&recommendations_stream(user_id), ctx, |_: &Recommendations| Refresh { user_id }).await
     }
 
-    pub async fn create_hashtag(&self, name: &str, description: Option<&str>, ctx: &CommandContext) -> Result<Outcome, CommandError> {
+    /// Creates a hashtag's page; answers the hashtag as stored (`#Cats` is `cats`).
+    pub async fn create_hashtag(&self, name: &str, description: Option<&str>, ctx: &CommandContext) -> Result<(String, Outcome), CommandError> {
         let created_by = ctx.actor.ok_or(CommandError::Unauthenticated)?;
         let create = CreateHashtag::new(Hashtag::parse(name)?, description, created_by)?;
         let stream = hashtag_stream(&create.name);
-        self.pipeline
+        let outcome = self
+            .pipeline
             .execute(&stream, ctx, |_: &HashtagPage| CreateHashtag {
                 name: create.name.clone(),
                 description: create.description.clone(),
                 created_by: create.created_by,
             })
-            .await
+            .await?;
+        Ok((create.name.as_str().to_owned(), outcome))
     }
 }
 

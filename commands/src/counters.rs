@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use plaza_domain::counters::{CounterKey, SHARDS, counters_stream};
-use plaza_domain::{Event, EventStore, ExpectedVersion, Increment, Metadata, NewEvent, StoreError};
+use plaza_domain::{Event, EventStore, ExpectedVersion, Increment, Metadata, NewEvent, RecordedEvent, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use uuid::Uuid;
@@ -174,13 +174,9 @@ impl ShardTask {
             }
             let Some(last) = events.last().map(|e| e.version) else { return Ok(()) };
             for recorded in &events {
-                if let Event::CountersIncremented { increments } = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))? {
-                    for increment in increments {
-                        if let Ok(key) = CounterKey::parse(&increment.resource_id, &increment.counter_type)
-                            && let Some(total) = self.totals.get_mut(&key)
-                        {
-                            *total += increment.delta;
-                        }
+                for (key, delta) in increments(recorded)? {
+                    if let Some(total) = self.totals.get_mut(&key) {
+                        *total += delta;
                     }
                 }
             }
@@ -214,16 +210,12 @@ impl ShardTask {
             let events = self.store.read_stream(&self.stream, from, 1000).await?;
             let Some(last) = events.last().map(|e| e.version) else { break };
             for recorded in events.iter().filter(|e| self.version.is_some_and(|v| e.version <= v)) {
-                let Event::CountersIncremented { increments } = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))? else {
-                    continue;
-                };
-                for increment in increments {
-                    let Ok(key) = CounterKey::parse(&increment.resource_id, &increment.counter_type) else { continue };
+                for (key, delta) in increments(recorded)? {
                     // Added only to counters whose baseline does not include this event.
                     if let Some((total, included)) = missing.get_mut(&key)
                         && included.is_none_or(|v| recorded.version > v)
                     {
-                        *total += increment.delta;
+                        *total += delta;
                     }
                 }
             }
@@ -234,11 +226,17 @@ impl ShardTask {
     }
 }
 
+/// The increments a shard's event carries (none for any other event).
+fn increments(recorded: &RecordedEvent) -> Result<Vec<(CounterKey, i64)>, CommandError> {
+    let event = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let Event::CountersIncremented { increments } = event else { return Ok(vec![]) };
+    Ok(increments.into_iter().filter_map(|i| Some((CounterKey::parse(&i.resource_id, &i.counter_type).ok()?, i.delta))).collect())
+}
+
 /// Every request of a failed batch gets the error; `CommandError` is not `Clone`.
 fn clone_error(error: &CommandError) -> CommandError {
     match error {
         CommandError::Store(StoreError::Unavailable(detail)) => CommandError::Store(StoreError::Unavailable(detail.clone())),
-        CommandError::Contention => CommandError::Contention,
         other => CommandError::Internal(other.to_string()),
     }
 }

@@ -103,20 +103,46 @@ fn int(value: i64) -> SqlValue {
     SqlValue::Int(value)
 }
 
-/// Adds `delta` to one column of `video_counts` (`$2`), creating the row if needed.
-fn add_to_video(column: &str, video_id: &impl std::fmt::Display, delta: i64) -> Statement {
-    let sql = match column {
-        "likes" => {
-            "INSERT INTO video_counts (video_id, likes) VALUES ($1, $2) ON CONFLICT (video_id) DO UPDATE SET likes = video_counts.likes + excluded.likes"
-        }
-        "favorites" => {
-            "INSERT INTO video_counts (video_id, favorites) VALUES ($1, $2) ON CONFLICT (video_id) DO UPDATE SET favorites = video_counts.favorites + excluded.favorites"
-        }
-        _ => {
-            "INSERT INTO video_counts (video_id, top_comments) VALUES ($1, $2) ON CONFLICT (video_id) DO UPDATE SET top_comments = video_counts.top_comments + excluded.top_comments"
-        }
-    };
-    Statement::new(sql, [text(video_id), int(delta)])
+/// A user's reaction to a video, kept in its own table and counted in `video_counts`.
+#[derive(Clone, Copy)]
+enum VideoReaction {
+    Like,
+    Favorite,
+}
+
+impl VideoReaction {
+    /// The statements that record (`on`) or remove the reaction and move its count.
+    fn statements(self, video_id: &impl std::fmt::Display, user_id: &impl std::fmt::Display, on: bool, envelope: &RecordedEvent) -> [Statement; 2] {
+        let (insert, delete, count) = match self {
+            Self::Like => (
+                "INSERT INTO likes (video_id, user_id, position, created_at) VALUES ($1, $2, $3, $4)",
+                "DELETE FROM likes WHERE video_id = $1 AND user_id = $2",
+                "INSERT INTO video_counts (video_id, likes) VALUES ($1, $2) ON CONFLICT (video_id) DO UPDATE SET likes = video_counts.likes + excluded.likes",
+            ),
+            Self::Favorite => (
+                "INSERT INTO favorites (video_id, user_id, position, created_at) VALUES ($1, $2, $3, $4)",
+                "DELETE FROM favorites WHERE video_id = $1 AND user_id = $2",
+                "INSERT INTO video_counts (video_id, favorites) VALUES ($1, $2)
+                 ON CONFLICT (video_id) DO UPDATE SET favorites = video_counts.favorites + excluded.favorites",
+            ),
+        };
+        let row = if on {
+            let (position, at) = (int(envelope.position as i64), int(envelope.occurred_at.timestamp_micros()));
+            Statement::new(insert, [text(video_id), text(user_id), position, at])
+        } else {
+            Statement::new(delete, [text(video_id), text(user_id)])
+        };
+        [row, Statement::new(count, [text(video_id), int(if on { 1 } else { -1 })])]
+    }
+}
+
+/// Adds `delta` to the video's count of top-level comments, creating the row if needed.
+fn add_top_comments(video_id: &impl std::fmt::Display, delta: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO video_counts (video_id, top_comments) VALUES ($1, $2)
+         ON CONFLICT (video_id) DO UPDATE SET top_comments = video_counts.top_comments + excluded.top_comments",
+        [text(video_id), int(delta)],
+    )
 }
 
 impl Projection for ContentProjection {
@@ -170,35 +196,17 @@ impl Projection for ContentProjection {
                 out.push(Statement::new("UPDATE videos SET deleted = 1 WHERE id = $1", [text(video_id)]));
                 out.push(Statement::new("DELETE FROM video_hashtags WHERE video_id = $1", [text(video_id)]));
             }
-            Event::VideoLiked { video_id, user_id } => {
-                out.push(Statement::new(
-                    "INSERT INTO likes (video_id, user_id, position, created_at) VALUES ($1, $2, $3, $4)",
-                    [text(video_id), text(user_id), position, at],
-                ));
-                out.push(add_to_video("likes", video_id, 1));
-            }
-            Event::VideoUnliked { video_id, user_id } => {
-                out.push(Statement::new("DELETE FROM likes WHERE video_id = $1 AND user_id = $2", [text(video_id), text(user_id)]));
-                out.push(add_to_video("likes", video_id, -1));
-            }
-            Event::VideoFavorited { video_id, user_id } => {
-                out.push(Statement::new(
-                    "INSERT INTO favorites (video_id, user_id, position, created_at) VALUES ($1, $2, $3, $4)",
-                    [text(video_id), text(user_id), position, at],
-                ));
-                out.push(add_to_video("favorites", video_id, 1));
-            }
-            Event::VideoUnfavorited { video_id, user_id } => {
-                out.push(Statement::new("DELETE FROM favorites WHERE video_id = $1 AND user_id = $2", [text(video_id), text(user_id)]));
-                out.push(add_to_video("favorites", video_id, -1));
-            }
+            Event::VideoLiked { video_id, user_id } => out.extend(VideoReaction::Like.statements(video_id, user_id, true, envelope)),
+            Event::VideoUnliked { video_id, user_id } => out.extend(VideoReaction::Like.statements(video_id, user_id, false, envelope)),
+            Event::VideoFavorited { video_id, user_id } => out.extend(VideoReaction::Favorite.statements(video_id, user_id, true, envelope)),
+            Event::VideoUnfavorited { video_id, user_id } => out.extend(VideoReaction::Favorite.statements(video_id, user_id, false, envelope)),
             Event::CommentPosted { comment_id, video_id, author_id, parent_id, body } => {
                 out.push(Statement::new(
                     "INSERT INTO comments (id, video_id, author_id, parent_id, body, position, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     [text(comment_id), text(video_id), text(author_id), parent_id.map(text).into(), text(body), position, at],
                 ));
                 match parent_id {
-                    None => out.push(add_to_video("top_comments", video_id, 1)),
+                    None => out.push(add_top_comments(video_id, 1)),
                     Some(parent) => out.extend([
                         Statement::new(
                             "INSERT INTO comment_counts (comment_id, replies) VALUES ($1, 1)

@@ -152,9 +152,8 @@ pub struct HashtagRequest {
 pub async fn create_hashtag(State(api): State<WriteApi>, caller: Caller, body: JsonBody<HashtagRequest>) -> Answer {
     caller.require()?;
     let ctx = caller.context(&request_id("POST", "/api/v1/hashtags", &body.raw));
-    let outcome = api.content.create_hashtag(&body.value.name, body.value.description.as_deref(), &ctx).await?;
-    let name = plaza_domain::videos::Hashtag::parse(&body.value.name).map_err(CommandError::from)?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": name.as_str(), "position": outcome.position }))))
+    let (name, outcome) = api.content.create_hashtag(&body.value.name, body.value.description.as_deref(), &ctx).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": name, "position": outcome.position }))))
 }
 
 /// Counts a view; anyone may, signed in or not (rate limits apply per IP).

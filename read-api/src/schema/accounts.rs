@@ -8,7 +8,7 @@ use async_graphql::{Context, Error, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use plaza_projections::{Row, SqlValue};
 
-use super::{ConnectionFields, bad_request, db, decode_cursor, encode_cursor, page_size};
+use super::{ConnectionFields, IDS_PER_QUERY, bad_request, db, decode_cursor, encode_cursor, id_params, page_size};
 use crate::Viewer;
 
 #[derive(SimpleObject, Clone)]
@@ -62,29 +62,19 @@ async fn user_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<User>> {
     rows.first().map(user_from_row).transpose()
 }
 
-/// Loads users by id in batches (`author` fields of lists): one query per batch of up to
-/// [`USERS_PER_QUERY`] ids instead of one per user.
+/// Loads users by id in batches (`author` fields of lists): one query per
+/// [`IDS_PER_QUERY`] ids instead of one per user.
 pub struct UserLoader(pub std::sync::Arc<dyn plaza_projections::ReadModelDb>);
-
-const USERS_PER_QUERY: usize = 20;
 
 impl Loader<String> for UserLoader {
     type Value = User;
     type Error = async_graphql::Error;
 
     async fn load(&self, ids: &[String]) -> Result<HashMap<String, User>> {
-        const SQL: &str = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM ",
-            users!(),
-            " WHERE u.id IN ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        );
+        const SQL: &str = concat!("SELECT ", user_columns!(), " FROM ", users!(), " WHERE u.id IN ", id_slots!(1));
         let mut found = HashMap::new();
-        for chunk in ids.chunks(USERS_PER_QUERY) {
-            // The statement has a fixed number of slots: repeat the first id in the rest.
-            let params = (0..USERS_PER_QUERY).map(|i| SqlValue::Text(chunk.get(i).unwrap_or(&chunk[0]).clone())).collect();
-            for row in self.0.query(SQL, params).await? {
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            for row in self.0.query(SQL, id_params(chunk).collect()).await? {
                 let user = user_from_row(&row)?;
                 found.insert(user.id.to_string(), user);
             }

@@ -1,5 +1,7 @@
 //! Videos, comments, hashtags and counters.
 
+use std::collections::HashMap;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Error, ID, InputObject, Object, Result, SimpleObject};
@@ -7,7 +9,7 @@ use chrono::{DateTime, Utc};
 use plaza_projections::{Row, SqlValue};
 
 use super::accounts::{User, UserLoader};
-use super::{ConnectionFields, bad_request, db, decode_cursor, encode_cursor, page_size};
+use super::{ConnectionFields, IDS_PER_QUERY, bad_request, db, decode_cursor, encode_cursor, id_params, page_size};
 use crate::Viewer;
 
 macro_rules! comment_columns {
@@ -223,19 +225,44 @@ fn hashtag_name(name: &str) -> Result<String> {
     plaza_domain::videos::Hashtag::parse(name).map(|tag| tag.as_str().to_owned()).map_err(|e| bad_request(&e.to_string(), e.code()))
 }
 
-/// The counters a list of keys names, in the order asked, 0 for unknown ones.
+/// The counters a list of keys names, in the order asked, 0 for unknown ones. One
+/// statement per [`IDS_PER_QUERY`] resources.
 async fn counter_values(ctx: &Context<'_>, keys: Vec<CounterKeyInput>) -> Result<Vec<Counter>> {
-    const SQL: &str = "SELECT value FROM counters WHERE resource_id = $1 AND counter_type = $2";
+    const SQL: &str = concat!("SELECT resource_id, counter_type, value FROM counters WHERE resource_id IN ", id_slots!(1));
     if keys.len() > 100 {
         return Err(bad_request("ask for at most 100 counters at once", "too_many_keys"));
     }
-    let lookups = keys.into_iter().map(|key| async move {
-        let counter_type = key.counter_type.trim().to_ascii_lowercase();
-        let rows = db(ctx).query(SQL, vec![key.resource_id.as_str().into(), counter_type.as_str().into()]).await?;
-        let value = rows.first().map(|row| row.int(0)).transpose()?.unwrap_or(0);
-        Ok::<_, Error>(Counter { resource_id: key.resource_id, counter_type, value })
-    });
-    futures_util::future::try_join_all(lookups).await
+    let resources: Vec<String> = keys.iter().map(|key| key.resource_id.clone()).collect();
+    let mut values: HashMap<(String, String), i64> = HashMap::new();
+    for chunk in resources.chunks(IDS_PER_QUERY) {
+        for row in db(ctx).query(SQL, id_params(chunk).collect()).await? {
+            values.insert((row.text(0)?.to_owned(), row.text(1)?.to_owned()), row.int(2)?);
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let counter_type = key.counter_type.trim().to_ascii_lowercase();
+            let value = values.get(&(key.resource_id.clone(), counter_type.clone())).copied().unwrap_or(0);
+            Counter { resource_id: key.resource_id, counter_type, value }
+        })
+        .collect())
+}
+
+/// Live videos by id, with the viewer's reactions: one statement per [`IDS_PER_QUERY`]
+/// ids. Unknown and deleted ones are left out.
+pub(super) async fn videos_by_id(ctx: &Context<'_>, ids: &[String]) -> Result<HashMap<String, Video>> {
+    const SQL: &str =
+        concat!("SELECT ", video_columns!(), ", v.position FROM videos v", video_counts!(), " WHERE v.deleted = 0 AND v.id IN ", id_slots!(2));
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let params = std::iter::once(viewer(ctx)).chain(id_params(chunk)).collect();
+        for row in db(ctx).query(SQL, params).await? {
+            let video = video_from_row(&row)?;
+            found.insert(video.id.to_string(), video);
+        }
+    }
+    Ok(found)
 }
 
 #[derive(Default)]

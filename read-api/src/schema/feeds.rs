@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use plaza_projections::SqlValue;
 
-use super::content::{Video, VideoConnection, count, video_from_row, video_page, viewer};
+use super::content::{Video, VideoConnection, count, video_from_row, video_page, videos_by_id, viewer};
 use super::{ConnectionFields, bad_request, db, decode_cursor, page_size};
 use crate::Viewer;
 
@@ -183,7 +183,6 @@ fn jitter(seed: i64, video_id: &str) -> f64 {
 
 async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
     const SEED: &str = "SELECT seed FROM recommendation_seeds WHERE user_id = $1";
-    const BY_ID: &str = concat!("SELECT ", video_columns!(), ", v.position FROM videos v", video_counts!(), " WHERE v.id = $2 AND v.deleted = 0");
     let cursor = after.as_deref().map(|c| RankCursor::decode('r', c)).transpose()?;
     let seed = match &cursor {
         Some(cursor) => cursor.parameter,
@@ -210,15 +209,12 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
         })
         .collect();
     best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let lookups = best.into_iter().take(RECOMMENDED_CANDIDATES).map(|(id, score)| {
-        let params = vec![viewer(ctx), id.into()];
-        async move {
-            Ok::<_, async_graphql::Error>(db(ctx).query(BY_ID, params).await?.first().map(video_from_row).transpose()?.map(|video| (score, video)))
-        }
-    });
-    let found = futures_util::future::try_join_all(lookups).await?;
+    best.truncate(RECOMMENDED_CANDIDATES);
+    let ids: Vec<String> = best.iter().map(|(id, _)| id.clone()).collect();
+    let mut videos = videos_by_id(ctx, &ids).await?;
+    let found = best.into_iter().filter_map(|(id, score)| videos.remove(&id).map(|video| (score, video)));
     // Never the viewer's own videos, nor ones the viewer already likes.
-    let ranked = found.into_iter().flatten().filter(|(_, video)| video.author_id != user && !video.viewer_has_liked).collect();
+    let ranked = found.filter(|(_, video)| video.author_id != user && !video.viewer_has_liked).collect();
     ranked_page('r', seed, ranked, first, cursor.as_ref())
 }
 

@@ -18,6 +18,16 @@ macro_rules! video_counts {
     };
 }
 
+/// The `IN` list of a batched look-up: [`IDS_PER_QUERY`] placeholders from `$first`.
+macro_rules! id_slots {
+    (2) => {
+        "($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+    };
+    (1) => {
+        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    };
+}
+
 mod accounts;
 mod content;
 mod feeds;
@@ -28,7 +38,7 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Error, ErrorExtensions, MergedObject, Result, Schema, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use plaza_projections::ReadModelDb;
+use plaza_projections::{ReadModelDb, SqlValue};
 
 pub use accounts::UserLoader;
 
@@ -54,6 +64,15 @@ const MAX_PAGE: i32 = 100;
 pub struct ConnectionFields {
     /// How many items the whole list holds.
     pub total_count: i64,
+}
+
+/// How many ids the batched look-ups (`... IN ($n, ...)`) take per statement.
+const IDS_PER_QUERY: usize = 20;
+
+/// A chunk of ids as the parameters of a statement with [`IDS_PER_QUERY`] slots: the
+/// first id repeats in the slots the chunk does not fill.
+fn id_params(chunk: &[String]) -> impl Iterator<Item = SqlValue> + '_ {
+    (0..IDS_PER_QUERY).map(move |i| SqlValue::Text(chunk.get(i).unwrap_or(&chunk[0]).clone()))
 }
 
 fn db<'a>(ctx: &'a Context<'_>) -> &'a Arc<dyn ReadModelDb> {
