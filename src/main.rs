@@ -1,6 +1,5 @@
 //! `plaza`: one binary for every role of the Plaza backend.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,19 +11,23 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
-use plaza_commands::{Accounts, Content, Counters, Tokens};
+use plaza_commands::{Accounts, Content, Counters, IdempotencyKeys, Tokens};
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::ReadModelBaseline;
 use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
-use plaza_infra::redis::{Redis, RedisNotices, RedisRateLimiter};
+use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisRateLimiter};
 use plaza_infra::{Config, Distribution};
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projection, Projector};
-use plaza_read_api::ReadApi;
-use plaza_write_api::{ApiError, LocalRateLimiter, RateLimiter, WriteApi};
+use plaza_read_api::{ReadApi, ReadApiSettings};
+use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{error, info};
+
+/// Worker threads' stacks. Request handling never recurses deeply (documents are
+/// bounded before parsing); this is headroom, not a limit anyone should reach.
+const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// Plaza: an event-sourced social backend.
 ///
@@ -100,8 +103,16 @@ enum Command {
     Config,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+        .context("cannot start the tokio runtime")?
+        .block_on(start())
+}
+
+async fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref()).context("cannot load the configuration")?;
     let none = Roles { write_api: false, read_api: false, relay: false, projections: vec![] };
@@ -152,7 +163,8 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let tailing = !roles.projections.is_empty() && !kafka;
     let mut health = Health::default();
 
-    let store = match roles.write_api || tailing {
+    // The read API asks the store for its head (a consistency token beyond it is refused).
+    let store = match roles.write_api || roles.read_api || tailing {
         true => Some(plaza_infra::open_event_store(&config).await.context("cannot open the event store")?),
         false => None,
     };
@@ -248,12 +260,18 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         });
     }
 
+    // Token buckets in Redis when several processes share them, else in this process.
+    let limiter = |limits: RateLimits, scope: &'static str| -> Arc<dyn RateLimiter> {
+        match &redis {
+            Some(redis) => Arc::new(RedisRateLimiter::new(redis, limits, scope)),
+            None => Arc::new(LocalRateLimiter::new(limits)),
+        }
+    };
     let mut app = Router::new();
     if let (true, Some(store), Some(tokens)) = (roles.write_api, &store, &tokens) {
-        let limits = plaza_infra::rate_limits(&config);
-        let limiter: Arc<dyn RateLimiter> = match &redis {
-            Some(redis) => Arc::new(RedisRateLimiter::new(redis, limits)),
-            None => Arc::new(LocalRateLimiter::new(limits)),
+        let failures: Arc<dyn FailureLog> = match &redis {
+            Some(redis) => Arc::new(RedisFailures::new(redis)),
+            None => Arc::new(LocalFailures::default()),
         };
         let db = db.clone().expect("the write API opens the read models");
         let counters_projection = plaza_projections::counters::CountersProjection;
@@ -262,13 +280,15 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             accounts: Accounts::new(store.clone()),
             content: Content::new(store.clone()),
             counters: Counters::start(store.clone(), Arc::new(ReadModelBaseline(db))),
+            keys: IdempotencyKeys::new(store.clone()),
             tokens: tokens.clone(),
-            limiter,
+            limiter: limiter(plaza_infra::rate_limits(&config), "commands"),
+            logins: Arc::new(LoginThrottle { policy: plaza_infra::login_policy(&config), log: failures }),
             proxy_hops: config.trusted_proxy_hops,
         };
         app = app.merge(plaza_write_api::router(api));
     }
-    if let (true, Some(db), Some(tokens)) = (roles.read_api, &db, &tokens) {
+    if let (true, Some(db), Some(store), Some(tokens)) = (roles.read_api, &db, &store, &tokens) {
         if !tailing {
             // No projector here advances `progress`: learn it from the read models, when
             // a change notice arrives. Without shared notices (no Redis, projectors in
@@ -281,8 +301,13 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             let topic = if kafka { config.kafka_topic.clone() } else { String::new() };
             background.spawn(progress.clone().follow_read_models(db.clone(), topic, notices.clone(), poll_every, shutdown.clone()));
         }
-        let timeout = Duration::from_millis(config.consistency_timeout_ms);
-        app = app.merge(plaza_read_api::router(ReadApi::new(db.clone(), progress, tokens.clone(), timeout)));
+        let settings = ReadApiSettings {
+            consistency_timeout: Duration::from_millis(config.consistency_timeout_ms),
+            introspection: config.graphql_introspection,
+            proxy_hops: config.trusted_proxy_hops,
+        };
+        let limiter = limiter(plaza_infra::graphql_rate_limits(&config), "graphql");
+        app = app.merge(plaza_read_api::router(ReadApi::new(db.clone(), store.clone(), progress, tokens.clone(), limiter, settings)));
     }
     let app = app
         .merge(health.routes())
@@ -305,7 +330,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         redis = %redact_url(&config.redis_url),
         "plaza serving"
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
+    plaza_edge::serve(listener, app, plaza_infra::server_settings(&config), shutdown_signal()).await?;
 
     info!("stopping background work");
     let _ = stop_background.send(true);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use plaza_domain::accounts::{Account, AccountCommand, Email, Password, ProfileChanges, Username, user_stream};
+use plaza_domain::accounts::{Account, AccountCommand, Email, Password, ProfileChanges, Registered, Username, user_stream};
 use plaza_domain::follows::{Follow, FollowCommand, follow_stream};
 use plaza_domain::reservation::{Kind, Reservation, ReservationCommand, reservation_stream};
 use plaza_domain::{DomainError, EventStore};
@@ -97,6 +97,12 @@ impl Accounts {
 
     /// Checks a username-or-email and password; returns the user id.
     pub async fn login(&self, login: &str, password: &str) -> Result<Uuid, CommandError> {
+        let account = self.find_login(login).await?;
+        self.check_password(account.as_ref(), password).await
+    }
+
+    /// The account a username or email names, if any.
+    pub async fn find_login(&self, login: &str) -> Result<Option<Registered>, CommandError> {
         let stream = if login.contains('@') {
             Email::parse(login).ok().map(|email| reservation_stream(Kind::Email, email.as_str()))
         } else {
@@ -106,11 +112,16 @@ impl Accounts {
             Some(stream) => self.pipeline.load::<Reservation>(&stream).await?.state.holder.map(|(holder, _)| holder),
             None => None,
         };
-        let account = match holder {
+        Ok(match holder {
             Some(user_id) => self.pipeline.load::<Account>(&user_stream(user_id)).await?.state.registered,
             None => None,
-        };
-        let hash = account.as_ref().map(|a| a.password_hash.as_str());
+        })
+    }
+
+    /// Checks the password of an account found by [`Self::find_login`]; with none, as
+    /// long as a wrong password takes, so answers do not tell which logins exist.
+    pub async fn check_password(&self, account: Option<&Registered>, password: &str) -> Result<Uuid, CommandError> {
+        let hash = account.map(|a| a.password_hash.as_str());
         match (self.passwords.verify(password, hash).await?, account) {
             (true, Some(account)) => Ok(account.user_id),
             _ => Err(CommandError::InvalidCredentials),

@@ -11,13 +11,24 @@
 //! processes (several write APIs) never make each other retry; the stream's order is the
 //! counters' order, and after each append a task folds in whatever other processes
 //! appended before its batch: totals stay exact across processes without a shared cache.
+//!
+//! A total never leaves the range of i64: an increment that would take it out is refused
+//! (`invalid_counter`) before its batch is appended. (Only increments of other processes
+//! appended at the same moment could still cross the bound; the total then stops at it,
+//! here and in the read model alike.)
+//!
+//! An increment sent with an `Idempotency-Key` carries an id derived from the key. A
+//! task remembers the ids of the last [`MAX_REMEMBERED`] such increments of its shard
+//! (its own, and those it folds in from the stream, which it reads whole when it
+//! starts), so a repeat that arrives before its first answer was recorded (see
+//! [`crate::idempotency`]) adds nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::Utc;
-use plaza_domain::counters::{CounterKey, SHARDS, counters_stream};
-use plaza_domain::{Event, EventStore, ExpectedVersion, Increment, Metadata, NewEvent, RecordedEvent, StoreError};
+use plaza_domain::counters::{CounterKey, SHARDS, add_to_total, counters_stream};
+use plaza_domain::{DomainError, Event, EventStore, ExpectedVersion, Increment, Metadata, NewEvent, RecordedEvent, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use uuid::Uuid;
@@ -28,6 +39,8 @@ use crate::CommandError;
 const MAX_BATCH: usize = 2048;
 /// Counters a shard task remembers before it starts over (totals reload on demand).
 const MAX_CACHED: usize = 100_000;
+/// Ids of keyed increments a shard task remembers.
+const MAX_REMEMBERED: usize = 100_000;
 
 /// Where a counter's total starts: what the read models hold.
 #[async_trait::async_trait]
@@ -40,6 +53,8 @@ pub trait CounterBaseline: Send + Sync + 'static {
 struct Request {
     key: CounterKey,
     delta: i64,
+    /// From an idempotency key: a repeat adds nothing.
+    request_id: Option<Uuid>,
     reply: oneshot::Sender<Result<i64, CommandError>>,
 }
 
@@ -62,6 +77,7 @@ impl Counters {
                     version: None,
                     totals: HashMap::new(),
                     loaded: false,
+                    remembered: Remembered::default(),
                 };
                 tokio::spawn(task.run(queue));
                 requests
@@ -71,11 +87,15 @@ impl Counters {
     }
 
     /// Adds `delta` to the counter; answers its value including this increment once the
-    /// increment is durable.
-    pub async fn increment(&self, key: CounterKey, delta: i64) -> Result<i64, CommandError> {
+    /// increment is durable. An increment with a `request_id` this shard already applied
+    /// adds nothing and answers as it did.
+    pub async fn increment(&self, key: CounterKey, delta: i64, request_id: Option<Uuid>) -> Result<i64, CommandError> {
         let (reply, answer) = oneshot::channel();
         let shard = key.shard();
-        self.shards[shard].send(Request { key, delta, reply }).await.map_err(|_| CommandError::Internal("the counter task stopped".into()))?;
+        self.shards[shard]
+            .send(Request { key, delta, request_id, reply })
+            .await
+            .map_err(|_| CommandError::Internal("the counter task stopped".into()))?;
         answer.await.map_err(|_| CommandError::Internal("the counter task dropped an increment".into()))?
     }
 }
@@ -90,6 +110,38 @@ struct ShardTask {
     totals: HashMap<CounterKey, i64>,
     /// Whether `version` has been read from the store since the task started.
     loaded: bool,
+    remembered: Remembered,
+}
+
+/// Ids of keyed increments applied to a shard, with the value each answered (when the
+/// task knew the counter's total then); the oldest are forgotten first.
+#[derive(Default)]
+struct Remembered {
+    answers: HashMap<Uuid, Option<i64>>,
+    order: VecDeque<Uuid>,
+}
+
+impl Remembered {
+    fn insert(&mut self, id: Uuid, answer: Option<i64>) {
+        if self.answers.insert(id, answer).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > MAX_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.answers.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// What one request of a batch does.
+enum Plan {
+    /// Appended with the batch.
+    Add,
+    /// Refused before the append.
+    Refuse(CommandError),
+    /// A repeat of an applied increment: answers this (or the current total).
+    Repeat(Option<i64>),
 }
 
 impl ShardTask {
@@ -104,9 +156,9 @@ impl ShardTask {
             }
             let outcome = self.commit(&batch).await;
             match outcome {
-                Ok(values) => {
-                    for (request, value) in batch.into_iter().zip(values) {
-                        let _ = request.reply.send(Ok(value));
+                Ok(answers) => {
+                    for (request, answer) in batch.into_iter().zip(answers) {
+                        let _ = request.reply.send(answer);
                     }
                 }
                 Err(error) => {
@@ -127,37 +179,96 @@ impl ShardTask {
         self.loaded = false;
     }
 
-    /// Appends the batch as one event; returns each request's value after its delta.
-    async fn commit(&mut self, batch: &[Request]) -> Result<Vec<i64>, CommandError> {
+    /// Appends the batch's new increments as one event; answers each request with its
+    /// value after its delta, or why it was refused.
+    async fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<i64, CommandError>>, CommandError> {
         if self.totals.len() > MAX_CACHED {
             self.forget();
         }
-        let event = Event::CountersIncremented {
-            increments: batch
-                .iter()
-                .map(|r| Increment { resource_id: r.key.resource_id().to_owned(), counter_type: r.key.counter_type().to_owned(), delta: r.delta })
-                .collect(),
-        };
-        let new = NewEvent::new(Uuid::now_v7(), &event, Metadata::default(), Utc::now());
         if !self.loaded {
             self.catch_up(None).await?;
             self.loaded = true;
         }
+        // A keyed increment this task has not seen may have been appended by another
+        // process: fold in what the shard holds before deciding on it.
+        if batch.iter().any(|r| r.request_id.is_some_and(|id| !self.remembered.answers.contains_key(&id))) {
+            self.catch_up(None).await?;
+        }
         self.load_totals(batch).await?;
-        // No expected version: writers of several processes never make each other retry.
-        // The stream's order is the counters' order: what others appended before this
-        // batch is folded in first, then this batch's deltas.
-        let appended = self.store.append(&self.stream, ExpectedVersion::Any, vec![new]).await?;
-        self.catch_up(Some(appended.stream_version)).await?;
-        self.version = Some(appended.stream_version);
-        Ok(batch
+        let plans = self.plan(batch);
+        let increments: Vec<Increment> = batch
             .iter()
-            .map(|r| {
-                let total = self.totals.entry(r.key.clone()).or_default();
-                *total += r.delta;
-                *total
+            .zip(&plans)
+            .filter(|(_, plan)| matches!(plan, Plan::Add))
+            .map(|(r, _)| Increment {
+                resource_id: r.key.resource_id().to_owned(),
+                counter_type: r.key.counter_type().to_owned(),
+                delta: r.delta,
+                request_id: r.request_id,
             })
-            .collect())
+            .collect();
+        if !increments.is_empty() {
+            let event = Event::CountersIncremented { increments };
+            let new = NewEvent::new(Uuid::now_v7(), &event, Metadata::default(), Utc::now());
+            // No expected version: writers of several processes never make each other
+            // retry. The stream's order is the counters' order: what others appended
+            // before this batch is folded in first, then this batch's deltas.
+            let appended = self.store.append(&self.stream, ExpectedVersion::Any, vec![new]).await?;
+            self.catch_up(Some(appended.stream_version)).await?;
+            self.version = Some(appended.stream_version);
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        for (request, plan) in batch.iter().zip(plans) {
+            answers.push(match plan {
+                Plan::Add => {
+                    let total = self.totals.entry(request.key.clone()).or_default();
+                    *total = total.saturating_add(request.delta);
+                    let value = *total;
+                    if let Some(id) = request.request_id {
+                        self.remembered.insert(id, Some(value));
+                    }
+                    Ok(value)
+                }
+                Plan::Refuse(error) => Err(error),
+                Plan::Repeat(answer) => Ok(answer.unwrap_or_else(|| self.totals.get(&request.key).copied().unwrap_or_default())),
+            });
+        }
+        Ok(answers)
+    }
+
+    /// Decides, before the append, what each request does: repeats of applied keyed
+    /// increments (also within the batch) add nothing, and an increment that would take
+    /// its total out of range is refused.
+    fn plan(&self, batch: &[Request]) -> Vec<Plan> {
+        let mut totals: HashMap<&CounterKey, i64> = HashMap::new();
+        let mut in_batch: HashMap<Uuid, usize> = HashMap::new();
+        let mut plans: Vec<Plan> = Vec::with_capacity(batch.len());
+        for (index, request) in batch.iter().enumerate() {
+            if let Some(id) = request.request_id {
+                if let Some(answer) = self.remembered.answers.get(&id) {
+                    plans.push(Plan::Repeat(*answer));
+                    continue;
+                }
+                if let Some(first) = in_batch.get(&id) {
+                    // A repeat within the batch answers the total after the batch.
+                    plans.push(match &plans[*first] {
+                        Plan::Refuse(_) => Plan::Refuse(DomainError::InvalidCounter("the counter would overflow").into()),
+                        _ => Plan::Repeat(None),
+                    });
+                    continue;
+                }
+                in_batch.insert(id, index);
+            }
+            let total = totals.entry(&request.key).or_insert_with(|| self.totals.get(&request.key).copied().unwrap_or_default());
+            match add_to_total(*total, request.delta) {
+                Ok(next) => {
+                    *total = next;
+                    plans.push(Plan::Add);
+                }
+                Err(error) => plans.push(Plan::Refuse(error.into())),
+            }
+        }
+        plans
     }
 
     /// Folds the shard's events after `version` (and before `until`, when given) into the
@@ -174,9 +285,13 @@ impl ShardTask {
             }
             let Some(last) = events.last().map(|e| e.version) else { return Ok(()) };
             for recorded in &events {
-                for (key, delta) in increments(recorded)? {
-                    if let Some(total) = self.totals.get_mut(&key) {
-                        *total += delta;
+                for (key, delta, request_id) in increments(recorded)? {
+                    let total = self.totals.get_mut(&key).map(|total| {
+                        *total = total.saturating_add(delta);
+                        *total
+                    });
+                    if let Some(id) = request_id {
+                        self.remembered.insert(id, total);
                     }
                 }
             }
@@ -210,12 +325,12 @@ impl ShardTask {
             let events = self.store.read_stream(&self.stream, from, 1000).await?;
             let Some(last) = events.last().map(|e| e.version) else { break };
             for recorded in events.iter().filter(|e| self.version.is_some_and(|v| e.version <= v)) {
-                for (key, delta) in increments(recorded)? {
+                for (key, delta, _) in increments(recorded)? {
                     // Added only to counters whose baseline does not include this event.
                     if let Some((total, included)) = missing.get_mut(&key)
                         && included.is_none_or(|v| recorded.version > v)
                     {
-                        *total += delta;
+                        *total = total.saturating_add(delta);
                     }
                 }
             }
@@ -226,11 +341,12 @@ impl ShardTask {
     }
 }
 
-/// The increments a shard's event carries (none for any other event).
-fn increments(recorded: &RecordedEvent) -> Result<Vec<(CounterKey, i64)>, CommandError> {
+/// The increments a shard's event carries (none for any other event), with their
+/// request ids; ones that break the rules are skipped, as the read model skips them.
+fn increments(recorded: &RecordedEvent) -> Result<Vec<(CounterKey, i64, Option<Uuid>)>, CommandError> {
     let event = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let Event::CountersIncremented { increments } = event else { return Ok(vec![]) };
-    Ok(increments.into_iter().filter_map(|i| Some((CounterKey::parse(&i.resource_id, &i.counter_type).ok()?, i.delta))).collect())
+    Ok(increments.iter().filter_map(|i| i.checked().map(|(key, delta)| (key, delta, i.request_id))).collect())
 }
 
 /// Every request of a failed batch gets the error; `CommandError` is not `Clone`.

@@ -5,12 +5,14 @@ pub mod accounts;
 pub mod auth;
 pub mod content;
 pub mod counters;
+pub mod idempotency;
 mod pipeline;
 
 pub use accounts::{Accounts, Registration};
 pub use auth::{Passwords, TokenError, Tokens};
 pub use content::{Content, Created, VideoFields};
 pub use counters::{CounterBaseline, Counters};
+pub use idempotency::{Claim, IdempotencyKeys};
 pub use pipeline::{CommandContext, Outcome};
 
 use plaza_domain::{DomainError, StoreError};
@@ -27,6 +29,8 @@ pub enum CommandError {
     Forbidden,
     #[error("too many concurrent changes to the same data; retry")]
     Contention,
+    #[error("this Idempotency-Key was used for another request; use a new key for each request")]
+    IdempotencyKeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]

@@ -53,11 +53,19 @@ impl CommandContext {
         self.idempotency.as_ref().map(|i| Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{}\n{}\n{purpose}", i.key, i.scope).as_bytes()))
     }
 
+    /// The stream that records who used the idempotency key first: one per sender and
+    /// key, whatever the request.
+    pub fn key_stream(&self) -> Option<String> {
+        let key = &self.idempotency.as_ref()?.key;
+        let sender = self.actor.map_or_else(|| "anonymous".to_owned(), |a| a.to_string());
+        Some(format!("idempotency-{}", Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, format!("{sender}\n{key}").as_bytes())))
+    }
+
     fn event_id(&self, stream: &str, index: usize) -> Uuid {
         self.derived_id(&format!("{stream}#{index}")).unwrap_or_else(Uuid::now_v7)
     }
 
-    fn metadata(&self) -> Metadata {
+    pub(crate) fn metadata(&self) -> Metadata {
         Metadata {
             actor: self.actor,
             correlation_id: self.correlation_id,

@@ -22,6 +22,16 @@ impl CounterBaseline for NothingApplied {
     }
 }
 
+/// Read models holding one value for every counter.
+struct Holding(i64);
+
+#[async_trait::async_trait]
+impl CounterBaseline for Holding {
+    async fn baseline(&self, _: &CounterKey, _: &str) -> Result<(i64, Option<u64>), CommandError> {
+        Ok((self.0, None))
+    }
+}
+
 const KEYS: [&str; 3] = ["hot", "warm", "cold"];
 
 /// `writers` batchers over one store, each with 10 tasks incrementing every key 50
@@ -36,7 +46,7 @@ async fn exact_totals_with_several_writers(store: Arc<dyn EventStore>, writers: 
                 let mut seen = Vec::new();
                 for _ in 0..50 {
                     for key in KEYS {
-                        let value = batcher.increment(CounterKey::parse(key, "likes").unwrap(), 1).await.unwrap();
+                        let value = batcher.increment(CounterKey::parse(key, "likes").unwrap(), 1, None).await.unwrap();
                         seen.push((key, value));
                     }
                 }
@@ -58,7 +68,7 @@ async fn exact_totals_with_several_writers(store: Arc<dyn EventStore>, writers: 
     }
     // A new batcher (a restarted process) continues from the durable increments.
     let restarted = Counters::start(store, Arc::new(NothingApplied));
-    assert_eq!(restarted.increment(CounterKey::parse("hot", "likes").unwrap(), 5).await.unwrap(), expected + 5);
+    assert_eq!(restarted.increment(CounterKey::parse("hot", "likes").unwrap(), 5, None).await.unwrap(), expected + 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -85,7 +95,7 @@ async fn postgres_counters_add_up_exactly_across_writers() {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 for _ in 0..50 {
-                    seen.push(batcher.increment(CounterKey::parse("shared", "views").unwrap(), 1).await.unwrap());
+                    seen.push(batcher.increment(CounterKey::parse("shared", "views").unwrap(), 1, None).await.unwrap());
                 }
                 seen
             })
@@ -98,4 +108,40 @@ async fn postgres_counters_add_up_exactly_across_writers() {
     assert_eq!(answers.iter().copied().collect::<HashSet<_>>().len(), 1000, "no two answers alike across writers");
     assert_eq!(answers.iter().max().copied(), Some(1000));
     exact_totals_with_several_writers(first, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyed_increment_counts_once_however_often_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let (one, two) = (Counters::start(store.clone(), Arc::new(NothingApplied)), Counters::start(store.clone(), Arc::new(NothingApplied)));
+    let key = || CounterKey::parse("page", "clicks").unwrap();
+    let request = Some(uuid::Uuid::new_v4());
+    // Ten repeats at once in one writer: one of them adds. (Repeats racing in two
+    // writers are kept apart by the idempotency key's claim, before they get here.)
+    let repeats: Vec<_> = (0..10).map(|_| one.clone()).map(|c| tokio::spawn(async move { c.increment(key(), 3, request).await })).collect();
+    for repeat in repeats {
+        repeat.await.unwrap().unwrap();
+    }
+    assert_eq!(one.increment(key(), 1, None).await.unwrap(), 4);
+    assert_eq!(one.increment(key(), 3, request).await.unwrap(), 3, "a repeat answers what the first did");
+    // Another writer catches up on the shard before it decides on a keyed increment.
+    assert_eq!(two.increment(key(), 3, request).await.unwrap(), 4, "the current total, where the first answer is not known");
+    assert_eq!(two.increment(key(), 1, None).await.unwrap(), 5);
+    // A restarted writer reads the shard's history and knows the request too.
+    let restarted = Counters::start(store, Arc::new(NothingApplied));
+    assert_eq!(restarted.increment(key(), 3, request).await.unwrap(), 5);
+    assert_eq!(restarted.increment(key(), 1, None).await.unwrap(), 6);
+}
+
+#[tokio::test]
+async fn totals_are_never_pushed_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let counters = Counters::start(store, Arc::new(Holding(i64::MAX - 10)));
+    let key = || CounterKey::parse("big", "clicks").unwrap();
+    assert_eq!(counters.increment(key(), 10, None).await.unwrap(), i64::MAX);
+    let refused = counters.increment(key(), 1, None).await.unwrap_err();
+    assert!(matches!(refused, CommandError::Domain(plaza_domain::DomainError::InvalidCounter(_))), "{refused:?}");
+    assert_eq!(counters.increment(key(), -1, None).await.unwrap(), i64::MAX - 1, "the refused one added nothing");
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::text::{self, Lines};
 use crate::{Aggregate, DomainError, Event};
 
 pub fn user_stream(user_id: Uuid) -> String {
@@ -36,7 +37,7 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        let email = input.trim().to_lowercase();
+        let email = text::nfc(input.trim()).to_lowercase();
         let Some((local, domain)) = email.split_once('@') else {
             return Err(DomainError::InvalidEmail);
         };
@@ -96,22 +97,22 @@ pub struct ProfileChanges {
 }
 
 impl ProfileChanges {
-    /// Validates raw fields. Values are trimmed; an empty value clears the field.
+    /// Validates raw fields by the free-text rule ([`crate::text`]); an empty value
+    /// clears the field.
     pub fn parse(display_name: Option<Option<String>>, bio: Option<Option<String>>, avatar_url: Option<Option<String>>) -> Result<Self, DomainError> {
-        fn clean(value: Option<Option<String>>) -> Option<Option<String>> {
-            value.map(|v| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+        type Field = Option<Option<String>>;
+        fn clean(value: Field, lines: Lines, max: usize, error: &'static str) -> Result<Field, DomainError> {
+            let Some(Some(value)) = value else { return Ok(value) };
+            let text = text::clean(&value, lines).filter(|t| t.chars().count() <= max).ok_or(DomainError::InvalidProfile(error))?;
+            Ok(Some(Some(text).filter(|t| !t.is_empty())))
         }
-        let (display_name, bio, avatar_url) = (clean(display_name), clean(bio), clean(avatar_url));
-        if let Some(Some(name)) = &display_name
-            && (name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control))
-        {
-            return Err(DomainError::InvalidProfile("display_name must be at most 50 characters, without control characters"));
-        }
-        if let Some(Some(bio)) = &bio
-            && bio.chars().count() > MAX_BIO
-        {
-            return Err(DomainError::InvalidProfile("bio must be at most 500 characters"));
-        }
+        let display_name =
+            clean(display_name, Lines::One, MAX_DISPLAY_NAME, "display_name must be at most 50 characters on one line, without control characters")?;
+        let bio = clean(bio, Lines::Many, MAX_BIO, "bio must be at most 500 characters, without control characters")?;
+        let avatar_url = match avatar_url {
+            Some(Some(url)) => Some(Some(url.trim().to_owned()).filter(|u| !u.is_empty())),
+            other => other,
+        };
         if let Some(Some(url)) = &avatar_url
             && !is_web_url(url)
         {
@@ -298,6 +299,9 @@ mod tests {
     fn profile_fields_are_validated() {
         assert!(ProfileChanges::parse(Some(Some("x".repeat(51))), None, None).is_err());
         assert!(ProfileChanges::parse(None, Some(Some("x".repeat(501))), None).is_err());
+        assert!(ProfileChanges::parse(None, Some(Some("nul\u{0}".into())), None).is_err());
+        assert!(ProfileChanges::parse(Some(Some("Al\u{202e}ice".into())), None, None).is_err());
+        assert!(ProfileChanges::parse(None, Some(Some("two\nlines".into())), None).is_ok());
         for bad in ["ftp://x.org/a", "https://", "https://exa mple.com", "not a url", "https:///path"] {
             assert!(ProfileChanges::parse(None, None, Some(Some(bad.into()))).is_err(), "{bad}");
         }

@@ -52,6 +52,8 @@ pub enum DomainError {
     HashtagExists,
     #[error("{0}")]
     InvalidCounter(&'static str),
+    #[error("this counter is derived from Plaza's own commands; only they change it")]
+    ReservedCounter,
     /// Acting on someone else's content.
     #[error("{0}")]
     NotAllowed(&'static str),
@@ -85,6 +87,7 @@ impl DomainError {
             Self::InvalidHashtag(_) => "invalid_hashtag",
             Self::HashtagExists => "hashtag_exists",
             Self::InvalidCounter(_) => "invalid_counter",
+            Self::ReservedCounter => "reserved_counter",
             Self::NotAllowed(_) => "forbidden",
         }
     }

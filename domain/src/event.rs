@@ -116,6 +116,17 @@ pub enum Event {
     CountersIncremented {
         increments: Vec<Increment>,
     },
+    /// The first request to carry an `Idempotency-Key` claims the key, in the key's own
+    /// `idempotency-{id}` stream: a repeat of `request` (a hash of who sent what) is
+    /// recognised, any other request with the key is refused.
+    IdempotencyKeyUsed {
+        request: Uuid,
+    },
+    /// What a counter increment with an idempotency key answered, so a repeat answers
+    /// the same (appended to the key's stream after the increment).
+    IdempotentIncrementAnswered {
+        value: i64,
+    },
 }
 
 /// One counter increment of a [`Event::CountersIncremented`] batch.
@@ -124,6 +135,10 @@ pub struct Increment {
     pub resource_id: String,
     pub counter_type: String,
     pub delta: i64,
+    /// Set when the request carried an `Idempotency-Key`: derived from the key, so a
+    /// repeat of the request is recognised and adds nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
 }
 
 /// The schema version written for new events. Bump it for a type whose shape changes
@@ -155,6 +170,8 @@ impl Event {
             Self::HashtagCreated { .. } => "HashtagCreated",
             Self::RecommendationsRefreshed { .. } => "RecommendationsRefreshed",
             Self::CountersIncremented { .. } => "CountersIncremented",
+            Self::IdempotencyKeyUsed { .. } => "IdempotencyKeyUsed",
+            Self::IdempotentIncrementAnswered { .. } => "IdempotentIncrementAnswered",
         }
     }
 

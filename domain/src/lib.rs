@@ -11,6 +11,7 @@ pub mod feeds;
 pub mod follows;
 pub mod reservation;
 pub mod store;
+pub mod text;
 pub mod videos;
 
 pub use aggregate::Aggregate;

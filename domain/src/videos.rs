@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::accounts::is_web_url;
+use crate::text::{self, Lines};
 use crate::{Aggregate, DomainError, Event};
 
 pub fn video_stream(video_id: Uuid) -> String {
@@ -42,21 +43,16 @@ pub const MAX_HASHTAGS: usize = 20;
 pub const MAX_HASHTAG: usize = 50;
 pub const MAX_COMMENT: usize = 1000;
 
-fn has_control(text: &str) -> bool {
-    text.chars().any(|c| c.is_control() && c != '\n')
-}
-
-/// A video title: 1 to 150 characters after trimming, on one line.
+/// A video title: 1 to 150 characters of free text ([`crate::text`]) on one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
 
 impl Title {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        let title = input.trim();
-        if title.is_empty() || title.chars().count() > MAX_TITLE || title.chars().any(char::is_control) {
-            return Err(DomainError::InvalidVideo("title must be 1 to 150 characters on one line"));
+        match text::clean(input, Lines::One) {
+            Some(title) if !title.is_empty() && title.chars().count() <= MAX_TITLE => Ok(Self(title)),
+            _ => Err(DomainError::InvalidVideo("title must be 1 to 150 characters on one line, without control characters")),
         }
-        Ok(Self(title.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -64,17 +60,16 @@ impl Title {
     }
 }
 
-/// A video description: at most 2,000 characters after trimming (may be empty).
+/// A video description: at most 2,000 characters of free text (may be empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description(String);
 
 impl Description {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        let description = input.trim();
-        if description.chars().count() > MAX_DESCRIPTION || has_control(description) {
-            return Err(DomainError::InvalidVideo("description must be at most 2000 characters"));
+        match text::clean(input, Lines::Many) {
+            Some(description) if description.chars().count() <= MAX_DESCRIPTION => Ok(Self(description)),
+            _ => Err(DomainError::InvalidVideo("description must be at most 2000 characters, without control characters")),
         }
-        Ok(Self(description.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -100,15 +95,16 @@ impl MediaUrl {
     }
 }
 
-/// A hashtag name: letters, digits and `_` (any script), 1 to 50 of them, lowercased; a
-/// leading `#` is dropped, so `#Cats` and `cats` are one hashtag.
+/// A hashtag name: letters, digits and `_` (any script), 1 to 50 of them, lowercased and
+/// in NFC; a leading `#` is dropped, so `#Cats` and `cats` are one hashtag, and so are
+/// `#cafe\u{301}` and `café`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Hashtag(String);
 
 impl Hashtag {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
         let name = input.trim();
-        let name = name.strip_prefix('#').unwrap_or(name).to_lowercase();
+        let name = text::nfc(&name.strip_prefix('#').unwrap_or(name).to_lowercase());
         let valid = name.chars().all(|c| c.is_alphanumeric() || c == '_');
         if name.is_empty() || name.chars().count() > MAX_HASHTAG || !valid {
             return Err(DomainError::InvalidHashtag("a hashtag is 1 to 50 letters, digits or _"));
@@ -147,17 +143,16 @@ pub fn video_hashtags(given: &[String], description: &Description) -> Result<Vec
     Ok(tags)
 }
 
-/// A comment's text: 1 to 1,000 characters after trimming; line breaks allowed.
+/// A comment's text: 1 to 1,000 characters of free text; line breaks allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommentBody(String);
 
 impl CommentBody {
     pub fn parse(input: &str) -> Result<Self, DomainError> {
-        let body = input.trim();
-        if body.is_empty() || body.chars().count() > MAX_COMMENT || has_control(body) {
-            return Err(DomainError::InvalidComment("a comment is 1 to 1000 characters"));
+        match text::clean(input, Lines::Many) {
+            Some(body) if !body.is_empty() && body.chars().count() <= MAX_COMMENT => Ok(Self(body)),
+            _ => Err(DomainError::InvalidComment("a comment is 1 to 1000 characters, without control characters")),
         }
-        Ok(Self(body.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -432,12 +427,13 @@ pub struct CreateHashtag {
 }
 
 impl CreateHashtag {
-    /// Validates the optional description: at most 500 characters.
+    /// Validates the optional description: at most 500 characters of free text.
     pub fn new(name: Hashtag, description: Option<&str>, created_by: Uuid) -> Result<Self, DomainError> {
-        let description = description.map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned);
-        if description.as_ref().is_some_and(|d| d.chars().count() > 500 || has_control(d)) {
-            return Err(DomainError::InvalidHashtag("a hashtag's description is at most 500 characters"));
-        }
+        let description = match description.map(|d| text::clean(d, Lines::Many)) {
+            None => None,
+            Some(Some(d)) if d.chars().count() <= 500 => Some(d).filter(|d| !d.is_empty()),
+            Some(_) => return Err(DomainError::InvalidHashtag("a hashtag's description is at most 500 characters, without control characters")),
+        };
         Ok(Self { name, description, created_by })
     }
 }
@@ -489,6 +485,8 @@ mod tests {
         let description = Description::parse("Look #Cats and #dogs, #cats again; # alone and #é_1").unwrap();
         let tags = video_hashtags(&["#pets".into(), "Cats".into()], &description).unwrap();
         assert_eq!(tags, vec!["pets", "cats", "dogs", "é_1"]);
+        let composed = video_hashtags(&["#Cafe\u{301}".into()], &Description::parse("at the #cafe\u{301}").unwrap()).unwrap();
+        assert_eq!(composed, vec!["caf\u{e9}"], "one hashtag however it is spelled");
         assert!(video_hashtags(&["no spaces".into()], &description).is_err());
         let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
         assert!(video_hashtags(&many, &Description::parse("").unwrap()).is_err());
@@ -504,6 +502,9 @@ mod tests {
         assert!(MediaUrl::parse("https://cdn.example.com/v.mp4").is_ok());
         assert!(CommentBody::parse(" ").is_err());
         assert!(CommentBody::parse("two\nlines").is_ok());
+        assert!(Title::parse("evil\u{202e}gnp.exe").is_err());
+        assert_eq!(Title::parse("Cafe\u{301}").unwrap().as_str(), "Caf\u{e9}");
+        assert!(Description::parse("\u{1b}]0;title").is_err());
     }
 
     #[test]

@@ -56,7 +56,36 @@ pub struct Config {
     /// Authors with this many followers or more are not fanned out to their followers'
     /// timelines on write; their videos are pulled when a follower reads the feed.
     pub feed_fanout_limit: i64,
+    /// GraphQL requests per second a signed-in user may send (0: unlimited), and the
+    /// burst; buckets apart from the commands'.
+    pub graphql_rate_limit_user_per_sec: u32,
+    pub graphql_rate_limit_user_burst: u32,
+    /// GraphQL requests per second one client IP may send (0: unlimited), and the burst.
+    pub graphql_rate_limit_ip_per_sec: u32,
+    pub graphql_rate_limit_ip_burst: u32,
+    /// Whether GraphQL answers introspection (`__schema`, `__type`) and suggests field
+    /// names in errors.
+    pub graphql_introspection: bool,
+    /// Wrong passwords an account may get before each further login attempt waits
+    /// (0: never waits).
+    pub login_free_failures: u32,
+    /// Wrong passwords one client IP may send, over all accounts, before it waits.
+    pub login_ip_free_failures: u32,
+    /// The first wait, in milliseconds; each further failure doubles it.
+    pub login_backoff_ms: u64,
+    /// The longest wait, in seconds; failures are forgotten this long after the last.
+    pub login_backoff_max_secs: u64,
+    /// Time a client has to send a request's head (also ends idle keep-alive
+    /// connections), in milliseconds.
+    pub http_header_timeout_ms: u64,
+    /// Time a client has to send a request's body, in milliseconds.
+    pub http_body_timeout_ms: u64,
+    /// Open connections one client address may hold (0: unlimited).
+    pub http_max_connections_per_ip: usize,
 }
+
+/// The shortest token secret Plaza accepts: HS256 needs 256 bits of key.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,6 +118,18 @@ impl Default for Config {
             rate_limit_ip_burst: 400,
             trusted_proxy_hops: 0,
             feed_fanout_limit: 1000,
+            graphql_rate_limit_user_per_sec: 50,
+            graphql_rate_limit_user_burst: 100,
+            graphql_rate_limit_ip_per_sec: 200,
+            graphql_rate_limit_ip_burst: 400,
+            graphql_introspection: true,
+            login_free_failures: 5,
+            login_ip_free_failures: 20,
+            login_backoff_ms: 1000,
+            login_backoff_max_secs: 900,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
+            http_max_connections_per_ip: 256,
         }
     }
 }
@@ -102,7 +143,11 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment.merge(Env::prefixed("PLAZA_")).extract().map_err(Box::new)
+        let config: Self = figment.merge(Env::prefixed("PLAZA_")).extract().map_err(Box::new)?;
+        if config.jwt_secret.as_ref().is_some_and(|s| s.0.len() < MIN_JWT_SECRET_BYTES) {
+            return Err(Box::new(figment::Error::from(format!("jwt_secret (PLAZA_JWT_SECRET) must be at least {MIN_JWT_SECRET_BYTES} bytes"))));
+        }
+        Ok(config)
     }
 
     /// The token secret: configured, or created once in the data directory.
@@ -110,15 +155,16 @@ impl Config {
         if let Some(secret) = &self.jwt_secret {
             return Ok(secret.clone());
         }
+        crate::files::private_dir(&self.data_dir)?;
         let path = self.data_dir.join("jwt-secret");
         if let Ok(existing) = std::fs::read_to_string(&path)
-            && !existing.trim().is_empty()
+            && existing.trim().len() >= MIN_JWT_SECRET_BYTES
         {
             return Ok(Secret(existing.trim().to_owned()));
         }
-        std::fs::create_dir_all(&self.data_dir)?;
+        // 64 hex digits from two random UUIDs: 244 random bits.
         let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        std::fs::write(&path, &secret)?;
+        crate::files::write_private(&path, &secret)?;
         Ok(Secret(secret))
     }
 }
@@ -180,6 +226,18 @@ mod tests {
             assert_eq!(config.token_ttl_secs, 120);
             assert_eq!(config.store_url, "postgres://postgres@127.0.0.1/plaza");
             assert_eq!(config.read_models_url, "sqlite");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_token_secrets_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PLAZA_JWT_SECRET", "x".repeat(31));
+            let error = Config::load(None).unwrap_err();
+            assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+            jail.set_env("PLAZA_JWT_SECRET", "x".repeat(32));
+            assert!(Config::load(None).is_ok());
             Ok(())
         });
     }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod counters;
 #[cfg(feature = "eventstoredb")]
 pub mod eventstoredb;
+pub mod files;
 mod head;
 pub mod kafka;
 pub mod postgres;
@@ -33,10 +34,41 @@ pub fn rate_limits(config: &Config) -> plaza_write_api::RateLimits {
     }
 }
 
+/// The GraphQL rate limits the configuration names (buckets apart from the commands').
+pub fn graphql_rate_limits(config: &Config) -> plaza_write_api::RateLimits {
+    use plaza_write_api::Quota;
+    plaza_write_api::RateLimits {
+        per_user: Quota::new(config.graphql_rate_limit_user_per_sec, config.graphql_rate_limit_user_burst),
+        per_ip: Quota::new(config.graphql_rate_limit_ip_per_sec, config.graphql_rate_limit_ip_burst),
+    }
+}
+
+/// How failed logins slow down, as the configuration says.
+pub fn login_policy(config: &Config) -> plaza_write_api::LoginPolicy {
+    plaza_write_api::LoginPolicy {
+        free_per_account: config.login_free_failures,
+        free_per_ip: config.login_ip_free_failures,
+        backoff: std::time::Duration::from_millis(config.login_backoff_ms),
+        max_backoff: std::time::Duration::from_secs(config.login_backoff_max_secs),
+    }
+}
+
+/// The HTTP server's limits, as the configuration says.
+pub fn server_settings(config: &Config) -> plaza_edge::ServerSettings {
+    plaza_edge::ServerSettings {
+        header_timeout: std::time::Duration::from_millis(config.http_header_timeout_ms),
+        body_timeout: std::time::Duration::from_millis(config.http_body_timeout_ms),
+        max_connections_per_ip: config.http_max_connections_per_ip,
+    }
+}
+
 /// Opens the event store the configuration names.
 pub async fn open_event_store(config: &Config) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(match config.store_url.as_str() {
-        "sqlite" => Arc::new(sqlite::SqliteEventStore::open(&config.data_dir.join("events.db"))?),
+        "sqlite" => {
+            files::private_dir(&config.data_dir)?;
+            Arc::new(sqlite::SqliteEventStore::open(&config.data_dir.join("events.db"))?)
+        }
         url if url.starts_with("sqlite://") => Arc::new(sqlite::SqliteEventStore::open(url.trim_start_matches("sqlite://").as_ref())?),
         url if is_postgres(url) => Arc::new(postgres::PgEventStore::connect(url).await?),
         #[cfg(feature = "eventstoredb")]
@@ -67,7 +99,10 @@ pub async fn open_relay_source(config: &Config) -> anyhow::Result<(Arc<dyn Event
 /// Opens the read-model database the configuration names.
 pub async fn open_read_models(config: &Config) -> anyhow::Result<Arc<dyn ReadModelDb>> {
     Ok(match config.read_models_url.as_str() {
-        "sqlite" => Arc::new(sqlite::SqliteReadModels::open(&config.data_dir.join("read.db"))?),
+        "sqlite" => {
+            files::private_dir(&config.data_dir)?;
+            Arc::new(sqlite::SqliteReadModels::open(&config.data_dir.join("read.db"))?)
+        }
         url if url.starts_with("sqlite://") => Arc::new(sqlite::SqliteReadModels::open(url.trim_start_matches("sqlite://").as_ref())?),
         url if is_postgres(url) => Arc::new(postgres::PgReadModels::connect(url)?),
         other => anyhow::bail!("read_models_url must be `sqlite`, `sqlite:///path` or `postgres://...`, not {other:?}"),

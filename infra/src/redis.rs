@@ -1,5 +1,5 @@
 //! Redis (cluster profile): what several Plaza processes must share. Change notices
-//! over pub/sub, and the command rate limiter's token buckets.
+//! over pub/sub, the rate limiters' token buckets and the counts of failed logins.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use plaza_projections::ChangeNotices;
-use plaza_write_api::{Quota, RateLimiter, RateLimits};
+use plaza_write_api::{FailureLog, Quota, RateLimiter, RateLimits};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -126,6 +126,8 @@ async fn listen_task(redis: Redis, heard: broadcast::Sender<String>) {
 pub struct RedisRateLimiter {
     redis: Redis,
     limits: RateLimits,
+    /// Whose buckets these are (`commands`, `graphql`): each kind of request has its own.
+    scope: &'static str,
     script: ::redis::Script,
 }
 
@@ -160,21 +162,21 @@ return wait
 ";
 
 impl RedisRateLimiter {
-    pub fn new(redis: &Redis, limits: RateLimits) -> Self {
-        Self { redis: redis.clone(), limits, script: ::redis::Script::new(TOKEN_BUCKETS) }
+    pub fn new(redis: &Redis, limits: RateLimits, scope: &'static str) -> Self {
+        Self { redis: redis.clone(), limits, scope, script: ::redis::Script::new(TOKEN_BUCKETS) }
     }
 }
 
 #[async_trait::async_trait]
 impl RateLimiter for RedisRateLimiter {
     async fn acquire(&self, user: Option<Uuid>, ip: IpAddr) -> Result<(), Duration> {
-        let prefix = &self.redis.prefix;
+        let (prefix, scope) = (&self.redis.prefix, self.scope);
         let mut buckets: Vec<(String, Quota)> = Vec::with_capacity(2);
         if let (Some(quota), Some(user)) = (self.limits.per_user, user) {
-            buckets.push((format!("{prefix}rate:user:{user}"), quota));
+            buckets.push((format!("{prefix}rate:{scope}:user:{user}"), quota));
         }
         if let Some(quota) = self.limits.per_ip {
-            buckets.push((format!("{prefix}rate:ip:{ip}"), quota));
+            buckets.push((format!("{prefix}rate:{scope}:ip:{ip}"), quota));
         }
         if buckets.is_empty() {
             return Ok(());
@@ -191,6 +193,97 @@ impl RateLimiter for RedisRateLimiter {
                 warn!(%error, "rate limiter unavailable, letting the command through");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Failed logins counted in Redis, so every write API sees the same counts. A key is a
+/// hash of the count and the time (Redis's clock) of the last failure, expiring with the
+/// record.
+pub struct RedisFailures {
+    redis: Redis,
+    read: ::redis::Script,
+    record: ::redis::Script,
+}
+
+/// KEYS: the records. Returns per key its count and the milliseconds since its last
+/// failure (-1, -1 without a record).
+const READ_FAILURES: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+    local record = redis.call('HMGET', key, 'n', 'at')
+    if record[1] then
+        out[2 * i - 1] = tonumber(record[1])
+        out[2 * i] = math.max(0, now - tonumber(record[2]))
+    else
+        out[2 * i - 1] = -1
+        out[2 * i] = -1
+    end
+end
+return out
+";
+
+/// KEYS: the records; ARGV[1]: milliseconds to keep a record after its last failure.
+const RECORD_FAILURE: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+for _, key in ipairs(KEYS) do
+    redis.call('HINCRBY', key, 'n', 1)
+    redis.call('HSET', key, 'at', now)
+    redis.call('PEXPIRE', key, ARGV[1])
+end
+return 0
+";
+
+impl RedisFailures {
+    pub fn new(redis: &Redis) -> Self {
+        Self { redis: redis.clone(), read: ::redis::Script::new(READ_FAILURES), record: ::redis::Script::new(RECORD_FAILURE) }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}login-failures:{key}", self.redis.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl FailureLog for RedisFailures {
+    async fn read(&self, keys: &[String]) -> Vec<Option<(u32, Duration)>> {
+        let mut invocation = self.read.prepare_invoke();
+        for key in keys {
+            invocation.key(self.key(key));
+        }
+        match invocation.invoke_async::<Vec<i64>>(&mut self.redis.connection.clone()).await {
+            Ok(values) => values
+                .chunks(2)
+                .map(|pair| match pair {
+                    [count, since] if *count >= 0 => Some((u32::try_from(*count).unwrap_or(u32::MAX), Duration::from_millis(*since as u64))),
+                    _ => None,
+                })
+                .collect(),
+            Err(error) => {
+                // Failing open, as the rate limiter does: logins still work without Redis.
+                warn!(%error, "login failure counts unavailable, not throttling");
+                vec![None; keys.len()]
+            }
+        }
+    }
+
+    async fn record(&self, keys: &[String], forget_after: Duration) {
+        let mut invocation = self.record.prepare_invoke();
+        for key in keys {
+            invocation.key(self.key(key));
+        }
+        invocation.arg(forget_after.as_millis().max(1) as u64);
+        if let Err(error) = invocation.invoke_async::<i64>(&mut self.redis.connection.clone()).await {
+            warn!(%error, "cannot count a failed login");
+        }
+    }
+
+    async fn clear(&self, key: &str) {
+        if let Err(error) = ::redis::cmd("DEL").arg(self.key(key)).query_async::<i64>(&mut self.redis.connection.clone()).await {
+            warn!(%error, "cannot clear failed logins");
         }
     }
 }

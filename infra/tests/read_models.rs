@@ -195,6 +195,33 @@ async fn racing_consumers_of_a_partition_apply_each_message_once(db: Arc<dyn Rea
     assert_eq!(applied(&*db).await, (1..=200).collect::<Vec<i64>>());
 }
 
+async fn counter_value(db: &dyn ReadModelDb, resource: &str) -> i64 {
+    db.query("SELECT value FROM counters WHERE resource_id = $1", vec![resource.into()]).await.unwrap()[0].int(0).unwrap()
+}
+
+/// Counters stop at the bounds of i64 (never wrap, never fail the batch), and skip the
+/// increments that break the rules, as the write side's totals do.
+async fn counters_stay_in_range_and_skip_what_breaks_the_rules(db: Arc<dyn ReadModelDb>) {
+    use plaza_domain::Increment;
+    use plaza_projections::counters::CountersProjection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let increment = |resource: &str, delta: i64| Increment { resource_id: resource.into(), counter_type: "clicks".into(), delta, request_id: None };
+    let batch = |increments: Vec<Increment>| Event::CountersIncremented { increments };
+    append(&*store, "counters-0", batch(vec![increment("up", 1_000_000), increment("down", -1_000_000), increment("odd", 5)])).await;
+    // Written before the delta rule existed: skipped on both sides.
+    append(&*store, "counters-0", batch(vec![increment("odd", i64::MIN), increment("odd", 1)])).await;
+    let projector = projector(&store, &db, Arc::new(CountersProjection));
+    projector.prepare().await.unwrap();
+    projector.catch_up().await.unwrap();
+    assert_eq!(counter_value(&*db, "odd").await, 6);
+    db.execute(Statement::new("UPDATE counters SET value = $1 WHERE resource_id = 'up'", [SqlValue::Int(i64::MAX - 10)])).await.unwrap();
+    db.execute(Statement::new("UPDATE counters SET value = $1 WHERE resource_id = 'down'", [SqlValue::Int(i64::MIN + 10)])).await.unwrap();
+    append(&*store, "counters-0", batch(vec![increment("up", 1_000_000), increment("down", -1_000_000)])).await;
+    projector.catch_up().await.unwrap();
+    assert_eq!((counter_value(&*db, "up").await, counter_value(&*db, "down").await), (i64::MAX, i64::MIN));
+}
+
 macro_rules! on_both_engines {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -225,4 +252,5 @@ on_both_engines!(
     a_failed_batch_changes_nothing,
     consumed_batches_apply_once_with_their_offsets,
     racing_consumers_of_a_partition_apply_each_message_once,
+    counters_stay_in_range_and_skip_what_breaks_the_rules,
 );

@@ -34,6 +34,11 @@ impl Progress {
         positions
     }
 
+    /// Whether every projection has applied `position` already.
+    pub fn reached(&self, position: u64) -> bool {
+        self.projections.lock().expect("progress lock").values().all(|tx| *tx.borrow() >= position)
+    }
+
     /// Waits until every projection has applied `position`. Returns false on timeout.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         let receivers: Vec<_> = self.projections.lock().expect("progress lock").values().map(|tx| tx.subscribe()).collect();

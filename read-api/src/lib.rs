@@ -1,25 +1,33 @@
 //! The read side: GraphQL over the read models at `POST /graphql` (GraphiQL on
 //! `GET /graphql`). A request carrying `Plaza-Min-Position` waits, bounded, until every
 //! projection has applied that position.
+//!
+//! Before a document reaches the parser: the caller's rate limits (buckets of their own,
+//! per user and per IP), a JSON body of one request (no batches) within the size and
+//! time limits, and a bound on nesting ([`nesting`]). Every refusal has GraphQL's error
+//! shape, `{"errors": [{"message", "extensions": {"code"}}]}`.
 
+mod nesting;
 mod schema;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use plaza_commands::{TokenError, Tokens};
+use plaza_domain::EventStore;
+use plaza_edge::RateLimiter;
 use plaza_projections::{Progress, ReadModelDb};
 use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
 
-pub use schema::{PlazaSchema, build_schema};
+pub use nesting::MAX_NESTING;
+pub use schema::{PlazaSchema, RequestCache, build_schema};
 
 /// GraphQL request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -30,16 +38,42 @@ pub struct ReadApi {
     pub progress: Progress,
     pub tokens: Tokens,
     pub consistency_timeout: Duration,
+    /// Where positions come from: a `Plaza-Min-Position` beyond its head is refused.
+    pub store: Arc<dyn EventStore>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Proxies in front of this API whose `X-Forwarded-For` is trusted (0: none).
+    pub proxy_hops: usize,
+}
+
+pub struct ReadApiSettings {
+    pub consistency_timeout: Duration,
+    pub introspection: bool,
+    pub proxy_hops: usize,
 }
 
 impl ReadApi {
-    pub fn new(db: Arc<dyn ReadModelDb>, progress: Progress, tokens: Tokens, consistency_timeout: Duration) -> Self {
-        Self { schema: build_schema(db), progress, tokens, consistency_timeout }
+    pub fn new(
+        db: Arc<dyn ReadModelDb>,
+        store: Arc<dyn EventStore>,
+        progress: Progress,
+        tokens: Tokens,
+        limiter: Arc<dyn RateLimiter>,
+        settings: ReadApiSettings,
+    ) -> Self {
+        Self {
+            schema: build_schema(db, settings.introspection),
+            progress,
+            tokens,
+            consistency_timeout: settings.consistency_timeout,
+            store,
+            limiter,
+            proxy_hops: settings.proxy_hops,
+        }
     }
 }
 
 pub fn router(api: ReadApi) -> Router {
-    Router::new().route("/graphql", get(graphiql).post(graphql)).layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)).with_state(api)
+    Router::new().route("/graphql", get(graphiql).post(graphql)).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(api)
 }
 
 async fn graphiql() -> Html<String> {
@@ -50,36 +84,120 @@ async fn graphiql() -> Html<String> {
 #[derive(Clone, Copy)]
 pub struct Viewer(pub Option<uuid::Uuid>);
 
-fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    (status, axum::Json(body)).into_response()
+/// A request refused before it runs, answered in GraphQL's error shape.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
-async fn graphql(State(api): State<ReadApi>, headers: HeaderMap, request: GraphQLRequest) -> Response {
-    let viewer = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(value) => match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(|t| api.tokens.verify(t.trim())) {
-            Some(Ok(user_id)) => Some(user_id),
-            Some(Err(TokenError::Expired)) => {
-                return graphql_error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again");
-            }
-            _ => return graphql_error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"),
-        },
-    };
-    if let Some(value) = headers.get("plaza-min-position") {
-        let Some(position) = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) else {
-            return graphql_error(StatusCode::BAD_REQUEST, "invalid_min_position", "Plaza-Min-Position must be a position returned by a command");
-        };
-        if !api.progress.wait_for(position, api.consistency_timeout).await {
-            let mut response = graphql_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "consistency_timeout",
-                &format!("the read models have not reached position {position} within {} ms; retry", api.consistency_timeout.as_millis()),
-            );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
-        }
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
     }
-    let response: GraphQLResponse = api.schema.execute(request.into_inner().data(Viewer(viewer))).await.into();
-    response.into_response()
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = json!({ "errors": [{ "message": self.message, "extensions": { "code": self.code } }] });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The viewer a bearer token names, or why the token is refused.
+fn viewer(api: &ReadApi, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(|t| api.tokens.verify(t.trim())) {
+        Some(Ok(user_id)) => Ok(Some(user_id)),
+        Some(Err(TokenError::Expired)) => Err(Refusal::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again")),
+        _ => Err(Refusal::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")),
+    }
+}
+
+/// One GraphQL request from a JSON body: batches (arrays) are not served, and the
+/// document's nesting is bounded before anything parses it.
+pub fn parse_request(body: &[u8]) -> Result<async_graphql::Request, Refusal> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "batch_not_supported", "send one GraphQL request per HTTP request, not a batch"));
+    }
+    let request: async_graphql::Request = serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+        Refusal::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    })?;
+    if !plaza_edge::is_object(body) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "invalid_request", "the body must be a JSON object"));
+    }
+    if let Err(depth) = nesting::check(&request.query) {
+        let message = format!("the document nests deeper than {MAX_NESTING} levels ({depth} and more)");
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "nesting_too_deep", message));
+    }
+    Ok(request)
+}
+
+async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Response, Refusal> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let ip = plaza_edge::client_ip(request.headers(), peer, api.proxy_hops).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let headers = request.headers().clone();
+    let viewer = viewer(&api, &headers);
+    // An invalid token counts against the IP only.
+    if let Err(wait) = api.limiter.acquire(viewer.as_ref().ok().copied().flatten(), ip).await {
+        let seconds = plaza_edge::retry_after_secs(wait);
+        let refusal = Refusal::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {seconds} s"));
+        return Err(Refusal { retry_after: Some(seconds), ..refusal });
+    }
+    let viewer = viewer?;
+    let body = plaza_edge::read_json(request, MAX_BODY_BYTES).await.map_err(|e| Refusal::new(e.status, e.code, e.message))?;
+    let request = parse_request(&body)?;
+    if let Some(value) = headers.get("plaza-min-position") {
+        let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            Refusal::new(StatusCode::BAD_REQUEST, "invalid_min_position", "Plaza-Min-Position must be a position returned by a command")
+        })?;
+        wait_for_position(&api, position).await?;
+    }
+    let response = api.schema.execute(request.data(Viewer(viewer)).data(RequestCache::default())).await;
+    Ok(axum::Json(response).into_response())
+}
+
+/// Waits, bounded, until the read models include `position`; a position the event store
+/// has not reached is refused at once.
+async fn wait_for_position(api: &ReadApi, position: u64) -> Result<(), Refusal> {
+    if api.progress.reached(position) {
+        return Ok(());
+    }
+    // When the store cannot be asked, the bounded wait decides.
+    if let Ok(head) = api.store.head().await
+        && position > head
+    {
+        let message = format!("position {position} is beyond the last event ({head}); send a position a command returned");
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "invalid_position", message));
+    }
+    if !api.progress.wait_for(position, api.consistency_timeout).await {
+        let timeout = api.consistency_timeout.as_millis();
+        let message = format!("the read models have not reached position {position} within {timeout} ms; retry");
+        return Err(Refusal { retry_after: Some(1), ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "consistency_timeout", message) });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_single_objects_with_bounded_nesting() {
+        assert!(parse_request(br#"{"query": "{ __typename }"}"#).is_ok());
+        let code = |body: &[u8]| parse_request(body).err().map(|refusal| refusal.code);
+        assert_eq!(code(br#" [{"query": "{ __typename }"}]"#), Some("batch_not_supported"));
+        assert_eq!(code(br#"{"query": "#), Some("invalid_json"));
+        assert_eq!(code(br#"{"query": 42}"#), Some("invalid_request"));
+        let deep = format!(r#"{{"query": "{{ a(x: {}1{}) }}"}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(code(deep.as_bytes()), Some("nesting_too_deep"));
+    }
 }

@@ -136,7 +136,7 @@ impl Plaza {
         Self::start_with(profile, &[])
     }
 
-    /// Starts with extra `PLAZA_*` settings.
+    /// Starts with extra `PLAZA_*` settings (an empty value unsets one).
     pub fn start_with(profile: Profile, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut env = vec![
@@ -171,7 +171,13 @@ impl Plaza {
             env.push(("PLAZA_READ_MODELS_URL".into(), url));
             database = Some(name);
         }
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        // An extra setting replaces a default one; an empty value removes it.
+        for (key, value) in extra {
+            env.retain(|(k, _)| k != key);
+            if !value.is_empty() {
+                env.push(((*key).to_owned(), (*value).to_owned()));
+            }
+        }
         let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
         let base = format!("http://127.0.0.1:{}", processes[0].port);
         let read_base = format!("http://127.0.0.1:{}", processes[processes.len().min(2) - 1].port);
@@ -272,7 +278,10 @@ impl Plaza {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let request = builder.header("content-type", "application/json").body(body.map(<[u8]>::to_vec).unwrap_or_default()).unwrap();
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder.body(body.map(<[u8]>::to_vec).unwrap_or_default()).unwrap();
         let mut response = match self.agent.run(request) {
             Ok(response) => response,
             Err(e) => return Reply { status: 0, body: json!({ "transport_error": e.to_string() }), headers: vec![] },
@@ -281,6 +290,29 @@ impl Plaza {
         let text = response.body_mut().with_config().limit(16 * 1024 * 1024).read_to_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Reply { status: response.status().as_u16(), body, headers }
+    }
+
+    /// The port of one process of the deployment.
+    pub fn port(&self, index: usize) -> u16 {
+        self.processes[index].port
+    }
+
+    /// How many processes the deployment runs.
+    pub fn process_count(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// Asserts that every process still runs and answers `GET /healthz`.
+    pub fn assert_alive(&self) {
+        for (index, process) in self.processes.iter().enumerate() {
+            if let Some(child) = process.child.lock().unwrap().as_mut()
+                && let Some(status) = child.try_wait().unwrap()
+            {
+                panic!("plaza {:?} died with {status}:\n{}", process.args, self.log_tail(40));
+            }
+            let reply = self.agent.get(&format!("http://127.0.0.1:{}/healthz", self.port(index))).call();
+            assert!(reply.is_ok_and(|r| r.status() == 200), "plaza {:?} does not answer /healthz:\n{}", process.args, self.log_tail(40));
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -362,6 +394,75 @@ impl Drop for Plaza {
             run_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
+}
+
+/// What a server answered on a raw connection: the status (0 when it closed without an
+/// answer) and the body (JSON when it parses).
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Value,
+}
+
+/// Sends raw bytes on a new connection to `port`, then reads until the server closes the
+/// connection or `wait` passes. For requests no HTTP client library would send.
+pub fn raw_http(port: u16, request: &[u8], wait: Duration) -> RawReply {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    // The server may answer and close before it read everything: ignore write errors.
+    let _ = stream.write_all(request);
+    // Until the whole first answer (head and `content-length` bytes) is in, or the
+    // server closes the connection, or `wait` passes.
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    while !answer_complete(&received) {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+        }
+    }
+    parse_raw(&received)
+}
+
+fn answer_complete(received: &[u8]) -> bool {
+    let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+    let length = head.lines().find_map(|line| line.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+    length.is_some_and(|length| received.len() >= end + 4 + length)
+}
+
+/// Parses one HTTP/1.1 response (status line, head, body) from raw bytes.
+pub fn parse_raw(received: &[u8]) -> RawReply {
+    let text = String::from_utf8_lossy(received).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    RawReply { status, head: head.to_owned(), body: serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())) }
+}
+
+/// Runs `plaza <args>` with the given settings and waits (at most 30 s) for it to exit;
+/// returns whether it succeeded and what it logged. For configurations it must refuse.
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plaza"))
+        .args(args)
+        .env("PLAZA_DATA_DIR", dir.path().join("data"))
+        .env("PLAZA_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start plaza");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
 }
 
 /// Generates one `#[test]` per profile for each scenario function.

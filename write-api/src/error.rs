@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use plaza_commands::CommandError;
 use plaza_domain::{DomainError, StoreError};
@@ -12,11 +12,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Headers the answer carries (`Retry-After`, ...).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     pub fn not_found() -> Self {
@@ -30,7 +37,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 
@@ -46,7 +55,7 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::InvalidParent
         | DomainError::InvalidHashtag(_)
         | DomainError::InvalidCounter(_) => StatusCode::BAD_REQUEST,
-        DomainError::NotAllowed(_) => StatusCode::FORBIDDEN,
+        DomainError::NotAllowed(_) | DomainError::ReservedCounter => StatusCode::FORBIDDEN,
         DomainError::UserNotFound | DomainError::VideoNotFound | DomainError::CommentNotFound => StatusCode::NOT_FOUND,
         DomainError::UsernameTaken
         | DomainError::EmailTaken
@@ -72,6 +81,7 @@ impl From<CommandError> for ApiError {
             CommandError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message),
             CommandError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             CommandError::Contention => Self::new(StatusCode::CONFLICT, "contention", message),
+            CommandError::IdempotencyKeyReused => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message),
             CommandError::Store(StoreError::Unavailable(detail)) => {
                 error!(%detail, "event store unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the event store is unavailable; retry later")

@@ -1,15 +1,17 @@
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use plaza_commands::{CommandContext, TokenError};
+use plaza_commands::{CommandContext, CommandError, TokenError};
+use plaza_domain::DomainError;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{ApiError, WriteApi};
 
-/// A JSON body, refused with 400 when malformed and 413 when too large, kept with
-/// its raw bytes so an idempotency key can be scoped to exactly this request.
+/// A JSON object body, refused with 415 unless sent as `application/json`, 413 when too
+/// large, 408 when it does not arrive in time, 400 when malformed or not an object; kept
+/// with its raw bytes so an idempotency key can be scoped to exactly this request.
 pub struct JsonBody<T> {
     pub value: T,
     pub raw: Bytes,
@@ -18,26 +20,44 @@ pub struct JsonBody<T> {
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("request bodies are limited to {} bytes", crate::MAX_BODY_BYTES),
-                )
-            } else {
-                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
-            }
-        })?;
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let raw = plaza_edge::read_json(req, crate::MAX_BODY_BYTES).await.map_err(|e| ApiError::new(e.status, e.code, e.message))?;
         let value = serde_json::from_slice(&raw).map_err(|e| {
             // Well-formed JSON of the wrong shape (missing or unknown fields, wrong types)
             // is an invalid request; anything else is not JSON at all.
             let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
             ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
         })?;
+        if !plaza_edge::is_object(&raw) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the body must be a JSON object"));
+        }
         Ok(Self { value, raw })
     }
+}
+
+/// The `{id}` of a path when it is a UUID in its canonical spelling; anything else
+/// (another spelling, invalid UTF-8 ...) names nothing.
+pub struct PathId(Option<Uuid>);
+
+impl PathId {
+    /// The id, or the given not-found error.
+    pub fn or(self, missing: DomainError) -> Result<Uuid, ApiError> {
+        self.0.ok_or_else(|| ApiError::from(CommandError::from(missing)))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = Path::<String>::from_request_parts(parts, state).await.ok();
+        Ok(Self(raw.and_then(|Path(raw)| plaza_edge::canonical_uuid(&raw))))
+    }
+}
+
+/// Identifies a request for idempotency: method, path and body.
+pub fn request_id(method: &str, path: &str, body: &[u8]) -> String {
+    format!("{method} {path}\n{}", String::from_utf8_lossy(body))
 }
 
 /// Who is calling (from `Authorization: Bearer <token>`), if anyone, and the
@@ -52,7 +72,8 @@ impl Caller {
         self.user_id.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "send `Authorization: Bearer <token>`"))
     }
 
-    /// The command context; `request` identifies the request for idempotency.
+    /// The command context; `request` identifies the request for idempotency. (The
+    /// key is claimed by [`WriteApi::context`].)
     pub fn context(&self, request: &str) -> CommandContext {
         let ctx = CommandContext::new(self.user_id);
         match &self.idempotency_key {
@@ -99,9 +120,4 @@ impl FromRequestParts<WriteApi> for Caller {
         };
         Ok(Self { user_id, idempotency_key })
     }
-}
-
-/// A user id from the path; anything that is not a UUID names no user.
-pub fn user_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "user_not_found", "user not found"))
 }

@@ -5,6 +5,7 @@ mod content;
 mod error;
 mod extract;
 pub mod limits;
+pub mod login;
 mod users;
 
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, post, put};
-use plaza_commands::{Accounts, Content, Counters, Tokens};
+use plaza_commands::{Accounts, Claim, CommandContext, Content, Counters, IdempotencyKeys, Tokens};
 
 pub use error::ApiError;
-pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits};
+use extract::{Caller, request_id};
+pub use login::{FailureLog, LocalFailures, LoginPolicy, LoginThrottle};
+pub use plaza_edge::{LocalRateLimiter, Quota, RateLimiter, RateLimits};
 
 /// Request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -26,10 +29,28 @@ pub struct WriteApi {
     pub accounts: Accounts,
     pub content: Content,
     pub counters: Counters,
+    pub keys: IdempotencyKeys,
     pub tokens: Tokens,
     pub limiter: Arc<dyn RateLimiter>,
+    pub logins: Arc<LoginThrottle>,
     /// Proxies in front of this API whose `X-Forwarded-For` is trusted (0: none).
     pub proxy_hops: usize,
+}
+
+impl WriteApi {
+    /// The command context of a request (`method`, `path`, `body`), with its
+    /// `Idempotency-Key` claimed: 422 `idempotency_key_reused` when the key was used
+    /// for another request.
+    async fn context(&self, caller: &Caller, method: &str, path: &str, body: &[u8]) -> Result<CommandContext, ApiError> {
+        Ok(self.claimed_context(caller, method, path, body).await?.0)
+    }
+
+    /// [`Self::context`] and what the claim found.
+    async fn claimed_context(&self, caller: &Caller, method: &str, path: &str, body: &[u8]) -> Result<(CommandContext, Claim), ApiError> {
+        let ctx = caller.context(&request_id(method, path, body));
+        let claim = self.keys.claim(&ctx).await?;
+        Ok((ctx, claim))
+    }
 }
 
 pub fn router(api: WriteApi) -> Router {

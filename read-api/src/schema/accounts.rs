@@ -150,11 +150,13 @@ impl AccountsQuery {
     }
 
     /// Who follows the user, newest first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn followers(&self, ctx: &Context<'_>, user_id: ID, first: Option<i32>, after: Option<String>) -> Result<UserConnection> {
         follow_page(ctx, &user_id, first, after, Direction::Followers).await
     }
 
     /// Whom the user follows, newest first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn following(&self, ctx: &Context<'_>, user_id: ID, first: Option<i32>, after: Option<String>) -> Result<UserConnection> {
         follow_page(ctx, &user_id, first, after, Direction::Following).await
     }

@@ -72,6 +72,7 @@ impl Comment {
     }
 
     /// Replies, oldest first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn replies(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<CommentConnection> {
         const SQL: &str =
             concat!("SELECT ", comment_columns!(), " WHERE c.parent_id = $1 AND c.deleted = 0 AND c.position > $2 ORDER BY c.position LIMIT $3");
@@ -278,26 +279,31 @@ impl ContentQuery {
     }
 
     /// An author's videos, newest first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn videos(&self, ctx: &Context<'_>, author_id: ID, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
         video_list(ctx, VideoList::ByAuthor, &author_id, first, after).await
     }
 
     /// The videos a user likes, most recently liked first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn liked_videos(&self, ctx: &Context<'_>, user_id: ID, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
         video_list(ctx, VideoList::LikedBy, &user_id, first, after).await
     }
 
     /// A user's favorites, most recently added first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn favorites(&self, ctx: &Context<'_>, user_id: ID, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
         video_list(ctx, VideoList::FavoritedBy, &user_id, first, after).await
     }
 
     /// Live videos with a hashtag, newest first.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn videos_by_hashtag(&self, ctx: &Context<'_>, name: String, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
         video_list(ctx, VideoList::ByHashtag, &hashtag_name(&name)?, first, after).await
     }
 
     /// A video's top-level comments, newest first (replies under each).
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn comments(&self, ctx: &Context<'_>, video_id: ID, first: Option<i32>, after: Option<String>) -> Result<CommentConnection> {
         const SQL: &str = concat!(
             "SELECT ",
@@ -328,6 +334,7 @@ impl ContentQuery {
     }
 
     /// Hashtags with the most live videos published in the last 7 days.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn hot_hashtags(&self, ctx: &Context<'_>, first: Option<i32>) -> Result<Vec<Hashtag>> {
         const SQL: &str = "SELECT x.hashtag, p.description, count(*) AS recent,
                                   (SELECT count(*) FROM video_hashtags a WHERE a.hashtag = x.hashtag)
@@ -348,11 +355,13 @@ impl ContentQuery {
     }
 
     /// Several counters at once, in the order asked (at most 100).
+    #[graphql(complexity = "super::LIST_COST + keys.len() * child_complexity")]
     async fn counters(&self, ctx: &Context<'_>, keys: Vec<CounterKeyInput>) -> Result<Vec<Counter>> {
         counter_values(ctx, keys).await
     }
 
     /// The highest counters of a type.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
     async fn top_counters(&self, ctx: &Context<'_>, counter_type: String, first: Option<i32>) -> Result<Vec<Counter>> {
         const SQL: &str = "SELECT resource_id, counter_type, value FROM counters WHERE counter_type = $1 ORDER BY value DESC, resource_id LIMIT $2";
         let counter_type = counter_type.trim().to_ascii_lowercase();

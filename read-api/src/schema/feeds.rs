@@ -2,6 +2,7 @@
 //! docs/architecture.md ("Feeds").
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, Result};
@@ -67,9 +68,13 @@ impl RankCursor {
     }
 }
 
-/// Sorts by score (highest first, then id) and cuts the page after the cursor.
-fn ranked_page(kind: char, parameter: i64, mut ranked: Vec<(f64, Video)>, first: Option<i32>, after: Option<&RankCursor>) -> Result<VideoConnection> {
+/// Sorts by score, highest first, then id.
+fn rank(ranked: &mut [(f64, Video)]) {
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+}
+
+/// The page after the cursor of a list sorted by [`rank`].
+fn ranked_page(kind: char, parameter: i64, ranked: &[(f64, Video)], first: Option<i32>, after: Option<&RankCursor>) -> Result<VideoConnection> {
     let total = ranked.len() as i64;
     let start = match after {
         Some(cursor) => ranked
@@ -81,9 +86,9 @@ fn ranked_page(kind: char, parameter: i64, mut ranked: Vec<(f64, Video)>, first:
     let limit = page_size(first)? as usize;
     let has_next = ranked.len() > start + limit;
     let mut connection = Connection::with_additional_fields(after.is_some(), has_next, ConnectionFields { total_count: total });
-    for (score, video) in ranked.into_iter().skip(start).take(limit) {
-        let cursor = RankCursor { kind, parameter, score, id: video.id.to_string() };
-        connection.edges.push(Edge::new(cursor.encode(), video));
+    for (score, video) in ranked.iter().skip(start).take(limit) {
+        let cursor = RankCursor { kind, parameter, score: *score, id: video.id.to_string() };
+        connection.edges.push(Edge::new(cursor.encode(), video.clone()));
     }
     Ok(connection)
 }
@@ -123,6 +128,40 @@ async fn following(ctx: &Context<'_>, user: String, first: Option<i32>, after: O
     video_page(rows, limit, after.is_some(), total)
 }
 
+/// What the fields of one request share: one clock, so every first page of HOT ranks as
+/// of the same moment, and the HOT candidates per clock, so aliases of HOT and
+/// RECOMMENDED read them once.
+pub struct RequestCache {
+    now: i64,
+    hot: tokio::sync::Mutex<HashMap<i64, Ranked>>,
+}
+
+/// Videos with their scores, best first.
+type Ranked = Arc<Vec<(f64, Video)>>;
+
+impl Default for RequestCache {
+    fn default() -> Self {
+        Self { now: Utc::now().timestamp_micros(), hot: Default::default() }
+    }
+}
+
+fn request_cache<'a>(ctx: &'a Context<'_>) -> &'a RequestCache {
+    ctx.data_unchecked::<RequestCache>()
+}
+
+/// [`hot_candidates`] as of `as_of`, ranked, read once per request.
+async fn cached_hot_candidates(ctx: &Context<'_>, as_of: i64) -> Result<Ranked> {
+    let mut hot = request_cache(ctx).hot.lock().await;
+    if let Some(found) = hot.get(&as_of) {
+        return Ok(found.clone());
+    }
+    let mut candidates = hot_candidates(ctx, as_of).await?;
+    rank(&mut candidates);
+    let candidates = Arc::new(candidates);
+    hot.insert(as_of, candidates.clone());
+    Ok(candidates)
+}
+
 /// Live videos of the last days with their HOT scores as of `as_of` (microseconds).
 async fn hot_candidates(ctx: &Context<'_>, as_of: i64) -> Result<Vec<(f64, Video)>> {
     const SQL: &str = concat!(
@@ -146,9 +185,9 @@ async fn hot_candidates(ctx: &Context<'_>, as_of: i64) -> Result<Vec<(f64, Video
 async fn hot(ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
     let cursor = after.as_deref().map(|c| RankCursor::decode('h', c)).transpose()?;
     // Later pages rank as of the first page's clock, so the order holds still.
-    let as_of = cursor.as_ref().map_or_else(|| Utc::now().timestamp_micros(), |c| c.parameter);
-    let ranked = hot_candidates(ctx, as_of).await?;
-    ranked_page('h', as_of, ranked, first, cursor.as_ref())
+    let as_of = cursor.as_ref().map_or(request_cache(ctx).now, |c| c.parameter);
+    let ranked = cached_hot_candidates(ctx, as_of).await?;
+    ranked_page('h', as_of, &ranked, first, cursor.as_ref())
 }
 
 /// Candidate sources of RECOMMENDED, each `(video_id, strength)`, and their weights.
@@ -195,8 +234,7 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
             *scores.entry(row.text(0)?.to_owned()).or_default() += weight * row.int(1)? as f64;
         }
     }
-    let mut hot = hot_candidates(ctx, Utc::now().timestamp_micros()).await?;
-    hot.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let hot = cached_hot_candidates(ctx, request_cache(ctx).now).await?;
     for (rank, (_, video)) in hot.iter().take(HOT_IN_RECOMMENDED).enumerate() {
         *scores.entry(video.id.to_string()).or_default() += 2.0 * (1.0 - rank as f64 / HOT_IN_RECOMMENDED as f64);
     }
@@ -214,8 +252,9 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
     let mut videos = videos_by_id(ctx, &ids).await?;
     let found = best.into_iter().filter_map(|(id, score)| videos.remove(&id).map(|video| (score, video)));
     // Never the viewer's own videos, nor ones the viewer already likes.
-    let ranked = found.filter(|(_, video)| video.author_id != user && !video.viewer_has_liked).collect();
-    ranked_page('r', seed, ranked, first, cursor.as_ref())
+    let mut ranked: Vec<(f64, Video)> = found.filter(|(_, video)| video.author_id != user && !video.viewer_has_liked).collect();
+    rank(&mut ranked);
+    ranked_page('r', seed, &ranked, first, cursor.as_ref())
 }
 
 #[derive(Default)]
@@ -225,6 +264,7 @@ pub struct FeedQuery;
 impl FeedQuery {
     /// A feed of live videos. FOLLOWING needs a signed-in viewer; RECOMMENDED is HOT for
     /// anonymous viewers.
+    #[graphql(complexity = "super::list_complexity(super::FEED_COST, first, child_complexity)")]
     async fn feed(&self, ctx: &Context<'_>, kind: FeedKind, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
         match (kind, signed_in(ctx)) {
             (FeedKind::Following, Some(user)) => following(ctx, user, first, after).await,

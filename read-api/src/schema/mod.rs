@@ -41,19 +41,42 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plaza_projections::{ReadModelDb, SqlValue};
 
 pub use accounts::UserLoader;
+pub use feeds::RequestCache;
 
 #[derive(MergedObject, Default)]
 pub struct Query(accounts::AccountsQuery, content::ContentQuery, feeds::FeedQuery);
 
 pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-pub fn build_schema(db: Arc<dyn ReadModelDb>) -> PlazaSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+/// The schema over the read models. Limits: selection depth 12, recursion (fragments
+/// included) 32, and complexity [`MAX_COMPLEXITY`], where a field costs what it costs to
+/// answer: 1 for a value, [`LIST_COST`] plus its items for a list, [`FEED_COST`] plus its
+/// items for a ranked feed. With `introspection` off, `__schema`/`__type` are refused and
+/// errors suggest no field names.
+pub fn build_schema(db: Arc<dyn ReadModelDb>, introspection: bool) -> PlazaSchema {
+    let builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription)
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(db)
         .limit_depth(12)
-        .limit_complexity(2000)
-        .finish()
+        .limit_recursive_depth(32)
+        .limit_complexity(MAX_COMPLEXITY);
+    match introspection {
+        true => builder.finish(),
+        false => builder.disable_introspection().disable_suggestions().finish(),
+    }
+}
+
+pub const MAX_COMPLEXITY: usize = 5000;
+/// What a list read from the read models costs before its items.
+pub const LIST_COST: usize = 10;
+/// What a ranked feed (HOT, RECOMMENDED: some 2,000 candidates scored) costs before its
+/// items; aliases of one feed in one request share its candidates, but are each charged.
+pub const FEED_COST: usize = 250;
+
+/// The complexity of a list field: its base cost plus `first` (default 20, at most 100)
+/// times the cost of one item.
+pub fn list_complexity(base: usize, first: Option<i32>, item: usize) -> usize {
+    base.saturating_add(first.unwrap_or(DEFAULT_PAGE).clamp(0, MAX_PAGE) as usize * item)
 }
 
 const DEFAULT_PAGE: i32 = 20;
