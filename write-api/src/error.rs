@@ -3,7 +3,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use plaza_commands::CommandError;
 use plaza_domain::{DomainError, StoreError};
-use serde_json::json;
+
+use crate::answers::ErrorBody;
 use tracing::error;
 
 /// An error as the API shows it: a status, a stable snake_case code and a message.
@@ -37,7 +38,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response();
+        let mut response = (self.status, Json(ErrorBody { error: self.code.to_owned(), message: self.message })).into_response();
         response.headers_mut().extend(self.headers);
         response
     }

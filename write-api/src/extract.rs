@@ -22,17 +22,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         let raw = plaza_edge::read_json(req, crate::MAX_BODY_BYTES).await.map_err(|e| ApiError::new(e.status, e.code, e.message))?;
-        let value = serde_json::from_slice(&raw).map_err(|e| {
-            // Well-formed JSON of the wrong shape (missing or unknown fields, wrong types)
-            // is an invalid request; anything else is not JSON at all.
-            let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
-            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
-        })?;
-        if !plaza_edge::is_object(&raw) {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the body must be a JSON object"));
-        }
-        Ok(Self { value, raw })
+        Ok(Self { value: decode_json(&raw)?, raw })
     }
+}
+
+/// A request body's JSON: 400 `invalid_json` when it is not JSON, `invalid_request` when
+/// it is not an object of the expected shape.
+pub fn decode_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let value = serde_json::from_slice(raw).map_err(|e| {
+        // Well-formed JSON of the wrong shape (missing or unknown fields, wrong types)
+        // is an invalid request; anything else is not JSON at all.
+        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    })?;
+    if !plaza_edge::is_object(raw) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "the body must be a JSON object"));
+    }
+    Ok(value)
 }
 
 /// The `{id}` of a path when it is a UUID in its canonical spelling; anything else

@@ -1,22 +1,31 @@
 //! The write side over REST/JSON: `/api/v1/...` commands, bearer-token auth, request
 //! validation, and one error shape, `{"error": "snake_case_code", "message": "..."}`.
 
+mod answers;
 mod content;
 mod error;
 mod extract;
 pub mod limits;
 pub mod login;
+mod openapi;
 mod users;
+
+/// The request bodies of the commands (for fuzzing their decoding).
+pub mod requests {
+    pub use crate::content::{CommentRequest, HashtagRequest, IncrementRequest, PublishRequest, UpdateRequest};
+    pub use crate::users::{LoginRequest, ProfileRequest, RegisterRequest};
+}
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{delete, post, put};
+use axum::routing::{delete, get, post, put};
 use plaza_commands::{Accounts, Claim, CommandContext, Content, Counters, IdempotencyKeys, Tokens};
 
 pub use error::ApiError;
+pub use extract::decode_json;
 use extract::{Caller, request_id};
 pub use login::{FailureLog, LocalFailures, LoginPolicy, LoginThrottle};
 pub use plaza_edge::{LocalRateLimiter, Quota, RateLimiter, RateLimits};
@@ -71,6 +80,7 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/counter/increment", post(content::increment))
         .route("/api/v1/recommend/refresh", post(content::refresh_recommendations))
         .route_layer(middleware::from_fn_with_state(api.clone(), limits::limit))
+        .route("/api/v1/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document()) }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }
