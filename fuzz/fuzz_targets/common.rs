@@ -1,0 +1,52 @@
+//! What the GraphQL targets share: the real schema over read models that hold nothing
+//! (the targets exercise decoding, parsing, validation and resolvers' argument
+//! handling; the SQL itself is tested against real databases elsewhere).
+
+use std::sync::{Arc, OnceLock};
+
+use plaza_projections::partitions::{Consumed, Tally};
+use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
+use plaza_read_api::{PlazaSchema, RequestCache, Viewer, build_schema};
+
+struct Empty;
+
+#[async_trait::async_trait]
+impl ReadModelDb for Empty {
+    async fn migrate(&self, _: &str, _: &[&'static str]) -> Result<(), ReadModelError> {
+        Ok(())
+    }
+    async fn checkpoint(&self, _: &str) -> Result<u64, ReadModelError> {
+        Ok(0)
+    }
+    async fn apply(&self, _: &str, _: Vec<Statement>, _: u64) -> Result<(), ReadModelError> {
+        Ok(())
+    }
+    async fn query(&self, _: &'static str, _: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
+        Ok(vec![])
+    }
+    async fn execute(&self, _: Statement) -> Result<u64, ReadModelError> {
+        Ok(0)
+    }
+    async fn track_partitions(&self, _: &str, _: &str, _: i32) -> Result<(), ReadModelError> {
+        Ok(())
+    }
+    async fn apply_consumed(&self, _: &str, _: &str, _: Vec<Consumed>) -> Result<Tally, ReadModelError> {
+        Ok(Tally::default())
+    }
+}
+
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap())
+}
+
+pub fn schema() -> &'static PlazaSchema {
+    static SCHEMA: OnceLock<PlazaSchema> = OnceLock::new();
+    SCHEMA.get_or_init(|| runtime().block_on(async { build_schema(Arc::new(Empty), true) }))
+}
+
+/// Runs a request as the read API would, for a signed-in viewer.
+pub fn execute(request: async_graphql::Request) -> async_graphql::Response {
+    let request = request.data(Viewer(Some(uuid::Uuid::nil()))).data(RequestCache::default());
+    runtime().block_on(schema().execute(request))
+}

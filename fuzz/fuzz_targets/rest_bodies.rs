@@ -1,0 +1,57 @@
+//! REST request bodies: arbitrary bytes through the decoder every command's body goes
+//! through, as each request type; and arbitrary text through every domain value parser
+//! the commands run next. Nothing may panic, and whatever is accepted must hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use plaza_domain::accounts::{Email, Password, ProfileChanges, Username};
+use plaza_domain::counters::{CounterKey, check_delta};
+use plaza_domain::text::{Lines, clean};
+use plaza_domain::videos::{CommentBody, CreateHashtag, Description, Hashtag, MediaUrl, Title, video_hashtags};
+use plaza_write_api::decode_json;
+use plaza_write_api::requests::*;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = decode_json::<RegisterRequest>(data);
+    let _ = decode_json::<LoginRequest>(data);
+    let _ = decode_json::<ProfileRequest>(data);
+    let _ = decode_json::<PublishRequest>(data);
+    let _ = decode_json::<UpdateRequest>(data);
+    let _ = decode_json::<CommentRequest>(data);
+    let _ = decode_json::<HashtagRequest>(data);
+    let _ = decode_json::<IncrementRequest>(data);
+    if decode_json::<serde_json::Value>(data).is_ok() {
+        assert_eq!(data.iter().find(|b| !b.is_ascii_whitespace()), Some(&b'{'), "only objects are bodies");
+    }
+
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (first, second) = text.split_at(text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i));
+    let _ = Username::parse(text);
+    let _ = Email::parse(text);
+    let _ = Password::parse(text.to_owned());
+    let _ = ProfileChanges::parse(Some(Some(first.to_owned())), Some(Some(second.to_owned())), Some(Some(text.to_owned())));
+    for lines in [Lines::One, Lines::Many] {
+        if let Some(cleaned) = clean(text, lines) {
+            assert!(!cleaned.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{cleaned:?}");
+        }
+    }
+    if let Ok(title) = Title::parse(text) {
+        assert!(!title.as_str().is_empty() && title.as_str().chars().count() <= 150);
+    }
+    let _ = MediaUrl::parse(text);
+    let _ = CommentBody::parse(text);
+    if let Ok(description) = Description::parse(text) {
+        let _ = video_hashtags(&[first.to_owned(), second.to_owned()], &description);
+    }
+    if let Ok(tag) = Hashtag::parse(text) {
+        assert_eq!(Hashtag::parse(tag.as_str()).map(|again| again.as_str().to_owned()), Ok(tag.as_str().to_owned()), "a parsed name parses to itself");
+        let _ = CreateHashtag::new(tag, Some(second), uuid::Uuid::nil());
+    }
+    let _ = CounterKey::parse_generic(first, second);
+    if data.len() >= 8 {
+        let delta = i64::from_le_bytes(data[..8].try_into().unwrap());
+        if let Ok(delta) = check_delta(delta) {
+            assert!(delta != 0 && delta.unsigned_abs() <= 1_000_000);
+        }
+    }
+});
