@@ -1,0 +1,145 @@
+//! The authorization matrix: every command, and every query that reads what belongs to
+//! one user, tried as an anonymous caller, as another user and as the owner, with the
+//! status each must get. One table; every new route adds its row.
+
+mod common;
+
+use common::{Plaza, Profile};
+use serde_json::{Value, json};
+
+/// Who sends a request.
+#[derive(Clone, Copy, Debug)]
+enum As {
+    Anonymous,
+    /// A signed-in user who owns nothing here.
+    Other,
+    /// The owner: of the profile, video or comment the row acts on (for commands on no
+    /// one's thing, a signed-in user acting for themselves).
+    Owner,
+}
+
+const CALLERS: [As; 3] = [As::Anonymous, As::Other, As::Owner];
+
+/// What a row acts on, made fresh for each row so one cell's success cannot change
+/// another row's answer.
+struct Scene {
+    owner: String,
+    owner_token: String,
+    other_token: String,
+    video: String,
+    /// The owner's comment on the owner's video.
+    comment: String,
+    /// Someone else's comment on the owner's video (the video's author may delete it).
+    their_comment: String,
+}
+
+fn scene(plaza: &Plaza, row: usize) -> Scene {
+    let (owner, owner_token, _) = plaza.register(&format!("owner{row}"));
+    let (_, other_token, _) = plaza.register(&format!("other{row}"));
+    let (_, commenter_token, _) = plaza.register(&format!("commenter{row}"));
+    let video = plaza.send("POST", "/api/v1/videos", Some(json!({ "title": "Mine", "media_url": "https://x.org/v.mp4" })), Some(&owner_token), &[]);
+    let video = video.body["video_id"].as_str().unwrap().to_owned();
+    let comment = |token: &str| {
+        let reply = plaza.send("POST", &format!("/api/v1/videos/{video}/comments"), Some(json!({ "body": "hi" })), Some(token), &[]);
+        reply.body["comment_id"].as_str().unwrap().to_owned()
+    };
+    let (comment, their_comment) = (comment(&owner_token), comment(&commenter_token));
+    Scene { owner, owner_token, other_token, video, comment, their_comment }
+}
+
+/// One command: method, path and body (`{owner}`, `{video}`, `{comment}`,
+/// `{their_comment}` are filled in), and the status for anonymous, other, owner.
+type Row = (&'static str, &'static str, Option<Value>, [u16; 3]);
+
+fn rows() -> Vec<Row> {
+    let profile = || Some(json!({ "bio": "mine" }));
+    let video = || Some(json!({ "title": "Edited", "media_url": "https://x.org/v.mp4" }));
+    vec![
+        // Things that belong to someone: only the owner.
+        ("PUT", "/api/v1/users/{owner}", profile(), [401, 403, 200]),
+        ("PUT", "/api/v1/videos/{video}", Some(json!({ "title": "Edited" })), [401, 403, 200]),
+        ("DELETE", "/api/v1/videos/{video}", None, [401, 403, 200]),
+        ("DELETE", "/api/v1/comments/{comment}", None, [401, 403, 200]),
+        // The video's author may delete any comment on it.
+        ("DELETE", "/api/v1/comments/{their_comment}", None, [401, 403, 200]),
+        // Things any signed-in user may do.
+        ("POST", "/api/v1/users/{owner}/follow", None, [401, 200, 400]),
+        ("DELETE", "/api/v1/users/{owner}/follow", None, [401, 409, 400]),
+        ("POST", "/api/v1/videos", video(), [401, 201, 201]),
+        ("POST", "/api/v1/videos/{video}/like", None, [401, 200, 200]),
+        ("DELETE", "/api/v1/videos/{video}/like", None, [401, 409, 409]),
+        ("POST", "/api/v1/videos/{video}/favorite", None, [401, 200, 200]),
+        ("DELETE", "/api/v1/videos/{video}/favorite", None, [401, 409, 409]),
+        ("POST", "/api/v1/videos/{video}/comments", Some(json!({ "body": "nice" })), [401, 201, 201]),
+        ("POST", "/api/v1/comments/{comment}/like", None, [401, 200, 200]),
+        ("DELETE", "/api/v1/comments/{comment}/like", None, [401, 409, 409]),
+        ("POST", "/api/v1/hashtags", Some(json!({ "name": "mine" })), [401, 201, 409]),
+        ("POST", "/api/v1/recommend/refresh", None, [401, 200, 200]),
+        // Anyone, signed in or not.
+        ("POST", "/api/v1/videos/{video}/views", None, [200, 200, 200]),
+        ("POST", "/api/v1/counter/increment", Some(json!({ "resource_id": "r", "counter_type": "clicks", "delta": 1 })), [200, 200, 200]),
+        ("POST", "/api/v1/users/login", Some(json!({ "login": "nobody", "password": "wrong password" })), [401, 401, 401]),
+        // Derived counters: no one, through the generic endpoint.
+        ("POST", "/api/v1/counter/increment", Some(json!({ "resource_id": "{video}", "counter_type": "views", "delta": 1 })), [403, 403, 403]),
+    ]
+}
+
+fn fill(template: &str, scene: &Scene) -> String {
+    template
+        .replace("{owner}", &scene.owner)
+        .replace("{video}", &scene.video)
+        .replace("{their_comment}", &scene.their_comment)
+        .replace("{comment}", &scene.comment)
+}
+
+fn token(scene: &Scene, caller: As) -> Option<&str> {
+    match caller {
+        As::Anonymous => None,
+        As::Other => Some(&scene.other_token),
+        As::Owner => Some(&scene.owner_token),
+    }
+}
+
+#[test]
+fn every_command_answers_each_caller_as_the_matrix_says() {
+    let plaza = Plaza::start_with(Profile::Embedded, &[("PLAZA_RATE_LIMIT_IP_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_USER_PER_SEC", "0")]);
+    let mut wrong = Vec::new();
+    for (row, (method, template, body, expected)) in rows().into_iter().enumerate() {
+        let scene = scene(&plaza, row);
+        let path = fill(template, &scene);
+        let body = body.map(|b| serde_json::from_str(&fill(&b.to_string(), &scene)).unwrap());
+        for (caller, status) in CALLERS.into_iter().zip(expected) {
+            let reply = plaza.send(method, &path, body.clone(), token(&scene, caller), &[]);
+            if reply.status != status {
+                wrong.push(format!("{method} {template} as {caller:?}: {} (expected {status}) {}", reply.status, reply.body));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Queries whose answer depends on who asks: what each caller must see.
+#[test]
+fn queries_show_each_caller_only_their_own() {
+    let plaza = Plaza::start(Profile::Embedded);
+    let scene = scene(&plaza, 0);
+    let (_, _, position) = plaza.register("last");
+    let liked = plaza.send("POST", &format!("/api/v1/videos/{}/like", scene.video), None, Some(&scene.owner_token), &[]);
+    let position = position.max(liked.position());
+    let ask = |query: &str, caller: As| plaza.graphql_reply(query, json!({ "video": scene.video }), token(&scene, caller), Some(position)).body;
+    // `me`: nobody, the other user, the owner.
+    let me: Vec<Value> = CALLERS.iter().map(|c| ask("{ me { id } }", *c)["data"]["me"]["id"].clone()).collect();
+    assert_eq!(me[0], Value::Null);
+    assert!(me[1].is_string() && me[1] != json!(scene.owner), "{me:?}");
+    assert_eq!(me[2], json!(scene.owner));
+    // The viewer's own reactions: only the owner liked the video.
+    let liked: Vec<Value> = CALLERS
+        .iter()
+        .map(|c| ask("query($video: ID!) { video(id: $video) { viewerHasLiked } }", *c)["data"]["video"]["viewerHasLiked"].clone())
+        .collect();
+    assert_eq!(liked, vec![json!(false), json!(false), json!(true)]);
+    // A FOLLOWING feed is the signed-in viewer's own.
+    let feed = |caller| ask("{ feed(kind: FOLLOWING, first: 5) { totalCount } }", caller);
+    assert_eq!(feed(As::Anonymous)["errors"][0]["extensions"]["code"], "unauthenticated");
+    assert_eq!(feed(As::Other)["data"]["feed"]["totalCount"], 0);
+}
