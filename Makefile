@@ -21,10 +21,31 @@ test: services check-architecture clean-test-dbs ## Run all tests (starts Postgr
 	@log=$$(mktemp); set -o pipefail; \
 	$(CARGO) test --workspace --all-targets 2>&1 | tee "$$log"; status=$$?; \
 	$(MAKE) --no-print-directory test-eventstoredb 2>&1 | tee -a "$$log" || status=1; \
+	$(MAKE) --no-print-directory test-openapi 2>&1 | tee -a "$$log" || status=1; \
+	$(MAKE) --no-print-directory test-fuzz 2>&1 | tee -a "$$log" || status=1; \
 	awk '/^test result:/ { passed += $$4; failed += $$6; ignored += $$8 } \
 	     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$$log"; \
 	grep -m1 '^eventstoredb:' "$$log" || true; \
+	grep -m1 '^schemathesis:' "$$log" || echo "schemathesis: FAILED"; \
+	grep -m1 '^fuzz: every target' "$$log" || echo "fuzz: FAILED"; \
 	rm -f "$$log"; exit $$status
+
+# Seconds each fuzz target runs in `make test` (FUZZ_SECONDS) and in `make fuzz`.
+FUZZ_SECONDS ?= 10
+FUZZ_LONG_SECONDS ?= 600
+
+.PHONY: test-openapi
+test-openapi: ## Check the live REST API against its OpenAPI document with schemathesis (installs it the first time)
+	$(CARGO) build --bin plaza
+	scripts/schemathesis.sh "$${CARGO_TARGET_DIR:-target}/debug/plaza" 60
+
+.PHONY: test-fuzz
+test-fuzz: ## Run every cargo-fuzz target for FUZZ_SECONDS (installs cargo-fuzz the first time)
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+.PHONY: fuzz
+fuzz: ## Run every cargo-fuzz target for FUZZ_LONG_SECONDS (default 10 minutes each)
+	scripts/fuzz.sh $(FUZZ_LONG_SECONDS)
 
 .PHONY: test-eventstoredb
 test-eventstoredb: ## EventStoreDB adapter: always built; its conformance suite runs when PLAZA_TEST_EVENTSTOREDB_URL names a server

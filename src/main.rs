@@ -52,7 +52,7 @@ Configuration keys (file key / environment variable, default):
   store_url               PLAZA_STORE_URL               sqlite  (or sqlite:///file.db, postgres://user@host:5432/db, esdb://host:2113)
   store_namespace         PLAZA_STORE_NAMESPACE         (empty)  EventStoreDB only: prefix of every stream
   read_models_url         PLAZA_READ_MODELS_URL         sqlite  (sqlite, sqlite:///file.db or postgres://...)
-  jwt_secret              PLAZA_JWT_SECRET              random, kept in data_dir/jwt-secret
+  jwt_secret              PLAZA_JWT_SECRET              random, kept in data_dir/jwt-secret (at least 32 bytes)
   token_ttl_secs          PLAZA_TOKEN_TTL_SECS          86400
   consistency_timeout_ms  PLAZA_CONSISTENCY_TIMEOUT_MS  5000
   log                     PLAZA_LOG (or RUST_LOG)       info
@@ -68,6 +68,16 @@ Configuration keys (file key / environment variable, default):
   rate_limit_ip_burst     PLAZA_RATE_LIMIT_IP_BURST     400
   trusted_proxy_hops      PLAZA_TRUSTED_PROXY_HOPS      0  (proxies whose X-Forwarded-For is trusted)
   feed_fanout_limit       PLAZA_FEED_FANOUT_LIMIT       1000  (authors with more followers are pulled, not fanned out)
+  graphql_rate_limit_user_per_sec / _burst  PLAZA_GRAPHQL_RATE_LIMIT_USER_PER_SEC / _BURST  50 / 100  (0: unlimited)
+  graphql_rate_limit_ip_per_sec / _burst    PLAZA_GRAPHQL_RATE_LIMIT_IP_PER_SEC / _BURST    200 / 400 (0: unlimited)
+  graphql_introspection   PLAZA_GRAPHQL_INTROSPECTION   true  (false: no introspection, no field suggestions)
+  login_free_failures     PLAZA_LOGIN_FREE_FAILURES     5     (wrong passwords per account before attempts wait; 0: never)
+  login_ip_free_failures  PLAZA_LOGIN_IP_FREE_FAILURES  20    (wrong passwords per client IP before attempts wait; 0: never)
+  login_backoff_ms        PLAZA_LOGIN_BACKOFF_MS        1000  (first wait, doubling per further failure)
+  login_backoff_max_secs  PLAZA_LOGIN_BACKOFF_MAX_SECS  900   (longest wait)
+  http_header_timeout_ms  PLAZA_HTTP_HEADER_TIMEOUT_MS  10000 (time to send a request head; ends idle connections)
+  http_body_timeout_ms    PLAZA_HTTP_BODY_TIMEOUT_MS    30000 (time to send a request body)
+  http_max_connections_per_ip  PLAZA_HTTP_MAX_CONNECTIONS_PER_IP  256  (0: unlimited)
 
 Examples:
   plaza serve                                             embedded profile, ./data

@@ -162,6 +162,9 @@ impl Server {
             // The benchmark is one client host hammering on purpose.
             .env("PLAZA_RATE_LIMIT_USER_PER_SEC", "0")
             .env("PLAZA_RATE_LIMIT_IP_PER_SEC", "0")
+            .env("PLAZA_GRAPHQL_RATE_LIMIT_USER_PER_SEC", "0")
+            .env("PLAZA_GRAPHQL_RATE_LIMIT_IP_PER_SEC", "0")
+            .env("PLAZA_HTTP_MAX_CONNECTIONS_PER_IP", "0")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let child = command.spawn().with_context(|| format!("cannot start {}", plaza.display()))?;
         let mut server = Self { base: format!("http://127.0.0.1:{port}"), child, log_path, _dir: dir };
