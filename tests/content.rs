@@ -290,10 +290,10 @@ fn views_and_counters_add_up(profile: Profile) {
     assert_eq!(increment("page-1", "clicks", 5).body["current_value"], 5);
     assert_eq!(increment("page-1", "clicks", -2).body["current_value"], 3);
 
-    // 50 clients x 1,000 increments of one counter at once: every answer is distinct and
+    // 50 clients x 200 increments of one counter at once: every answer is distinct and
     // the total adds up exactly.
     const CLIENTS: usize = 50;
-    const EACH: usize = 1000;
+    const EACH: usize = 200; // Load itself is measured by `make bench` (wrk), not here.
     let values: Vec<i64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..CLIENTS)
             .map(|_| {

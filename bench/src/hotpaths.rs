@@ -78,6 +78,8 @@ fn run_profile(profile: &'static str, write: &str, read: &str, settings: &Settin
     let likes = script(&dir, "likes.lua", &likes_script(&tokens, &videos))?;
     let increments = script(&dir, "increments.lua", INCREMENTS)?;
     let views = script(&dir, "views.lua", &views_script(&videos))?;
+    let hot_feed = script(&dir, "hot.lua", &graphql_script(&hot_feed_query(1)))?;
+    let hot_aliases = script(&dir, "hot-aliases.lua", &graphql_script(&hot_feed_query(HOT_ALIASES)))?;
     let seconds = settings.http_case.as_secs().max(1);
     let mut loads = Vec::new();
     for (workload, base, script, connections) in [
@@ -86,6 +88,8 @@ fn run_profile(profile: &'static str, write: &str, read: &str, settings: &Settin
         ("counter increment", write, Some(&increments), 64),
         ("counter increment", write, Some(&increments), 256),
         ("view a video", write, Some(&views), 64),
+        ("GraphQL: HOT feed, 10 videos", read, Some(&hot_feed), 64),
+        ("GraphQL: HOT feed under 5 aliases", read, Some(&hot_aliases), 64),
     ] {
         let url = if script.is_none() { format!("{base}/healthz") } else { base.to_owned() };
         eprintln!("[hot] {profile}: {workload}, {connections} connections, {seconds} s...");
@@ -170,6 +174,21 @@ request = function()
   return wrk.format(nil, "/api/v1/counter/increment", nil, body)
 end
 "#;
+
+/// How many aliases of the HOT feed the aliased GraphQL workload asks for.
+pub const HOT_ALIASES: usize = 5;
+
+/// `{ a0: feed(kind: HOT, first: 10) { ... } a1: ... }` with `aliases` aliases.
+fn hot_feed_query(aliases: usize) -> String {
+    let fields: String = (0..aliases).map(|i| format!("a{i}: feed(kind: HOT, first: 10) {{ totalCount edges {{ node {{ id title likeCount }} }} }} ")).collect();
+    format!("{{ {fields}}}")
+}
+
+/// An anonymous GraphQL request with a fixed body.
+fn graphql_script(query: &str) -> String {
+    let body = json!({ "query": query }).to_string();
+    format!("wrk.method = \"POST\"\nwrk.path = \"/graphql\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n")
+}
 
 fn views_script(videos: &[String]) -> String {
     format!(
