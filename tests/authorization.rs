@@ -79,6 +79,8 @@ fn rows() -> Vec<Row> {
         ("POST", "/api/v1/videos/{video}/views", None, [200, 200, 200]),
         ("POST", "/api/v1/counter/increment", Some(json!({ "resource_id": "r", "counter_type": "clicks", "delta": 1 })), [200, 200, 200]),
         ("POST", "/api/v1/users/login", Some(json!({ "login": "nobody", "password": "wrong password" })), [401, 401, 401]),
+        // The API's own description: anyone.
+        ("GET", "/api/v1/openapi.json", None, [200, 200, 200]),
         // Derived counters: no one, through the generic endpoint.
         ("POST", "/api/v1/counter/increment", Some(json!({ "resource_id": "{video}", "counter_type": "views", "delta": 1 })), [403, 403, 403]),
     ]
