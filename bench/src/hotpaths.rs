@@ -180,7 +180,8 @@ pub const HOT_ALIASES: usize = 5;
 
 /// `{ a0: feed(kind: HOT, first: 10) { ... } a1: ... }` with `aliases` aliases.
 fn hot_feed_query(aliases: usize) -> String {
-    let fields: String = (0..aliases).map(|i| format!("a{i}: feed(kind: HOT, first: 10) {{ totalCount edges {{ node {{ id title likeCount }} }} }} ")).collect();
+    let fields: String =
+        (0..aliases).map(|i| format!("a{i}: feed(kind: HOT, first: 10) {{ totalCount edges {{ node {{ id title likeCount }} }} }} ")).collect();
     format!("{{ {fields}}}")
 }
 
