@@ -6,8 +6,9 @@
 //!   it: [`BodyTimeout`]), so half-sent requests cannot hold connections (slowloris).
 //! - At most `max_connections_per_ip` connections per client address; another is
 //!   answered 429 `too_many_connections` and closed.
-//! - URIs over [`MAX_URI_BYTES`] are answered 414, and requests hyper cannot parse
-//!   itself get the JSON error shape too ([`JsonProtocolErrors`]).
+//! - URIs over [`MAX_URI_BYTES`] are answered 414, heads over [`MAX_HEAD_BYTES`] 431,
+//!   and requests hyper cannot parse itself get the JSON error shape too
+//!   ([`JsonProtocolErrors`]).
 //! - On shutdown, no new connections; connections in flight finish their request.
 
 use std::collections::HashMap;
@@ -38,6 +39,9 @@ use crate::json_error;
 
 /// Request URIs longer than this are answered 414 `uri_too_long`.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Request heads (request line and headers) longer than this are answered 431
+/// `headers_too_large`. Above hyper's own URI limit (64 KiB), so a longer URI is 414.
+pub const MAX_HEAD_BYTES: usize = 128 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServerSettings {
@@ -101,7 +105,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, _slot: Slot, app:
     });
     let io = TokioIo::new(JsonProtocolErrors::new(stream));
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
+    builder.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout).max_header_size(MAX_HEAD_BYTES);
     let connection = builder.serve_connection(io, service).with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
