@@ -195,6 +195,55 @@ async fn racing_consumers_of_a_partition_apply_each_message_once(db: Arc<dyn Rea
     assert_eq!(applied(&*db).await, (1..=200).collect::<Vec<i64>>());
 }
 
+/// Two members of a consumer group apply different partitions at once: a follow on
+/// one, the followee's new video on the other. Whichever commits second must see the
+/// first, or the video reaches neither the fan-out nor the follow's backfill.
+async fn members_applying_other_partitions_see_each_others_changes(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::feeds::FeedsProjection;
+    let feeds = Arc::new(FeedsProjection { settings: Default::default() });
+    db.migrate(feeds.name(), feeds.schema()).await.unwrap();
+    db.track_partitions(feeds.name(), "events", 2).await.unwrap();
+    let consumed = |partition: i32, offset: i64, position: u64, event: Event| {
+        let envelope = RecordedEvent {
+            event_id: Uuid::now_v7(),
+            stream_id: "any".into(),
+            version: 0,
+            position,
+            event_type: event.event_type().into(),
+            schema_version: 1,
+            data: String::new(),
+            metadata: Metadata::default(),
+            occurred_at: Utc::now(),
+        };
+        let mut statements = Vec::new();
+        feeds.apply(&event, &envelope, &mut statements);
+        Consumed { partition, offset, message: Message::Event { position, statements } }
+    };
+    const PAIRS: i64 = 60;
+    for i in 0..PAIRS {
+        let (follower, author) = (Uuid::now_v7(), Uuid::now_v7());
+        let follow = consumed(0, i, 2 * i as u64 + 1, Event::UserFollowed { follower_id: follower, followee_id: author });
+        let video = Event::VideoPublished {
+            video_id: Uuid::now_v7(),
+            author_id: author,
+            title: "t".into(),
+            description: String::new(),
+            media_url: "https://cdn.example.com/v.mp4".into(),
+            hashtags: vec![],
+        };
+        let video = consumed(1, i, 2 * i as u64 + 2, video);
+        let (a, b) = (db.clone(), db.clone());
+        let (first, second) = tokio::join!(
+            tokio::spawn(async move { a.apply_consumed("feeds", "events", vec![follow]).await }),
+            tokio::spawn(async move { b.apply_consumed("feeds", "events", vec![video]).await }),
+        );
+        first.unwrap().unwrap();
+        second.unwrap().unwrap();
+    }
+    let timelines = db.query("SELECT count(*) FROM timelines", vec![]).await.unwrap()[0].int(0).unwrap();
+    assert_eq!(timelines, PAIRS, "every video reached its follower's timeline");
+}
+
 async fn counter_value(db: &dyn ReadModelDb, resource: &str) -> i64 {
     db.query("SELECT value FROM counters WHERE resource_id = $1", vec![resource.into()]).await.unwrap()[0].int(0).unwrap()
 }
@@ -252,5 +301,6 @@ on_both_engines!(
     a_failed_batch_changes_nothing,
     consumed_batches_apply_once_with_their_offsets,
     racing_consumers_of_a_partition_apply_each_message_once,
+    members_applying_other_partitions_see_each_others_changes,
     counters_stay_in_range_and_skip_what_breaks_the_rules,
 );
