@@ -143,9 +143,7 @@ impl ReadModelDb for PgReadModels {
         // but a projection reads across streams (the feed's fan-out reads the follows,
         // a follow's backfill reads the videos): two transactions at once would each
         // miss the other's uncommitted rows, and a video would reach no timeline.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("plaza.apply.{projection}")])
-            .await
-            .map_err(db_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("plaza.apply.{projection}")]).await.map_err(db_error)?;
         // A partition seen for the first time gets its row before the lock, so the lock
         // always has a row to hold; rows are locked in partition order (no deadlock).
         let lock = tx.prepare_cached(LOCK).await.map_err(db_error)?;
