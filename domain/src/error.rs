@@ -54,6 +54,22 @@ pub enum DomainError {
     InvalidCounter(&'static str),
     #[error("this counter is derived from Plaza's own commands; only they change it")]
     ReservedCounter,
+    #[error("{0}")]
+    InvalidConversation(&'static str),
+    #[error("{0}")]
+    InvalidMessage(&'static str),
+    #[error("conversation not found")]
+    ConversationNotFound,
+    #[error("message not found")]
+    MessageNotFound,
+    #[error("already a member of this conversation")]
+    AlreadyMember,
+    #[error("not a member of this conversation")]
+    NotMember,
+    #[error("the group is full")]
+    GroupFull,
+    #[error("messages can only be edited for a while after they were sent")]
+    EditWindowPassed,
     /// Acting on someone else's content.
     #[error("{0}")]
     NotAllowed(&'static str),
@@ -88,6 +104,14 @@ impl DomainError {
             Self::HashtagExists => "hashtag_exists",
             Self::InvalidCounter(_) => "invalid_counter",
             Self::ReservedCounter => "reserved_counter",
+            Self::InvalidConversation(_) => "invalid_conversation",
+            Self::InvalidMessage(_) => "invalid_message",
+            Self::ConversationNotFound => "conversation_not_found",
+            Self::MessageNotFound => "message_not_found",
+            Self::AlreadyMember => "already_member",
+            Self::NotMember => "not_member",
+            Self::GroupFull => "group_full",
+            Self::EditWindowPassed => "edit_window_passed",
             Self::NotAllowed(_) => "forbidden",
         }
     }

@@ -122,6 +122,75 @@ pub enum Event {
     IdempotencyKeyUsed {
         request: Uuid,
     },
+    /// A conversation begins: a direct one with `member_ids` = the other person, a group
+    /// with its creator as owner and `member_ids` as members.
+    ConversationStarted {
+        conversation_id: Uuid,
+        kind: crate::conversations::Kind,
+        title: String,
+        description: String,
+        created_by: Uuid,
+        member_ids: Vec<Uuid>,
+    },
+    /// A group's title and description after the change.
+    ConversationUpdated {
+        conversation_id: Uuid,
+        title: String,
+        description: String,
+        updated_by: Uuid,
+    },
+    /// Users join a group; `seq` is its last message then (their unread count starts
+    /// after it).
+    ConversationMembersAdded {
+        conversation_id: Uuid,
+        user_ids: Vec<Uuid>,
+        added_by: Uuid,
+        seq: u64,
+    },
+    /// A member leaves (`removed_by` is themselves) or is removed.
+    ConversationMemberRemoved {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        removed_by: Uuid,
+    },
+    ConversationRoleChanged {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        role: crate::conversations::Role,
+        changed_by: Uuid,
+    },
+    /// A message, the only event of its conversation's messages stream: `seq` is that
+    /// stream's version + 1. The event's id is the message's id.
+    MessageSent {
+        message_id: Uuid,
+        conversation_id: Uuid,
+        seq: u64,
+        sender_id: Uuid,
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attachment_url: Option<String>,
+    },
+    MessageEdited {
+        message_id: Uuid,
+        conversation_id: Uuid,
+        seq: u64,
+        body: String,
+    },
+    /// The message stays in the history, without its body.
+    MessageDeleted {
+        message_id: Uuid,
+        conversation_id: Uuid,
+        seq: u64,
+        deleted_by: Uuid,
+    },
+    /// A member's read marker moves forward to `seq`.
+    ConversationRead {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        seq: u64,
+    },
     /// What a counter increment with an idempotency key answered, so a repeat answers
     /// the same (appended to the key's stream after the increment).
     IdempotentIncrementAnswered {
@@ -170,6 +239,15 @@ impl Event {
             Self::HashtagCreated { .. } => "HashtagCreated",
             Self::RecommendationsRefreshed { .. } => "RecommendationsRefreshed",
             Self::CountersIncremented { .. } => "CountersIncremented",
+            Self::ConversationStarted { .. } => "ConversationStarted",
+            Self::ConversationUpdated { .. } => "ConversationUpdated",
+            Self::ConversationMembersAdded { .. } => "ConversationMembersAdded",
+            Self::ConversationMemberRemoved { .. } => "ConversationMemberRemoved",
+            Self::ConversationRoleChanged { .. } => "ConversationRoleChanged",
+            Self::MessageSent { .. } => "MessageSent",
+            Self::MessageEdited { .. } => "MessageEdited",
+            Self::MessageDeleted { .. } => "MessageDeleted",
+            Self::ConversationRead { .. } => "ConversationRead",
             Self::IdempotencyKeyUsed { .. } => "IdempotencyKeyUsed",
             Self::IdempotentIncrementAnswered { .. } => "IdempotentIncrementAnswered",
         }

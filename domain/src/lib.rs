@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod aggregate;
+pub mod conversations;
 pub mod counters;
 pub mod error;
 pub mod event;

@@ -55,9 +55,15 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::InvalidComment(_)
         | DomainError::InvalidParent
         | DomainError::InvalidHashtag(_)
-        | DomainError::InvalidCounter(_) => StatusCode::BAD_REQUEST,
+        | DomainError::InvalidCounter(_)
+        | DomainError::InvalidConversation(_)
+        | DomainError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
         DomainError::NotAllowed(_) | DomainError::ReservedCounter => StatusCode::FORBIDDEN,
-        DomainError::UserNotFound | DomainError::VideoNotFound | DomainError::CommentNotFound => StatusCode::NOT_FOUND,
+        DomainError::UserNotFound
+        | DomainError::VideoNotFound
+        | DomainError::CommentNotFound
+        | DomainError::ConversationNotFound
+        | DomainError::MessageNotFound => StatusCode::NOT_FOUND,
         DomainError::UsernameTaken
         | DomainError::EmailTaken
         | DomainError::AlreadyRegistered
@@ -69,7 +75,11 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::NotFavorited
         | DomainError::AlreadyLikedComment
         | DomainError::NotLikedComment
-        | DomainError::HashtagExists => StatusCode::CONFLICT,
+        | DomainError::HashtagExists
+        | DomainError::AlreadyMember
+        | DomainError::NotMember
+        | DomainError::GroupFull
+        | DomainError::EditWindowPassed => StatusCode::CONFLICT,
     }
 }
 
