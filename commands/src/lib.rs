@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod content;
+pub mod conversations;
 pub mod counters;
 pub mod idempotency;
 mod pipeline;
@@ -11,6 +12,7 @@ mod pipeline;
 pub use accounts::{Accounts, Registration};
 pub use auth::{Passwords, TokenError, Tokens};
 pub use content::{Content, Created, VideoFields};
+pub use conversations::{ConversationSettings, Conversations, Draft, Membership, MessageIndex, Sent, Started};
 pub use counters::{CounterBaseline, Counters};
 pub use idempotency::{Claim, IdempotencyKeys};
 pub use pipeline::{CommandContext, Outcome};

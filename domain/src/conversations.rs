@@ -200,17 +200,44 @@ impl Conversation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConversationCommand {
     /// Starts a direct conversation: nothing when the pair already has one.
-    StartDirect { conversation_id: Uuid, user_id: Uuid, other_id: Uuid },
+    StartDirect {
+        conversation_id: Uuid,
+        user_id: Uuid,
+        other_id: Uuid,
+    },
     /// Starts a group; `member_ids` must exist (checked by the caller) and exclude the
     /// creator, who becomes its owner.
-    StartGroup { conversation_id: Uuid, created_by: Uuid, title: Title, description: Description, member_ids: Vec<Uuid>, max_members: usize },
-    Update { actor: Uuid, title: Option<Title>, description: Option<Description> },
+    StartGroup {
+        conversation_id: Uuid,
+        created_by: Uuid,
+        title: Title,
+        description: Description,
+        member_ids: Vec<Uuid>,
+        max_members: usize,
+    },
+    Update {
+        actor: Uuid,
+        title: Option<Title>,
+        description: Option<Description>,
+    },
     /// Adds users (who exist) as members; `seq` is the conversation's last message seq,
     /// where their unread count starts.
-    AddMembers { actor: Uuid, user_ids: Vec<Uuid>, max_members: usize, seq: u64 },
+    AddMembers {
+        actor: Uuid,
+        user_ids: Vec<Uuid>,
+        max_members: usize,
+        seq: u64,
+    },
     /// Removes a member; a member may remove themselves (leave).
-    RemoveMember { actor: Uuid, user_id: Uuid },
-    SetRole { actor: Uuid, user_id: Uuid, role: Role },
+    RemoveMember {
+        actor: Uuid,
+        user_id: Uuid,
+    },
+    SetRole {
+        actor: Uuid,
+        user_id: Uuid,
+        role: Role,
+    },
 }
 
 impl Aggregate for Conversation {
@@ -380,8 +407,19 @@ pub struct MessageChanges {
 pub enum MessageCommand {
     /// `role` is the actor's role in the conversation now (the caller checked they are
     /// a member).
-    Edit { message: SentMessage, actor: Uuid, body: Body, now: DateTime<Utc>, window: Duration },
-    Delete { message: SentMessage, actor: Uuid, role: Role, kind: Kind },
+    Edit {
+        message: SentMessage,
+        actor: Uuid,
+        body: Body,
+        now: DateTime<Utc>,
+        window: Duration,
+    },
+    Delete {
+        message: SentMessage,
+        actor: Uuid,
+        role: Role,
+        kind: Kind,
+    },
 }
 
 impl Aggregate for MessageChanges {

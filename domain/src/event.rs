@@ -159,12 +159,12 @@ pub enum Event {
         role: crate::conversations::Role,
         changed_by: Uuid,
     },
-    /// A message, the only event of its conversation's messages stream: `seq` is that
-    /// stream's version + 1. The event's id is the message's id.
+    /// A message, the only event of its conversation's messages stream: its seq is the
+    /// event's stream version + 1 (the store numbers it, so writers of several
+    /// processes never retry). The event's id is the message's id.
     MessageSent {
         message_id: Uuid,
         conversation_id: Uuid,
-        seq: u64,
         sender_id: Uuid,
         body: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
