@@ -11,12 +11,14 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
-use plaza_commands::{Accounts, Content, Counters, IdempotencyKeys, Tokens};
+use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys};
+use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
-use plaza_infra::counters::ReadModelBaseline;
+use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
 use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
 use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisRateLimiter};
 use plaza_infra::{Config, Distribution};
+use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projection, Projector};
 use plaza_read_api::{ReadApi, ReadApiSettings};
 use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
@@ -68,6 +70,9 @@ Configuration keys (file key / environment variable, default):
   rate_limit_ip_burst     PLAZA_RATE_LIMIT_IP_BURST     400
   trusted_proxy_hops      PLAZA_TRUSTED_PROXY_HOPS      0  (proxies whose X-Forwarded-For is trusted)
   feed_fanout_limit       PLAZA_FEED_FANOUT_LIMIT       1000  (authors with more followers are pulled, not fanned out)
+  group_max_members       PLAZA_GROUP_MAX_MEMBERS       10000
+  message_edit_window_secs PLAZA_MESSAGE_EDIT_WINDOW_SECS 900
+  presence_ttl_secs       PLAZA_PRESENCE_TTL_SECS       300
   graphql_rate_limit_user_per_sec / _burst  PLAZA_GRAPHQL_RATE_LIMIT_USER_PER_SEC / _BURST  50 / 100  (0: unlimited)
   graphql_rate_limit_ip_per_sec / _burst    PLAZA_GRAPHQL_RATE_LIMIT_IP_PER_SEC / _BURST    200 / 400 (0: unlimited)
   graphql_introspection   PLAZA_GRAPHQL_INTROSPECTION   true  (false: no introspection, no field suggestions)
@@ -277,6 +282,9 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             None => Arc::new(LocalRateLimiter::new(limits)),
         }
     };
+    // Presence and typing: in this process (TODO next: Redis for several processes).
+    let presence: Arc<dyn Presence> = Arc::new(LocalPresence::default());
+    let typing: Arc<dyn TypingSignals> = Arc::new(LocalTyping::default());
     let mut app = Router::new();
     if let (true, Some(store), Some(tokens)) = (roles.write_api, &store, &tokens) {
         let failures: Arc<dyn FailureLog> = match &redis {
@@ -284,12 +292,22 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             None => Arc::new(LocalFailures::default()),
         };
         let db = db.clone().expect("the write API opens the read models");
+        // The write side reads two read models: counter totals and where messages are.
         let counters_projection = plaza_projections::counters::CountersProjection;
         db.migrate(counters_projection.name(), counters_projection.schema()).await.context("cannot prepare the counters read model")?;
+        let conversations_projection = plaza_projections::conversations::ConversationsProjection;
+        db.migrate(conversations_projection.name(), conversations_projection.schema())
+            .await
+            .context("cannot prepare the conversations read model")?;
+        let conversation_settings =
+            ConversationSettings { max_members: config.group_max_members, edit_window: Duration::from_secs(config.message_edit_window_secs) };
         let api = WriteApi {
             accounts: Accounts::new(store.clone()),
             content: Content::new(store.clone()),
-            counters: Counters::start(store.clone(), Arc::new(ReadModelBaseline(db))),
+            counters: Counters::start(store.clone(), Arc::new(ReadModelBaseline(db.clone()))),
+            conversations: Conversations::new(store.clone(), Arc::new(ReadModelMessages(db)), conversation_settings),
+            presence: presence.clone(),
+            typing: typing.clone(),
             keys: IdempotencyKeys::new(store.clone()),
             tokens: tokens.clone(),
             limiter: limiter(plaza_infra::rate_limits(&config), "commands"),

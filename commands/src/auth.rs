@@ -1,14 +1,11 @@
-//! Password hashing (argon2id) and access tokens (JWT, HS256).
+//! Password hashing (argon2id). (Access tokens are `plaza_edge::tokens`: both APIs
+//! verify them.)
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::CommandError;
 
@@ -53,71 +50,9 @@ impl Passwords {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: Uuid,
-    iat: u64,
-    exp: u64,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TokenError {
-    #[error("the access token has expired")]
-    Expired,
-    #[error("the access token is not valid")]
-    Invalid,
-}
-
-/// Issues and verifies HS256 access tokens whose subject is the user id.
-#[derive(Clone)]
-pub struct Tokens {
-    keys: Arc<(EncodingKey, DecodingKey)>,
-    ttl: Duration,
-}
-
-impl Tokens {
-    pub fn new(secret: &[u8], ttl: Duration) -> Self {
-        Self { keys: Arc::new((EncodingKey::from_secret(secret), DecodingKey::from_secret(secret))), ttl }
-    }
-
-    pub fn issue(&self, user_id: Uuid) -> String {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims { sub: user_id, iat: now, exp: now + self.ttl.as_secs() };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.0).expect("HS256 signing cannot fail")
-    }
-
-    pub fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        match jsonwebtoken::decode::<Claims>(token, &self.keys.1, &validation) {
-            Ok(data) => Ok(data.claims.sub),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
-            Err(_) => Err(TokenError::Invalid),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_reject_tampering() {
-        let tokens = Tokens::new(b"secret", Duration::from_secs(60));
-        let user = Uuid::new_v4();
-        let token = tokens.issue(user);
-        assert_eq!(tokens.verify(&token), Ok(user));
-        assert_eq!(Tokens::new(b"other", Duration::from_secs(60)).verify(&token), Err(TokenError::Invalid));
-        assert_eq!(tokens.verify("not.a.token"), Err(TokenError::Invalid));
-    }
-
-    #[test]
-    fn expired_tokens_are_rejected() {
-        let tokens = Tokens::new(b"secret", Duration::from_secs(0));
-        let token = tokens.issue(Uuid::new_v4());
-        std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(tokens.verify(&token), Err(TokenError::Expired));
-    }
 
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {

@@ -44,12 +44,12 @@ const LOCATE_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, Copy)]
 pub struct ConversationSettings {
     pub max_members: usize,
-    pub edit_window: chrono::Duration,
+    pub edit_window: Duration,
 }
 
 impl Default for ConversationSettings {
     fn default() -> Self {
-        Self { max_members: 10_000, edit_window: chrono::Duration::seconds(900) }
+        Self { max_members: 10_000, edit_window: Duration::from_secs(900) }
     }
 }
 
@@ -258,7 +258,7 @@ impl Conversations {
         let actor = ctx.actor.ok_or(CommandError::Unauthenticated)?;
         let body = Body::parse(body)?;
         let (message, _) = self.sent_message(message_id, actor).await?;
-        let (now, window) = (Utc::now(), self.settings.edit_window);
+        let (now, window) = (Utc::now(), chrono::Duration::from_std(self.settings.edit_window).unwrap_or(chrono::Duration::MAX));
         let edit = |_: &MessageChanges| MessageCommand::Edit { message: message.clone(), actor, body: body.clone(), now, window };
         self.pipeline.execute(&message_stream(message_id), ctx, edit).await
     }

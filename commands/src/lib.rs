@@ -10,7 +10,7 @@ pub mod idempotency;
 mod pipeline;
 
 pub use accounts::{Accounts, Registration};
-pub use auth::{Passwords, TokenError, Tokens};
+pub use auth::Passwords;
 pub use content::{Content, Created, VideoFields};
 pub use conversations::{ConversationSettings, Conversations, Draft, Membership, MessageIndex, Sent, Started};
 pub use counters::{CounterBaseline, Counters};

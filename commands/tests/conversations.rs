@@ -111,7 +111,7 @@ async fn postgres_seq_has_no_gaps_across_writers() {
 async fn membership_edits_deletions_and_read_markers() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
-    let settings = ConversationSettings { max_members: 3, edit_window: chrono::Duration::milliseconds(300) };
+    let settings = ConversationSettings { max_members: 3, edit_window: std::time::Duration::from_millis(300) };
     let chats = Conversations::new(store.clone(), Arc::new(NoIndex), settings);
     // Another writer (process) that has not seen the removal below.
     let other = Conversations::new(store.clone(), Arc::new(NoIndex), settings);

@@ -6,6 +6,7 @@ pub mod body;
 pub mod ids;
 pub mod limits;
 pub mod server;
+pub mod tokens;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -15,6 +16,7 @@ pub use body::{BodyError, is_json, is_object, read_json};
 pub use ids::canonical_uuid;
 pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits, client_ip, retry_after_secs};
 pub use server::{BodyTimeout, ServerSettings, serve};
+pub use tokens::{TokenError, Tokens};
 
 /// An error in the REST shape, `{"error": code, "message": ...}`, for answers given
 /// before any API's handler runs.

@@ -56,6 +56,12 @@ pub struct Config {
     /// Authors with this many followers or more are not fanned out to their followers'
     /// timelines on write; their videos are pulled when a follower reads the feed.
     pub feed_fanout_limit: i64,
+    /// Members a group may have.
+    pub group_max_members: usize,
+    /// How long after sending a message its sender may edit it.
+    pub message_edit_window_secs: u64,
+    /// How long a user counts as online after their last heartbeat.
+    pub presence_ttl_secs: u64,
     /// GraphQL requests per second a signed-in user may send (0: unlimited), and the
     /// burst; buckets apart from the commands'.
     pub graphql_rate_limit_user_per_sec: u32,
@@ -118,6 +124,9 @@ impl Default for Config {
             rate_limit_ip_burst: 400,
             trusted_proxy_hops: 0,
             feed_fanout_limit: 1000,
+            group_max_members: 10_000,
+            message_edit_window_secs: 900,
+            presence_ttl_secs: 300,
             graphql_rate_limit_user_per_sec: 50,
             graphql_rate_limit_user_burst: 100,
             graphql_rate_limit_ip_per_sec: 200,

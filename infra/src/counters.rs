@@ -1,4 +1,5 @@
-//! Where the counter batcher's totals start: the counters read model.
+//! What the write side reads from the read models: where the counter batcher's totals
+//! start, and where a message is.
 
 use std::sync::Arc;
 
@@ -25,5 +26,22 @@ impl CounterBaseline for ReadModelBaseline {
             _ => 0,
         };
         Ok((value, version))
+    }
+}
+
+/// Where the conversation commands find a message: the conversations read model.
+pub struct ReadModelMessages(pub Arc<dyn ReadModelDb>);
+
+#[async_trait::async_trait]
+impl plaza_commands::MessageIndex for ReadModelMessages {
+    async fn locate(&self, message_id: uuid::Uuid) -> Result<Option<(uuid::Uuid, u64)>, CommandError> {
+        let rows = self
+            .0
+            .query(plaza_projections::conversations::LOCATE_MESSAGE, vec![message_id.to_string().into()])
+            .await
+            .map_err(|e| CommandError::Store(StoreError::Unavailable(e.to_string())))?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let conversation = row.text(0).ok().and_then(|id| id.parse().ok());
+        Ok(conversation.zip(row.int(1).ok().map(|seq| seq as u64)))
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod content;
+pub mod conversations;
 pub mod counters;
 pub mod db;
 pub mod feeds;
@@ -30,6 +31,7 @@ pub fn all(feeds: feeds::Settings) -> Vec<Arc<dyn Projection>> {
         Arc::new(accounts::AccountsProjection),
         Arc::new(content::ContentProjection),
         Arc::new(counters::CountersProjection),
+        Arc::new(conversations::ConversationsProjection),
         Arc::new(feeds::FeedsProjection { settings: feeds }),
     ]
 }

@@ -20,9 +20,9 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use plaza_commands::{TokenError, Tokens};
 use plaza_domain::EventStore;
 use plaza_edge::RateLimiter;
+use plaza_edge::{TokenError, Tokens};
 use plaza_projections::{Progress, ReadModelDb};
 use serde_json::json;
 

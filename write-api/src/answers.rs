@@ -60,3 +60,17 @@ pub struct Counted {
     pub success: bool,
     pub current_value: i64,
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationStarted {
+    pub conversation_id: Uuid,
+    pub position: u64,
+}
+
+/// A stored message: its id and its `seq` in the conversation (1, 2, 3, ...).
+#[derive(Serialize, ToSchema)]
+pub struct MessageStored {
+    pub message_id: Uuid,
+    pub seq: u64,
+    pub position: u64,
+}

@@ -2,8 +2,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use plaza_commands::{CommandContext, CommandError, TokenError};
+use plaza_commands::{CommandContext, CommandError};
 use plaza_domain::DomainError;
+use plaza_edge::TokenError;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -58,6 +59,30 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let raw = Path::<String>::from_request_parts(parts, state).await.ok();
         Ok(Self(raw.and_then(|Path(raw)| plaza_edge::canonical_uuid(&raw))))
+    }
+}
+
+/// The two ids of a path such as `/conversations/{id}/members/{user_id}`, each when it
+/// is a canonical UUID.
+pub struct PathIds(Option<Uuid>, Option<Uuid>);
+
+impl PathIds {
+    /// The ids, or the not-found error of the first one that names nothing.
+    pub fn or(self, first: DomainError, second: DomainError) -> Result<(Uuid, Uuid), ApiError> {
+        let missing = |error| ApiError::from(CommandError::from(error));
+        Ok((self.0.ok_or_else(|| missing(first))?, self.1.ok_or_else(|| missing(second))?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathIds {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let raw = Path::<(String, String)>::from_request_parts(parts, state).await.ok();
+        Ok(match raw {
+            Some(Path((first, second))) => Self(plaza_edge::canonical_uuid(&first), plaza_edge::canonical_uuid(&second)),
+            None => Self(None, None),
+        })
     }
 }
 

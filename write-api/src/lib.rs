@@ -3,6 +3,7 @@
 
 mod answers;
 mod content;
+mod conversations;
 mod error;
 mod extract;
 pub mod limits;
@@ -13,6 +14,7 @@ mod users;
 /// The request bodies of the commands (for fuzzing their decoding).
 pub mod requests {
     pub use crate::content::{CommentRequest, HashtagRequest, IncrementRequest, PublishRequest, UpdateRequest};
+    pub use crate::conversations::{EditRequest, MembersRequest, MessageRequest, ReadRequest, RoleRequest, StartRequest, UpdateConversationRequest};
     pub use crate::users::{LoginRequest, ProfileRequest, RegisterRequest};
 }
 
@@ -22,7 +24,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
-use plaza_commands::{Accounts, Claim, CommandContext, Content, Counters, IdempotencyKeys, Tokens};
+use plaza_commands::{Accounts, Claim, CommandContext, Content, Conversations, Counters, IdempotencyKeys};
+use plaza_edge::Tokens;
 
 pub use error::ApiError;
 pub use extract::decode_json;
@@ -38,6 +41,9 @@ pub struct WriteApi {
     pub accounts: Accounts,
     pub content: Content,
     pub counters: Counters,
+    pub conversations: Conversations,
+    pub presence: Arc<dyn plaza_live::Presence>,
+    pub typing: Arc<dyn plaza_live::TypingSignals>,
     pub keys: IdempotencyKeys,
     pub tokens: Tokens,
     pub limiter: Arc<dyn RateLimiter>,
@@ -79,6 +85,15 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/hashtags", post(content::create_hashtag))
         .route("/api/v1/counter/increment", post(content::increment))
         .route("/api/v1/recommend/refresh", post(content::refresh_recommendations))
+        .route("/api/v1/conversations", post(conversations::start))
+        .route("/api/v1/conversations/{id}", put(conversations::update))
+        .route("/api/v1/conversations/{id}/members", post(conversations::add_members))
+        .route("/api/v1/conversations/{id}/members/{user_id}", put(conversations::set_role).delete(conversations::remove_member))
+        .route("/api/v1/conversations/{id}/messages", post(conversations::send))
+        .route("/api/v1/conversations/{id}/read", post(conversations::mark_read))
+        .route("/api/v1/conversations/{id}/typing", post(conversations::typing))
+        .route("/api/v1/messages/{id}", put(conversations::edit).delete(conversations::delete_message))
+        .route("/api/v1/presence/heartbeat", post(conversations::heartbeat))
         .route_layer(middleware::from_fn_with_state(api.clone(), limits::limit))
         .route("/api/v1/openapi.json", get(|| async { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document()) }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::answers::*;
-use crate::{content, users};
+use crate::{content, conversations, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,17 @@ use crate::{content, users};
         content::create_hashtag,
         content::increment,
         content::refresh_recommendations,
+        conversations::start,
+        conversations::update,
+        conversations::add_members,
+        conversations::remove_member,
+        conversations::set_role,
+        conversations::send,
+        conversations::edit,
+        conversations::delete_message,
+        conversations::mark_read,
+        conversations::typing,
+        conversations::heartbeat,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonAnswers),
@@ -104,7 +115,7 @@ mod tests {
         assert_eq!(document["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 20, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 31, "{:?}", paths.keys().collect::<Vec<_>>());
         let register = &paths["/api/v1/users/register"]["post"];
         for status in ["201", "400", "409", "413", "415", "422", "429"] {
             assert!(register["responses"][status].is_object(), "{status}: {register}");

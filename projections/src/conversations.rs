@@ -1,0 +1,199 @@
+//! The `conversations` read model: conversations and their members, messages with their
+//! edits and deletions, and each member's read marker.
+//!
+//! Each table is written by one stream's events, or by upserts that only move a value
+//! up, so any interleaving of streams (Kafka) gives the same rows:
+//! - `conversations`, `conversation_members`: the conversation's stream;
+//! - `messages`, `conversation_activity` (last seq, last message): the messages stream;
+//! - `message_changes` (edited body, deletion): the message's own stream;
+//! - `conversation_reads`: the read marker's stream, the member's own messages and the
+//!   seq a member joined at, each only ever moving `read_seq` forward.
+//!
+//! A member's unread count is `last_seq - read_seq`: a message costs one row, however
+//! many members its conversation has.
+
+use plaza_domain::{Event, RecordedEvent};
+
+use crate::{Projection, SqlValue, Statement};
+
+pub struct ConversationsProjection;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        description TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        member_count BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS conversation_members (
+        conversation_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        position BIGINT NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS conversation_members_by_user ON conversation_members (user_id)",
+    "CREATE TABLE IF NOT EXISTS conversation_activity (
+        conversation_id TEXT PRIMARY KEY,
+        last_seq BIGINT NOT NULL,
+        last_message_id TEXT NOT NULL,
+        last_position BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS conversation_reads (
+        conversation_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        read_seq BIGINT NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS messages (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        sender_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        reply_to TEXT,
+        attachment_url TEXT,
+        position BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq ON messages (conversation_id, seq)",
+    "CREATE TABLE IF NOT EXISTS message_changes (
+        message_id TEXT PRIMARY KEY,
+        body TEXT,
+        edited_at BIGINT,
+        deleted BIGINT NOT NULL DEFAULT 0
+    )",
+];
+
+/// Moves a member's read marker up to `$3`, never down.
+const READ_UP_TO: &str = "INSERT INTO conversation_reads (conversation_id, user_id, read_seq) VALUES ($1, $2, $3)
+     ON CONFLICT (conversation_id, user_id) DO UPDATE SET read_seq = excluded.read_seq WHERE excluded.read_seq > conversation_reads.read_seq";
+
+const ADD_MEMBER: &str = "INSERT INTO conversation_members (conversation_id, user_id, role, position) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (conversation_id, user_id) DO UPDATE SET role = excluded.role, position = excluded.position";
+
+/// Where a message is: `(conversation_id, seq)` of message `$1`.
+pub const LOCATE_MESSAGE: &str = "SELECT conversation_id, seq FROM messages WHERE id = $1";
+
+fn text(value: impl ToString) -> SqlValue {
+    SqlValue::Text(value.to_string())
+}
+
+impl Projection for ConversationsProjection {
+    fn name(&self) -> &'static str {
+        "conversations"
+    }
+
+    fn schema(&self) -> &'static [&'static str] {
+        SCHEMA
+    }
+
+    fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
+        let position = SqlValue::Int(envelope.position as i64);
+        let at = SqlValue::Int(envelope.occurred_at.timestamp_micros());
+        match event {
+            Event::ConversationStarted { conversation_id, kind, title, description, created_by, member_ids } => {
+                let id = text(conversation_id);
+                out.push(Statement::new(
+                    "INSERT INTO conversations (id, kind, title, description, created_by, member_count, position, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+                    [
+                        id.clone(),
+                        text(kind.as_str()),
+                        text(title),
+                        text(description),
+                        text(created_by),
+                        SqlValue::Int(member_ids.len() as i64 + 1),
+                        position.clone(),
+                        at,
+                    ],
+                ));
+                let creator_role = if *kind == plaza_domain::conversations::Kind::Group { "owner" } else { "member" };
+                out.push(Statement::new(ADD_MEMBER, [id.clone(), text(created_by), text(creator_role), position.clone()]));
+                for member in member_ids {
+                    out.push(Statement::new(ADD_MEMBER, [id.clone(), text(member), text("member"), position.clone()]));
+                }
+            }
+            Event::ConversationUpdated { conversation_id, title, description, .. } => out.push(Statement::new(
+                "UPDATE conversations SET title = $2, description = $3 WHERE id = $1",
+                [text(conversation_id), text(title), text(description)],
+            )),
+            Event::ConversationMembersAdded { conversation_id, user_ids, seq, .. } => {
+                let id = text(conversation_id);
+                out.push(Statement::new(
+                    "UPDATE conversations SET member_count = member_count + $2 WHERE id = $1",
+                    [id.clone(), SqlValue::Int(user_ids.len() as i64)],
+                ));
+                for user in user_ids {
+                    out.push(Statement::new(ADD_MEMBER, [id.clone(), text(user), text("member"), position.clone()]));
+                    // Unread counts start after the messages sent before they joined.
+                    out.push(Statement::new(READ_UP_TO, [id.clone(), text(user), SqlValue::Int(*seq as i64)]));
+                }
+            }
+            Event::ConversationMemberRemoved { conversation_id, user_id, .. } => out.extend([
+                Statement::new("UPDATE conversations SET member_count = member_count - 1 WHERE id = $1", [text(conversation_id)]),
+                Statement::new(
+                    "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+                    [text(conversation_id), text(user_id)],
+                ),
+            ]),
+            Event::ConversationRoleChanged { conversation_id, user_id, role, .. } => out.push(Statement::new(
+                "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
+                [text(conversation_id), text(user_id), text(role.as_str())],
+            )),
+            Event::MessageSent { message_id, conversation_id, sender_id, body, reply_to, attachment_url } => {
+                let seq = SqlValue::Int(envelope.version as i64 + 1);
+                let optional = |value: Option<String>| value.map_or(SqlValue::Null, SqlValue::Text);
+                out.extend([
+                    Statement::new(
+                        "INSERT INTO messages (id, conversation_id, seq, sender_id, body, reply_to, attachment_url, position, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+                        [
+                            text(message_id),
+                            text(conversation_id),
+                            seq.clone(),
+                            text(sender_id),
+                            text(body),
+                            optional(reply_to.map(|id| id.to_string())),
+                            optional(attachment_url.clone()),
+                            position.clone(),
+                            at,
+                        ],
+                    ),
+                    Statement::new(
+                        "INSERT INTO conversation_activity (conversation_id, last_seq, last_message_id, last_position) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (conversation_id) DO UPDATE SET last_seq = excluded.last_seq, last_message_id = excluded.last_message_id,
+                             last_position = excluded.last_position
+                         WHERE excluded.last_seq > conversation_activity.last_seq",
+                        [text(conversation_id), seq.clone(), text(message_id), position],
+                    ),
+                    // Your own message is read.
+                    Statement::new(READ_UP_TO, [text(conversation_id), text(sender_id), seq]),
+                ]);
+            }
+            Event::MessageEdited { message_id, body, .. } => out.push(Statement::new(
+                "INSERT INTO message_changes (message_id, body, edited_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (message_id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at",
+                [text(message_id), text(body), at],
+            )),
+            Event::MessageDeleted { message_id, .. } => out.extend([
+                Statement::new(
+                    "INSERT INTO message_changes (message_id, body, deleted) VALUES ($1, NULL, 1)
+                     ON CONFLICT (message_id) DO UPDATE SET body = NULL, deleted = 1",
+                    [text(message_id)],
+                ),
+                // The read model keeps no deleted text (if the message arrives later, its
+                // body stays hidden by `message_changes`).
+                Statement::new("UPDATE messages SET body = '' WHERE id = $1", [text(message_id)]),
+            ]),
+            Event::ConversationRead { conversation_id, user_id, seq } => {
+                out.push(Statement::new(READ_UP_TO, [text(conversation_id), text(user_id), SqlValue::Int(*seq as i64)]))
+            }
+            _ => {}
+        }
+    }
+}
