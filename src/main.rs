@@ -16,7 +16,7 @@ use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
 use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
-use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisRateLimiter};
+use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisPresence, RedisRateLimiter, RedisTyping};
 use plaza_infra::{Config, Distribution};
 use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projection, Projector};
@@ -282,9 +282,11 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             None => Arc::new(LocalRateLimiter::new(limits)),
         }
     };
-    // Presence and typing: in this process (TODO next: Redis for several processes).
-    let presence: Arc<dyn Presence> = Arc::new(LocalPresence::default());
-    let typing: Arc<dyn TypingSignals> = Arc::new(LocalTyping::default());
+    // Presence and typing: in Redis when several processes share them, else here.
+    let (presence, typing): (Arc<dyn Presence>, Arc<dyn TypingSignals>) = match &redis {
+        Some(redis) => (Arc::new(RedisPresence::new(redis)), Arc::new(RedisTyping::new(redis))),
+        None => (Arc::new(LocalPresence::default()), Arc::new(LocalTyping::default())),
+    };
     let mut app = Router::new();
     if let (true, Some(store), Some(tokens)) = (roles.write_api, &store, &tokens) {
         let failures: Arc<dyn FailureLog> = match &redis {
@@ -331,11 +333,13 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
         let settings = ReadApiSettings {
             consistency_timeout: Duration::from_millis(config.consistency_timeout_ms),
+            presence_ttl: Duration::from_secs(config.presence_ttl_secs),
             introspection: config.graphql_introspection,
             proxy_hops: config.trusted_proxy_hops,
         };
         let limiter = limiter(plaza_infra::graphql_rate_limits(&config), "graphql");
-        app = app.merge(plaza_read_api::router(ReadApi::new(db.clone(), store.clone(), progress, tokens.clone(), limiter, settings)));
+        app =
+            app.merge(plaza_read_api::router(ReadApi::new(db.clone(), store.clone(), progress, tokens.clone(), limiter, presence.clone(), settings)));
     }
     let app = app
         .merge(health.routes())

@@ -39,7 +39,7 @@ const IDLE: Duration = Duration::from_secs(60);
 const RECENT: usize = 100_000;
 /// How long an edit or deletion waits for the read models to learn of a message sent
 /// by another process.
-const LOCATE_WAIT: Duration = Duration::from_secs(3);
+const LOCATE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConversationSettings {

@@ -287,3 +287,128 @@ impl FailureLog for RedisFailures {
         }
     }
 }
+
+/// How long Redis remembers when a user was last seen (after that: never seen).
+const PRESENCE_REMEMBERED: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Last-seen times in Redis (`{prefix}seen:{user}` = milliseconds since the epoch), so
+/// every write and read API sees the same presence.
+pub struct RedisPresence {
+    redis: Redis,
+}
+
+impl RedisPresence {
+    pub fn new(redis: &Redis) -> Self {
+        Self { redis: redis.clone() }
+    }
+
+    fn key(&self, user_id: uuid::Uuid) -> String {
+        format!("{}seen:{user_id}", self.redis.prefix)
+    }
+}
+
+fn live_error(error: ::redis::RedisError) -> plaza_live::LiveError {
+    plaza_live::LiveError(error.to_string())
+}
+
+#[async_trait::async_trait]
+impl plaza_live::Presence for RedisPresence {
+    async fn seen(&self, user_id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> Result<(), plaza_live::LiveError> {
+        // Only ever later: a heartbeat that overtakes another does not move it back.
+        const SEEN: &str = "local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+            if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+            return 0";
+        ::redis::Script::new(SEEN)
+            .key(self.key(user_id))
+            .arg(at.timestamp_millis())
+            .arg(PRESENCE_REMEMBERED.as_millis() as u64)
+            .invoke_async::<i64>(&mut self.redis.connection.clone())
+            .await
+            .map(drop)
+            .map_err(live_error)
+    }
+
+    async fn last_seen(&self, user_ids: &[uuid::Uuid]) -> Result<Vec<Option<chrono::DateTime<chrono::Utc>>>, plaza_live::LiveError> {
+        if user_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let keys: Vec<String> = user_ids.iter().map(|id| self.key(*id)).collect();
+        let values: Vec<Option<i64>> = ::redis::cmd("MGET").arg(&keys).query_async(&mut self.redis.connection.clone()).await.map_err(live_error)?;
+        Ok(values.into_iter().map(|millis| millis.and_then(chrono::DateTime::from_timestamp_millis)).collect())
+    }
+}
+
+/// Typing signals over Redis pub/sub (`PUBLISH {prefix}typing "<conversation> <user>
+/// <millis>"`), heard by every read API.
+pub struct RedisTyping {
+    redis: Redis,
+    heard: broadcast::Sender<plaza_live::Typing>,
+    listener: JoinHandle<()>,
+}
+
+impl RedisTyping {
+    pub fn new(redis: &Redis) -> Self {
+        let heard = broadcast::channel(1024).0;
+        let listener = tokio::spawn(listen_typing(redis.clone(), heard.clone()));
+        Self { redis: redis.clone(), heard, listener }
+    }
+}
+
+impl Drop for RedisTyping {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn typing_channel(redis: &Redis) -> String {
+    format!("{}typing", redis.prefix)
+}
+
+#[async_trait::async_trait]
+impl plaza_live::TypingSignals for RedisTyping {
+    async fn publish(&self, typing: plaza_live::Typing) -> Result<(), plaza_live::LiveError> {
+        let message = format!("{} {} {}", typing.conversation_id, typing.user_id, typing.at.timestamp_millis());
+        ::redis::cmd("PUBLISH")
+            .arg(typing_channel(&self.redis))
+            .arg(message)
+            .query_async::<i64>(&mut self.redis.connection.clone())
+            .await
+            .map(drop)
+            .map_err(live_error)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<plaza_live::Typing> {
+        self.heard.subscribe()
+    }
+}
+
+fn parse_typing(message: &str) -> Option<plaza_live::Typing> {
+    let mut parts = message.split(' ');
+    let conversation_id = parts.next()?.parse().ok()?;
+    let user_id = parts.next()?.parse().ok()?;
+    let at = chrono::DateTime::from_timestamp_millis(parts.next()?.parse().ok()?)?;
+    Some(plaza_live::Typing { conversation_id, user_id, at })
+}
+
+async fn listen_typing(redis: Redis, heard: broadcast::Sender<plaza_live::Typing>) {
+    use futures_util::StreamExt;
+    let channel = typing_channel(&redis);
+    loop {
+        match redis.client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Some(typing) = message.get_payload::<String>().ok().as_deref().and_then(parse_typing) {
+                            let _ = heard.send(typing);
+                        }
+                    }
+                    warn!("typing subscription ended, reconnecting");
+                }
+                Err(error) => warn!(%error, "cannot subscribe to typing signals"),
+            },
+            Err(error) => warn!(%error, "cannot connect to redis for typing signals"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -27,7 +27,7 @@ use plaza_projections::{Progress, ReadModelDb};
 use serde_json::json;
 
 pub use nesting::MAX_NESTING;
-pub use schema::{PlazaSchema, RequestCache, build_schema};
+pub use schema::{Live, PlazaSchema, RequestCache, build_schema};
 
 /// GraphQL request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -47,6 +47,7 @@ pub struct ReadApi {
 
 pub struct ReadApiSettings {
     pub consistency_timeout: Duration,
+    pub presence_ttl: Duration,
     pub introspection: bool,
     pub proxy_hops: usize,
 }
@@ -58,10 +59,11 @@ impl ReadApi {
         progress: Progress,
         tokens: Tokens,
         limiter: Arc<dyn RateLimiter>,
+        presence: Arc<dyn plaza_live::Presence>,
         settings: ReadApiSettings,
     ) -> Self {
         Self {
-            schema: build_schema(db, settings.introspection),
+            schema: build_schema(db, Live { presence, presence_ttl: settings.presence_ttl }, settings.introspection),
             progress,
             tokens,
             consistency_timeout: settings.consistency_timeout,

@@ -12,6 +12,7 @@ use super::{ConnectionFields, IDS_PER_QUERY, bad_request, db, decode_cursor, enc
 use crate::Viewer;
 
 #[derive(SimpleObject, Clone)]
+#[graphql(complex)]
 pub struct User {
     pub id: ID,
     pub username: String,
@@ -21,6 +22,17 @@ pub struct User {
     pub followers_count: i64,
     pub following_count: i64,
     pub created_at: DateTime<Utc>,
+}
+
+#[async_graphql::ComplexObject]
+impl User {
+    /// Your unread messages over all your conversations; null for anyone but you.
+    async fn unread_messages_count(&self, ctx: &Context<'_>) -> Result<Option<i64>> {
+        match ctx.data_opt::<Viewer>().and_then(|viewer| viewer.0) {
+            Some(viewer) if viewer.to_string() == self.id.as_str() => super::conversations::unread_messages(ctx, &self.id).await.map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 pub type UserConnection = Connection<String, User, ConnectionFields, EmptyFields>;

@@ -30,6 +30,7 @@ macro_rules! id_slots {
 
 mod accounts;
 mod content;
+mod conversations;
 mod feeds;
 
 use std::sync::Arc;
@@ -41,10 +42,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plaza_projections::{ReadModelDb, SqlValue};
 
 pub use accounts::UserLoader;
+pub use conversations::Live;
 pub use feeds::RequestCache;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, content::ContentQuery, feeds::FeedQuery);
+pub struct Query(accounts::AccountsQuery, content::ContentQuery, feeds::FeedQuery, conversations::ConversationsQuery);
 
 pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
@@ -53,10 +55,11 @@ pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 /// answer: 1 for a value, [`LIST_COST`] plus its items for a list, [`FEED_COST`] plus its
 /// items for a ranked feed. With `introspection` off, `__schema`/`__type` are refused and
 /// errors suggest no field names.
-pub fn build_schema(db: Arc<dyn ReadModelDb>, introspection: bool) -> PlazaSchema {
+pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, introspection: bool) -> PlazaSchema {
     let builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription)
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(db)
+        .data(live)
         .limit_depth(12)
         .limit_recursive_depth(32)
         .limit_complexity(MAX_COMPLEXITY);
