@@ -62,11 +62,14 @@ services: ## Install and start PostgreSQL, Redis and tansu (Kafka) unless alread
 	@scripts/services.sh
 
 .PHONY: check-architecture
-check-architecture: ## Fail if the domain crate depends on an I/O crate
+check-architecture: ## Fail if the domain crate depends on an I/O crate, or the read side on the write side
 	@deps=$$($(CARGO) tree -p plaza-domain -e normal,build --prefix none --format '{p}' | awk '{print $$1}' | sort -u); \
 	bad=$$(for c in $(IO_CRATES); do grep -qx "$$c" <<<"$$deps" && echo "$$c"; done); \
 	if [ -n "$$bad" ]; then echo "plaza-domain must not depend on I/O crates, found: $$bad"; exit 1; fi; \
-	echo "architecture: plaza-domain depends on no I/O crate"
+	echo "architecture: plaza-domain depends on no I/O crate"; \
+	if $(CARGO) tree -p plaza-read-api -e normal --prefix none --format '{p}' | awk '{print $$1}' | grep -qx plaza-commands; then \
+		echo "plaza-read-api must not depend on plaza-commands (the write side)"; exit 1; fi; \
+	echo "architecture: the read API does not depend on the write side"
 
 .PHONY: clean-test-dbs
 clean-test-dbs: ## Drop databases left behind by earlier test runs

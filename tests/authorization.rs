@@ -31,12 +31,19 @@ struct Scene {
     comment: String,
     /// Someone else's comment on the owner's video (the video's author may delete it).
     their_comment: String,
+    /// The other user's id (not in the conversation).
+    other: String,
+    /// A group the owner owns, with one more member; the other user is not in it.
+    conversation: String,
+    member: String,
+    /// The owner's message in that group.
+    message: String,
 }
 
 fn scene(plaza: &Plaza, row: usize) -> Scene {
     let (owner, owner_token, _) = plaza.register(&format!("owner{row}"));
-    let (_, other_token, _) = plaza.register(&format!("other{row}"));
-    let (_, commenter_token, _) = plaza.register(&format!("commenter{row}"));
+    let (other, other_token, _) = plaza.register(&format!("other{row}"));
+    let (member, commenter_token, _) = plaza.register(&format!("commenter{row}"));
     let video = plaza.send("POST", "/api/v1/videos", Some(json!({ "title": "Mine", "media_url": "https://x.org/v.mp4" })), Some(&owner_token), &[]);
     let video = video.body["video_id"].as_str().unwrap().to_owned();
     let comment = |token: &str| {
@@ -44,11 +51,17 @@ fn scene(plaza: &Plaza, row: usize) -> Scene {
         reply.body["comment_id"].as_str().unwrap().to_owned()
     };
     let (comment, their_comment) = (comment(&owner_token), comment(&commenter_token));
-    Scene { owner, owner_token, other_token, video, comment, their_comment }
+    let group = json!({ "kind": "group", "title": "Ours", "member_ids": [member] });
+    let conversation =
+        plaza.send("POST", "/api/v1/conversations", Some(group), Some(&owner_token), &[]).body["conversation_id"].as_str().unwrap().to_owned();
+    let sent =
+        plaza.send("POST", &format!("/api/v1/conversations/{conversation}/messages"), Some(json!({ "body": "hello" })), Some(&owner_token), &[]);
+    let message = sent.body["message_id"].as_str().unwrap().to_owned();
+    Scene { owner, owner_token, other_token, video, comment, their_comment, other, conversation, member, message }
 }
 
 /// One command: method, path and body (`{owner}`, `{video}`, `{comment}`,
-/// `{their_comment}` are filled in), and the status for anonymous, other, owner.
+/// `{their_comment}`, `{other}`, `{conversation}`, `{member}`, `{message}` are filled in), and the status for anonymous, other, owner.
 type Row = (&'static str, &'static str, Option<Value>, [u16; 3]);
 
 fn rows() -> Vec<Row> {
@@ -62,7 +75,21 @@ fn rows() -> Vec<Row> {
         ("DELETE", "/api/v1/comments/{comment}", None, [401, 403, 200]),
         // The video's author may delete any comment on it.
         ("DELETE", "/api/v1/comments/{their_comment}", None, [401, 403, 200]),
+        // A conversation: its members only (anyone else learns nothing: 404); managing
+        // it, its owner (or admins).
+        ("PUT", "/api/v1/conversations/{conversation}", Some(json!({ "title": "Renamed" })), [401, 404, 200]),
+        ("POST", "/api/v1/conversations/{conversation}/members", Some(json!({ "user_ids": ["{other}"] })), [401, 404, 200]),
+        ("PUT", "/api/v1/conversations/{conversation}/members/{member}", Some(json!({ "role": "admin" })), [401, 404, 200]),
+        ("DELETE", "/api/v1/conversations/{conversation}/members/{member}", None, [401, 404, 200]),
+        ("POST", "/api/v1/conversations/{conversation}/messages", Some(json!({ "body": "hi" })), [401, 404, 201]),
+        ("POST", "/api/v1/conversations/{conversation}/read", Some(json!({ "seq": 1 })), [401, 404, 200]),
+        ("POST", "/api/v1/conversations/{conversation}/typing", None, [401, 404, 204]),
+        ("PUT", "/api/v1/messages/{message}", Some(json!({ "body": "edited" })), [401, 404, 200]),
+        ("DELETE", "/api/v1/messages/{message}", None, [401, 404, 200]),
         // Things any signed-in user may do.
+        ("POST", "/api/v1/conversations", Some(json!({ "kind": "group", "title": "New", "member_ids": [] })), [401, 201, 201]),
+        ("POST", "/api/v1/conversations", Some(json!({ "kind": "direct", "member_id": "{member}" })), [401, 201, 201]),
+        ("POST", "/api/v1/presence/heartbeat", None, [401, 204, 204]),
         ("POST", "/api/v1/users/{owner}/follow", None, [401, 200, 400]),
         ("DELETE", "/api/v1/users/{owner}/follow", None, [401, 409, 400]),
         ("POST", "/api/v1/videos", video(), [401, 201, 201]),
@@ -92,6 +119,10 @@ fn fill(template: &str, scene: &Scene) -> String {
         .replace("{video}", &scene.video)
         .replace("{their_comment}", &scene.their_comment)
         .replace("{comment}", &scene.comment)
+        .replace("{other}", &scene.other)
+        .replace("{conversation}", &scene.conversation)
+        .replace("{member}", &scene.member)
+        .replace("{message}", &scene.message)
 }
 
 fn token(scene: &Scene, caller: As) -> Option<&str> {
@@ -144,4 +175,28 @@ fn queries_show_each_caller_only_their_own() {
     let feed = |caller| ask("{ feed(kind: FOLLOWING, first: 5) { totalCount } }", caller);
     assert_eq!(feed(As::Anonymous)["errors"][0]["extensions"]["code"], "unauthenticated");
     assert_eq!(feed(As::Other)["data"]["feed"]["totalCount"], 0);
+    // A conversation, its messages, and unread counts: its members only.
+    let conversation = json!({ "id": scene.conversation });
+    for query in [
+        "query($id: ID!) { conversation(id: $id) { id } }",
+        "query($id: ID!) { messages(conversationId: $id) { totalCount } }",
+        "{ conversations { totalCount } }",
+    ] {
+        let codes: Vec<Value> = CALLERS
+            .iter()
+            .map(|c| {
+                plaza.graphql_reply(query, conversation.clone(), token(&scene, *c), Some(position)).body["errors"][0]["extensions"]["code"].clone()
+            })
+            .collect();
+        let expected = if query.contains("conversations") {
+            [json!("unauthenticated"), Value::Null, Value::Null]
+        } else {
+            [json!("unauthenticated"), json!("conversation_not_found"), Value::Null]
+        };
+        assert_eq!(codes, expected, "{query}");
+    }
+    let owners = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.owner_token), position);
+    assert_eq!(owners["conversations"]["totalCount"], 1);
+    let others = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.other_token), position);
+    assert_eq!(others["conversations"]["totalCount"], 0);
 }

@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use plaza_domain::accounts::{Email, Password, ProfileChanges, Username};
+use plaza_domain::conversations;
 use plaza_domain::counters::{CounterKey, check_delta};
 use plaza_domain::text::{Lines, clean};
 use plaza_domain::videos::{CommentBody, CreateHashtag, Description, Hashtag, MediaUrl, Title, video_hashtags};
@@ -20,6 +21,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_json::<CommentRequest>(data);
     let _ = decode_json::<HashtagRequest>(data);
     let _ = decode_json::<IncrementRequest>(data);
+    let _ = decode_json::<StartRequest>(data);
+    let _ = decode_json::<UpdateConversationRequest>(data);
+    let _ = decode_json::<MembersRequest>(data);
+    let _ = decode_json::<RoleRequest>(data);
+    let _ = decode_json::<MessageRequest>(data);
+    let _ = decode_json::<EditRequest>(data);
+    let _ = decode_json::<ReadRequest>(data);
     if decode_json::<serde_json::Value>(data).is_ok() {
         assert_eq!(data.iter().find(|b| !b.is_ascii_whitespace()), Some(&b'{'), "only objects are bodies");
     }
@@ -48,6 +56,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = CreateHashtag::new(tag, Some(second), uuid::Uuid::nil());
     }
     let _ = CounterKey::parse_generic(first, second);
+    if let Ok(body) = conversations::Body::parse(text) {
+        let chars = body.as_str().chars().count();
+        assert!((1..=4000).contains(&chars), "{chars}");
+    }
+    let _ = conversations::Title::parse(text);
+    let _ = conversations::Description::parse(text);
+    let _ = conversations::attachment_url(text);
+    let _ = conversations::Role::parse(text);
     if data.len() >= 8 {
         let delta = i64::from_le_bytes(data[..8].try_into().unwrap());
         if let Ok(delta) = check_delta(delta) {
