@@ -20,12 +20,12 @@ use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisPresence, Redi
 use plaza_infra::{Config, Distribution};
 use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projection, Projector};
-use plaza_read_api::{ReadApi, ReadApiSettings};
+use plaza_read_api::{Live, ReadApi, ReadApiSettings};
 use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Worker threads' stacks. Request handling never recurses deeply (documents are
 /// bounded before parsing); this is headroom, not a limit anyone should reach.
@@ -287,6 +287,9 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         Some(redis) => (Arc::new(RedisPresence::new(redis)), Arc::new(RedisTyping::new(redis))),
         None => (Arc::new(LocalPresence::default()), Arc::new(LocalTyping::default())),
     };
+    if redis.is_none() && roles.write_api != roles.read_api {
+        warn!("presence and typing stay in this process: set redis_url so the write and read APIs share them");
+    }
     let mut app = Router::new();
     if let (true, Some(store), Some(tokens)) = (roles.write_api, &store, &tokens) {
         let failures: Arc<dyn FailureLog> = match &redis {
@@ -333,13 +336,12 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
         let settings = ReadApiSettings {
             consistency_timeout: Duration::from_millis(config.consistency_timeout_ms),
-            presence_ttl: Duration::from_secs(config.presence_ttl_secs),
             introspection: config.graphql_introspection,
             proxy_hops: config.trusted_proxy_hops,
         };
         let limiter = limiter(plaza_infra::graphql_rate_limits(&config), "graphql");
-        app =
-            app.merge(plaza_read_api::router(ReadApi::new(db.clone(), store.clone(), progress, tokens.clone(), limiter, presence.clone(), settings)));
+        let live = Live { presence: presence.clone(), typing: typing.clone(), presence_ttl: Duration::from_secs(config.presence_ttl_secs) };
+        app = app.merge(plaza_read_api::router(ReadApi::new(db.clone(), store.clone(), progress, tokens.clone(), limiter, live, settings)));
     }
     let app = app
         .merge(health.routes())

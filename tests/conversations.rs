@@ -294,15 +294,7 @@ fn read_markers_and_unread_counts(profile: Profile) {
 }
 
 fn presence_expires_and_typing_is_for_members(profile: Profile) {
-    // Processes share presence through Redis; the roles deployment runs without it
-    // otherwise.
-    let prefix = format!("plaza-e2e-{}:", uuid::Uuid::now_v7().simple());
-    let mut settings = vec![("PLAZA_PRESENCE_TTL_SECS", "1")];
-    let redis = common::redis_url();
-    if let Profile::Roles = profile {
-        settings.extend([("PLAZA_REDIS_URL", redis.as_str()), ("PLAZA_REDIS_PREFIX", prefix.as_str())]);
-    }
-    let plaza = Plaza::start_with(profile, &settings);
+    let plaza = Plaza::start_live(profile, &[("PLAZA_PRESENCE_TTL_SECS", "1")]);
     let (alice, alice_token, _) = plaza.register("alice");
     let (bob, bob_token, _) = plaza.register("bob");
     const PRESENCE: &str = "query($ids: [ID!]!) { presence(userIds: $ids) { userId online lastSeenAt } }";

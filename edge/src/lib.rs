@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 pub use body::{BodyError, is_json, is_object, read_json};
 pub use ids::canonical_uuid;
 pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits, client_ip, retry_after_secs};
-pub use server::{BodyTimeout, ServerSettings, serve};
+pub use server::{BodyTimeout, ConnectionSlot, ServerSettings, serve};
 pub use tokens::{TokenError, Tokens};
 
 /// An error in the REST shape, `{"error": code, "message": ...}`, for answers given

@@ -90,8 +90,10 @@ pub async fn serve(listener: TcpListener, app: Router, settings: ServerSettings,
     Ok(())
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, _slot: Slot, app: Router, settings: ServerSettings, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, app: Router, settings: ServerSettings, mut stop: watch::Receiver<bool>) {
+    let slot = ConnectionSlot(Arc::new(slot));
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let slot = slot.clone();
         let mut app = app.clone();
         async move {
             if request.uri().to_string().len() > MAX_URI_BYTES {
@@ -99,6 +101,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, _slot: Slot, app:
                 return Ok::<Response, Infallible>(json_error(StatusCode::URI_TOO_LONG, "uri_too_long", &message).into_response());
             }
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(slot);
             request.extensions_mut().insert(BodyTimeout(settings.body_timeout));
             app.call(request.map(Body::new)).await
         }
@@ -143,6 +146,11 @@ struct Slots {
     limit: usize,
     held: Mutex<HashMap<IpAddr, usize>>,
 }
+
+/// A connection's place in the per-address limit, in each request's extensions: a
+/// handler that takes the connection over (a WebSocket) keeps it for as long.
+#[derive(Clone)]
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<Slot>);
 
 /// One connection's place; given back when dropped.
 struct Slot {

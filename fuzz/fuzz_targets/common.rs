@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use plaza_projections::partitions::{Consumed, Tally};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
-use plaza_read_api::{Live, PlazaSchema, RequestCache, Viewer, build_schema};
+use plaza_read_api::{Hub, Live, PlazaSchema, RequestCache, Viewer, build_schema};
 
 struct Empty;
 
@@ -42,7 +42,17 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 
 pub fn schema() -> &'static PlazaSchema {
     static SCHEMA: OnceLock<PlazaSchema> = OnceLock::new();
-    SCHEMA.get_or_init(|| runtime().block_on(async { build_schema(Arc::new(Empty), Live { presence: Arc::new(plaza_live::LocalPresence::default()), presence_ttl: std::time::Duration::from_secs(300) }, true) }))
+    SCHEMA.get_or_init(|| {
+        runtime().block_on(async {
+            let live = Live {
+                presence: Arc::new(plaza_live::LocalPresence::default()),
+                typing: Arc::new(plaza_live::LocalTyping::default()),
+                presence_ttl: std::time::Duration::from_secs(300),
+            };
+            let hub = Hub::start(Arc::new(Empty), tokio::sync::watch::channel(0).1);
+            build_schema(Arc::new(Empty), live, hub, true)
+        })
+    })
 }
 
 /// Runs a request as the read API would, for a signed-in viewer.

@@ -11,6 +11,12 @@
 //!
 //! A member's unread count is `last_seq - read_seq`: a message costs one row, however
 //! many members its conversation has.
+//!
+//! `conversation_changes` logs what subscribers hear of (messages sent, edited and
+//! deleted, read markers, membership), numbered 1, 2, 3, ... in commit order (applies
+//! of a projection are serialised: one writer for SQLite, an advisory lock per
+//! projection through Kafka). Each read API tails it (`plaza_read_api::hub`); the
+//! newest [`CHANGES_KEPT`] are kept.
 
 use plaza_domain::{Event, RecordedEvent};
 
@@ -61,6 +67,16 @@ const SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL
     )",
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq ON messages (conversation_id, seq)",
+    "CREATE TABLE IF NOT EXISTS conversation_changes (
+        id BIGINT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        message_id TEXT,
+        user_ids TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        position BIGINT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS message_changes (
         message_id TEXT PRIMARY KEY,
         body TEXT,
@@ -78,6 +94,55 @@ const ADD_MEMBER: &str = "INSERT INTO conversation_members (conversation_id, use
 
 /// Where a message is: `(conversation_id, seq)` of message `$1`.
 pub const LOCATE_MESSAGE: &str = "SELECT conversation_id, seq FROM messages WHERE id = $1";
+
+/// Changes kept in `conversation_changes` (a read API that falls further behind starts
+/// over from the newest; its subscribers resume with `afterSeq`).
+pub const CHANGES_KEPT: i64 = 100_000;
+
+/// What a change is, in `conversation_changes.kind`.
+pub mod change {
+    pub const SENT: &str = "sent";
+    pub const EDITED: &str = "edited";
+    pub const DELETED: &str = "deleted";
+    pub const READ: &str = "read";
+    pub const ADDED: &str = "added";
+    pub const REMOVED: &str = "removed";
+    pub const ROLE: &str = "role";
+    pub const UPDATED: &str = "updated";
+}
+
+/// A change for subscribers; `user_ids` space-separated.
+struct Change<'a> {
+    conversation_id: &'a uuid::Uuid,
+    kind: &'static str,
+    seq: u64,
+    message_id: Option<&'a uuid::Uuid>,
+    user_ids: String,
+    detail: &'a str,
+}
+
+impl Change<'_> {
+    fn log(self, out: &mut Vec<Statement>, position: &SqlValue) {
+        out.push(Statement::new(
+            "INSERT INTO conversation_changes (id, conversation_id, kind, seq, message_id, user_ids, detail, position)
+             SELECT COALESCE(MAX(id), 0) + 1, CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS BIGINT)
+             FROM conversation_changes",
+            [
+                text(self.conversation_id),
+                text(self.kind),
+                SqlValue::Int(self.seq as i64),
+                self.message_id.map_or(SqlValue::Null, text),
+                text(self.user_ids),
+                text(self.detail),
+                position.clone(),
+            ],
+        ));
+    }
+}
+
+fn joined(user_ids: &[uuid::Uuid]) -> String {
+    user_ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+}
 
 fn text(value: impl ToString) -> SqlValue {
     SqlValue::Text(value.to_string())
@@ -117,11 +182,18 @@ impl Projection for ConversationsProjection {
                 for member in member_ids {
                     out.push(Statement::new(ADD_MEMBER, [id.clone(), text(member), text("member"), position.clone()]));
                 }
+                let everyone: Vec<uuid::Uuid> = std::iter::once(*created_by).chain(member_ids.iter().copied()).collect();
+                Change { conversation_id, kind: change::ADDED, seq: 0, message_id: None, user_ids: joined(&everyone), detail: "" }
+                    .log(out, &position);
             }
-            Event::ConversationUpdated { conversation_id, title, description, .. } => out.push(Statement::new(
-                "UPDATE conversations SET title = $2, description = $3 WHERE id = $1",
-                [text(conversation_id), text(title), text(description)],
-            )),
+            Event::ConversationUpdated { conversation_id, title, description, updated_by } => {
+                out.push(Statement::new(
+                    "UPDATE conversations SET title = $2, description = $3 WHERE id = $1",
+                    [text(conversation_id), text(title), text(description)],
+                ));
+                Change { conversation_id, kind: change::UPDATED, seq: 0, message_id: None, user_ids: updated_by.to_string(), detail: "" }
+                    .log(out, &position);
+            }
             Event::ConversationMembersAdded { conversation_id, user_ids, seq, .. } => {
                 let id = text(conversation_id);
                 out.push(Statement::new(
@@ -133,18 +205,28 @@ impl Projection for ConversationsProjection {
                     // Unread counts start after the messages sent before they joined.
                     out.push(Statement::new(READ_UP_TO, [id.clone(), text(user), SqlValue::Int(*seq as i64)]));
                 }
+                Change { conversation_id, kind: change::ADDED, seq: *seq, message_id: None, user_ids: joined(user_ids), detail: "" }
+                    .log(out, &position);
             }
-            Event::ConversationMemberRemoved { conversation_id, user_id, .. } => out.extend([
-                Statement::new("UPDATE conversations SET member_count = member_count - 1 WHERE id = $1", [text(conversation_id)]),
-                Statement::new(
-                    "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
-                    [text(conversation_id), text(user_id)],
-                ),
-            ]),
-            Event::ConversationRoleChanged { conversation_id, user_id, role, .. } => out.push(Statement::new(
-                "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
-                [text(conversation_id), text(user_id), text(role.as_str())],
-            )),
+            Event::ConversationMemberRemoved { conversation_id, user_id, .. } => {
+                out.extend([
+                    Statement::new("UPDATE conversations SET member_count = member_count - 1 WHERE id = $1", [text(conversation_id)]),
+                    Statement::new(
+                        "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+                        [text(conversation_id), text(user_id)],
+                    ),
+                ]);
+                Change { conversation_id, kind: change::REMOVED, seq: 0, message_id: None, user_ids: user_id.to_string(), detail: "" }
+                    .log(out, &position);
+            }
+            Event::ConversationRoleChanged { conversation_id, user_id, role, .. } => {
+                out.push(Statement::new(
+                    "UPDATE conversation_members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
+                    [text(conversation_id), text(user_id), text(role.as_str())],
+                ));
+                Change { conversation_id, kind: change::ROLE, seq: 0, message_id: None, user_ids: user_id.to_string(), detail: role.as_str() }
+                    .log(out, &position);
+            }
             Event::MessageSent { message_id, conversation_id, sender_id, body, reply_to, attachment_url } => {
                 let seq = SqlValue::Int(envelope.version as i64 + 1);
                 let optional = |value: Option<String>| value.map_or(SqlValue::Null, SqlValue::Text);
@@ -169,29 +251,59 @@ impl Projection for ConversationsProjection {
                          ON CONFLICT (conversation_id) DO UPDATE SET last_seq = excluded.last_seq, last_message_id = excluded.last_message_id,
                              last_position = excluded.last_position
                          WHERE excluded.last_seq > conversation_activity.last_seq",
-                        [text(conversation_id), seq.clone(), text(message_id), position],
+                        [text(conversation_id), seq.clone(), text(message_id), position.clone()],
                     ),
                     // Your own message is read.
                     Statement::new(READ_UP_TO, [text(conversation_id), text(sender_id), seq]),
+                    Statement::new(
+                        "DELETE FROM conversation_changes WHERE id <= (SELECT MAX(id) FROM conversation_changes) - $1",
+                        [SqlValue::Int(CHANGES_KEPT)],
+                    ),
+                ]);
+                Change {
+                    conversation_id,
+                    kind: change::SENT,
+                    seq: envelope.version + 1,
+                    message_id: Some(message_id),
+                    user_ids: sender_id.to_string(),
+                    detail: "",
+                }
+                .log(out, &position);
+            }
+            Event::MessageEdited { message_id, conversation_id, seq, body } => {
+                out.push(Statement::new(
+                    "INSERT INTO message_changes (message_id, body, edited_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (message_id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at",
+                    [text(message_id), text(body), at],
+                ));
+                Change { conversation_id, kind: change::EDITED, seq: *seq, message_id: Some(message_id), user_ids: String::new(), detail: "" }
+                    .log(out, &position);
+            }
+            Event::MessageDeleted { message_id, conversation_id, seq, deleted_by } => {
+                Change {
+                    conversation_id,
+                    kind: change::DELETED,
+                    seq: *seq,
+                    message_id: Some(message_id),
+                    user_ids: deleted_by.to_string(),
+                    detail: "",
+                }
+                .log(out, &position);
+                out.extend([
+                    Statement::new(
+                        "INSERT INTO message_changes (message_id, body, deleted) VALUES ($1, NULL, 1)
+                     ON CONFLICT (message_id) DO UPDATE SET body = NULL, deleted = 1",
+                        [text(message_id)],
+                    ),
+                    // The read model keeps no deleted text (if the message arrives later, its
+                    // body stays hidden by `message_changes`).
+                    Statement::new("UPDATE messages SET body = '' WHERE id = $1", [text(message_id)]),
                 ]);
             }
-            Event::MessageEdited { message_id, body, .. } => out.push(Statement::new(
-                "INSERT INTO message_changes (message_id, body, edited_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (message_id) DO UPDATE SET body = excluded.body, edited_at = excluded.edited_at",
-                [text(message_id), text(body), at],
-            )),
-            Event::MessageDeleted { message_id, .. } => out.extend([
-                Statement::new(
-                    "INSERT INTO message_changes (message_id, body, deleted) VALUES ($1, NULL, 1)
-                     ON CONFLICT (message_id) DO UPDATE SET body = NULL, deleted = 1",
-                    [text(message_id)],
-                ),
-                // The read model keeps no deleted text (if the message arrives later, its
-                // body stays hidden by `message_changes`).
-                Statement::new("UPDATE messages SET body = '' WHERE id = $1", [text(message_id)]),
-            ]),
             Event::ConversationRead { conversation_id, user_id, seq } => {
-                out.push(Statement::new(READ_UP_TO, [text(conversation_id), text(user_id), SqlValue::Int(*seq as i64)]))
+                out.push(Statement::new(READ_UP_TO, [text(conversation_id), text(user_id), SqlValue::Int(*seq as i64)]));
+                Change { conversation_id, kind: change::READ, seq: *seq, message_id: None, user_ids: user_id.to_string(), detail: "" }
+                    .log(out, &position);
             }
             _ => {}
         }

@@ -26,6 +26,12 @@ impl Progress {
         });
     }
 
+    /// Watches one projection's position (0 until it first advances).
+    pub fn watch(&self, projection: &str) -> watch::Receiver<u64> {
+        let mut map = self.projections.lock().expect("progress lock");
+        map.entry(projection.to_owned()).or_insert_with(|| watch::channel(0).0).subscribe()
+    }
+
     /// Each projection and the position it has applied.
     pub fn positions(&self) -> Vec<(String, u64)> {
         let map = self.projections.lock().expect("progress lock");

@@ -7,8 +7,10 @@
 //! time limits, and a bound on nesting ([`nesting`]). Every refusal has GraphQL's error
 //! shape, `{"errors": [{"message", "extensions": {"code"}}]}`.
 
+mod hub;
 mod nesting;
 mod schema;
+mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use plaza_edge::{TokenError, Tokens};
 use plaza_projections::{Progress, ReadModelDb};
 use serde_json::json;
 
+pub use hub::Hub;
 pub use nesting::MAX_NESTING;
 pub use schema::{Live, PlazaSchema, RequestCache, build_schema};
 
@@ -43,11 +46,14 @@ pub struct ReadApi {
     pub limiter: Arc<dyn RateLimiter>,
     /// Proxies in front of this API whose `X-Forwarded-For` is trusted (0: none).
     pub proxy_hops: usize,
+    /// Presence and typing, shared with the schema.
+    pub live: Live,
+    /// How often an open WebSocket marks its user as seen.
+    pub presence_every: Duration,
 }
 
 pub struct ReadApiSettings {
     pub consistency_timeout: Duration,
-    pub presence_ttl: Duration,
     pub introspection: bool,
     pub proxy_hops: usize,
 }
@@ -59,11 +65,16 @@ impl ReadApi {
         progress: Progress,
         tokens: Tokens,
         limiter: Arc<dyn RateLimiter>,
-        presence: Arc<dyn plaza_live::Presence>,
+        live: Live,
         settings: ReadApiSettings,
     ) -> Self {
+        let hub = hub::Hub::start(db.clone(), progress.watch("conversations"));
+        // Well within the TTL, so an open connection never looks offline.
+        let presence_every = (live.presence_ttl / 3).clamp(Duration::from_millis(250), Duration::from_secs(60));
         Self {
-            schema: build_schema(db, Live { presence, presence_ttl: settings.presence_ttl }, settings.introspection),
+            schema: build_schema(db, live.clone(), hub, settings.introspection),
+            live,
+            presence_every,
             progress,
             tokens,
             consistency_timeout: settings.consistency_timeout,
@@ -75,7 +86,11 @@ impl ReadApi {
 }
 
 pub fn router(api: ReadApi) -> Router {
-    Router::new().route("/graphql", get(graphiql).post(graphql)).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(api)
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(ws::upgrade))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
 }
 
 async fn graphiql() -> Html<String> {
@@ -97,6 +112,10 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    fn invalid_min_position() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_min_position", "Plaza-Min-Position must be a position returned by a command")
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), retry_after: None }
     }
@@ -158,9 +177,7 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
     let body = plaza_edge::read_json(request, MAX_BODY_BYTES).await.map_err(|e| Refusal::new(e.status, e.code, e.message))?;
     let request = parse_request(&body)?;
     if let Some(value) = headers.get("plaza-min-position") {
-        let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
-            Refusal::new(StatusCode::BAD_REQUEST, "invalid_min_position", "Plaza-Min-Position must be a position returned by a command")
-        })?;
+        let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(Refusal::invalid_min_position)?;
         wait_for_position(&api, position).await?;
     }
     let response = api.schema.execute(request.data(Viewer(viewer)).data(RequestCache::default())).await;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -134,6 +136,17 @@ fn free_port() -> u16 {
 impl Plaza {
     pub fn start(profile: Profile) -> Self {
         Self::start_with(profile, &[])
+    }
+
+    /// Starts with what presence and typing need across processes: the roles deployment
+    /// otherwise runs without Redis, and its write and read APIs would not share them.
+    pub fn start_live(profile: Profile, extra: &[(&str, &str)]) -> Self {
+        let (redis, prefix) = (redis_url(), format!("plaza-e2e-{}:", uuid::Uuid::new_v4().simple()));
+        let mut settings: Vec<(&str, &str)> = extra.to_vec();
+        if let Profile::Roles = profile {
+            settings.extend([("PLAZA_REDIS_URL", redis.as_str()), ("PLAZA_REDIS_PREFIX", prefix.as_str())]);
+        }
+        Self::start_with(profile, &settings)
     }
 
     /// Starts with extra `PLAZA_*` settings (an empty value unsets one).
@@ -290,6 +303,11 @@ impl Plaza {
         let text = response.body_mut().with_config().limit(16 * 1024 * 1024).read_to_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Reply { status: response.status().as_u16(), body, headers }
+    }
+
+    /// The port of the read API (the process that serves GraphQL).
+    pub fn read_port(&self) -> u16 {
+        self.processes[self.processes.len().min(2) - 1].port
     }
 
     /// The port of one process of the deployment.

@@ -16,10 +16,11 @@ use super::accounts::{User, UserLoader};
 use super::{ConnectionFields, bad_request, db, page_size};
 use crate::Viewer;
 
-/// What the conversation queries need besides the read models.
+/// What the conversation queries and subscriptions need besides the read models.
 #[derive(Clone)]
 pub struct Live {
     pub presence: Arc<dyn Presence>,
+    pub typing: Arc<dyn plaza_live::TypingSignals>,
     pub presence_ttl: Duration,
 }
 
@@ -39,7 +40,7 @@ pub enum Role {
     Member,
 }
 
-fn role(text: &str) -> Role {
+pub(crate) fn role(text: &str) -> Role {
     match text {
         "owner" => Role::Owner,
         "admin" => Role::Admin,
@@ -84,6 +85,10 @@ pub struct Message {
     pub deleted: bool,
     #[graphql(skip)]
     sender_id: String,
+    /// The sender, when whoever built the message loaded it already (the hub does,
+    /// once for all subscribers).
+    #[graphql(skip)]
+    pub(crate) sender: Option<User>,
 }
 
 #[derive(SimpleObject, Clone)]
@@ -139,17 +144,24 @@ fn conversation_from_row(row: &Row) -> Result<Conversation> {
     })
 }
 
-/// A message with its edits; `$1` is its conversation.
-macro_rules! message_columns {
+/// A message's columns with its edits (`m` joined to `x`).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! message_fields {
     () => {
-        "SELECT m.id, m.seq, m.conversation_id, CASE WHEN COALESCE(x.deleted, 0) = 1 THEN NULL ELSE COALESCE(x.body, m.body) END,
-                m.reply_to, m.attachment_url, m.created_at, x.edited_at, COALESCE(x.deleted, 0), m.sender_id
-         FROM messages m LEFT JOIN message_changes x ON x.message_id = m.id
-         WHERE m.conversation_id = $1"
+        "m.id, m.seq, m.conversation_id, CASE WHEN COALESCE(x.deleted, 0) = 1 THEN NULL ELSE COALESCE(x.body, m.body) END,
+         m.reply_to, m.attachment_url, m.created_at, x.edited_at, COALESCE(x.deleted, 0), m.sender_id"
     };
 }
 
-fn message_from_row(row: &Row) -> Result<Message> {
+/// Messages with their edits; `$1` is their conversation.
+macro_rules! message_columns {
+    () => {
+        concat!("SELECT ", message_fields!(), " FROM messages m LEFT JOIN message_changes x ON x.message_id = m.id WHERE m.conversation_id = $1")
+    };
+}
+
+pub(crate) fn message_from_row(row: &Row) -> Result<Message> {
     let deleted = row.int(8)? == 1;
     Ok(Message {
         id: ID(row.text(0)?.to_owned()),
@@ -165,10 +177,11 @@ fn message_from_row(row: &Row) -> Result<Message> {
         },
         deleted,
         sender_id: row.text(9)?.to_owned(),
+        sender: None,
     })
 }
 
-fn viewer(ctx: &Context<'_>) -> Result<String> {
+pub(crate) fn viewer(ctx: &Context<'_>) -> Result<String> {
     ctx.data_opt::<Viewer>().and_then(|v| v.0).map(|id| id.to_string()).ok_or_else(|| bad_request("sign in to read conversations", "unauthenticated"))
 }
 
@@ -177,7 +190,7 @@ fn not_found() -> Error {
 }
 
 /// The conversation as the viewer sees it; `conversation_not_found` unless a member.
-pub(crate) async fn conversation_for(ctx: &Context<'_>, user: &str, conversation_id: &str) -> Result<Conversation> {
+pub async fn conversation_for(ctx: &Context<'_>, user: &str, conversation_id: &str) -> Result<Conversation> {
     const SQL: &str = concat!(conversation_columns!(), " AND me.conversation_id = $2");
     let rows = db(ctx).query(SQL, vec![user.into(), conversation_id.into()]).await?;
     rows.first().map(conversation_from_row).transpose()?.ok_or_else(not_found)
@@ -215,9 +228,18 @@ impl Conversation {
     }
 }
 
+impl Message {
+    pub(crate) fn sender_id(&self) -> &str {
+        &self.sender_id
+    }
+}
+
 #[ComplexObject]
 impl Message {
     async fn sender(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        if let Some(sender) = &self.sender {
+            return Ok(Some(sender.clone()));
+        }
         ctx.data_unchecked::<DataLoader<UserLoader>>().load_one(self.sender_id.clone()).await
     }
 }
@@ -251,7 +273,6 @@ pub(crate) async fn message_page(
     (first, after): (Option<i32>, Option<String>),
     (last, before): (Option<i32>, Option<String>),
 ) -> Result<MessageConnection> {
-    const FORWARDS: &str = concat!(message_columns!(), " AND m.seq > $2 ORDER BY m.seq LIMIT $3");
     const BACKWARDS: &str = concat!(message_columns!(), " AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3");
     let id = conversation.id.to_string();
     let fields = || ConnectionFields { total_count: conversation.last_seq };
@@ -261,10 +282,9 @@ pub(crate) async fn message_page(
         }
         let limit = page_size(first)?;
         let after_seq = seq_cursor(after.as_deref(), "after")?.unwrap_or(0);
-        let rows = db(ctx).query(FORWARDS, vec![id.into(), SqlValue::Int(after_seq), SqlValue::Int(limit + 1)]).await?;
-        let mut connection = Connection::with_additional_fields(after_seq > 0, rows.len() as i64 > limit, fields());
-        for row in rows.iter().take(limit as usize) {
-            let message = message_from_row(row)?;
+        let messages = messages_after(db(ctx).as_ref(), &id, after_seq, limit + 1).await?;
+        let mut connection = Connection::with_additional_fields(after_seq > 0, messages.len() as i64 > limit, fields());
+        for message in messages.into_iter().take(limit as usize) {
             connection.edges.push(Edge::new(message.seq.to_string(), message));
         }
         return Ok(connection);
@@ -278,6 +298,13 @@ pub(crate) async fn message_page(
         connection.edges.push(Edge::new(message.seq.to_string(), message));
     }
     Ok(connection)
+}
+
+/// Up to `limit` messages of a conversation after seq `after`, in seq order.
+pub(crate) async fn messages_after(db: &dyn plaza_projections::ReadModelDb, conversation_id: &str, after: i64, limit: i64) -> Result<Vec<Message>> {
+    const FORWARDS: &str = concat!(message_columns!(), " AND m.seq > $2 ORDER BY m.seq LIMIT $3");
+    let rows = db.query(FORWARDS, vec![conversation_id.into(), SqlValue::Int(after), SqlValue::Int(limit)]).await?;
+    rows.iter().map(message_from_row).collect()
 }
 
 #[derive(Default)]

@@ -32,31 +32,36 @@ mod accounts;
 mod content;
 mod conversations;
 mod feeds;
+pub(crate) mod realtime;
 
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptyMutation, EmptySubscription, Error, ErrorExtensions, MergedObject, Result, Schema, SimpleObject};
+use async_graphql::{Context, EmptyMutation, Error, ErrorExtensions, MergedObject, Result, Schema, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use plaza_projections::{ReadModelDb, SqlValue};
 
 pub use accounts::UserLoader;
+pub(crate) use accounts::user_from_row;
 pub use conversations::Live;
+pub(crate) use conversations::{message_from_row, role as role_from_str};
 pub use feeds::RequestCache;
+pub use realtime::Subscription;
 
 #[derive(MergedObject, Default)]
 pub struct Query(accounts::AccountsQuery, content::ContentQuery, feeds::FeedQuery, conversations::ConversationsQuery);
 
-pub type PlazaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type PlazaSchema = Schema<Query, EmptyMutation, Subscription>;
 
 /// The schema over the read models. Limits: selection depth 12, recursion (fragments
 /// included) 32, and complexity [`MAX_COMPLEXITY`], where a field costs what it costs to
 /// answer: 1 for a value, [`LIST_COST`] plus its items for a list, [`FEED_COST`] plus its
 /// items for a ranked feed. With `introspection` off, `__schema`/`__type` are refused and
 /// errors suggest no field names.
-pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, introspection: bool) -> PlazaSchema {
-    let builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, hub: crate::hub::Hub, introspection: bool) -> PlazaSchema {
+    let builder = Schema::build(Query::default(), EmptyMutation, Subscription)
+        .data(hub)
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(db)
         .data(live)

@@ -1,0 +1,236 @@
+//! The hub: one per read API process. It tails the conversations read model's change log
+//! (`conversation_changes`, see `plaza_projections::conversations`), renders each change
+//! once (the message and its sender read once) and hands it to every subscriber of this
+//! process who may see it: the conversation's subscribers, and the inboxes of its
+//! members. A change is only read once its transaction committed, so a subscriber only
+//! hears of what it can already read.
+//!
+//! It reads the log when the `conversations` projection advances (this process's
+//! projector, or a change notice from another) and at least every [`POLL`].
+//!
+//! Subscribers hold `broadcast` receivers of [`BUFFER`] events: one that falls that far
+//! behind misses events and is told so (`RESYNC`), never silently.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_graphql::ID;
+use plaza_projections::conversations::change;
+use plaza_projections::{ReadModelDb, Row, SqlValue};
+use tokio::sync::{broadcast, watch};
+use tracing::warn;
+
+use crate::schema::realtime::{ConversationEvent, ConversationEventKind, InboxEvent, InboxEventKind};
+use crate::schema::{message_from_row, role_from_str, user_from_row};
+
+/// Events a subscriber may fall behind before it is told to resync.
+pub const BUFFER: usize = 1024;
+/// The longest the hub waits before looking at the log again.
+const POLL: Duration = Duration::from_millis(200);
+/// Changes read per query.
+const PAGE: i64 = 500;
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conversations: Mutex<HashMap<String, broadcast::Sender<Arc<ConversationEvent>>>>,
+    inboxes: Mutex<HashMap<String, broadcast::Sender<Arc<InboxEvent>>>>,
+}
+
+/// Changes with their message and its sender, after change `$1`.
+const CHANGES: &str = concat!(
+    "SELECT ch.id, ch.conversation_id, ch.kind, ch.seq, ch.user_ids, ch.detail, ",
+    crate::message_fields!(),
+    ", ",
+    crate::user_columns!(),
+    " FROM conversation_changes ch
+     LEFT JOIN messages m ON m.id = ch.message_id
+     LEFT JOIN message_changes x ON x.message_id = m.id
+     LEFT JOIN users u ON u.id = m.sender_id LEFT JOIN user_counts c ON c.user_id = u.id
+     WHERE ch.id > $1 ORDER BY ch.id LIMIT $2"
+);
+/// Where the columns of [`CHANGES`] start: the message's, then its sender's.
+const MESSAGE_AT: usize = 6;
+const SENDER_AT: usize = 16;
+
+/// The members of a conversation and how far each has read.
+const MEMBERS_READ: &str = "SELECT m.user_id, COALESCE(r.read_seq, 0) FROM conversation_members m
+     LEFT JOIN conversation_reads r ON r.conversation_id = m.conversation_id AND r.user_id = m.user_id
+     WHERE m.conversation_id = $1";
+
+impl Hub {
+    /// Starts tailing the log from its newest change; `advanced` ticks when the
+    /// conversations projection has applied more.
+    pub fn start(db: Arc<dyn ReadModelDb>, advanced: watch::Receiver<u64>) -> Self {
+        let inner = Arc::new(Inner::default());
+        tokio::spawn(tail(Arc::downgrade(&inner), db, advanced));
+        Self { inner }
+    }
+
+    /// Every change of the conversation from now on.
+    pub fn conversation(&self, conversation_id: &str) -> broadcast::Receiver<Arc<ConversationEvent>> {
+        let mut map = self.inner.conversations.lock().expect("hub lock");
+        map.entry(conversation_id.to_owned()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe()
+    }
+
+    /// Every new message of the user's conversations from now on.
+    pub fn inbox(&self, user_id: &str) -> broadcast::Receiver<Arc<InboxEvent>> {
+        let mut map = self.inner.inboxes.lock().expect("hub lock");
+        map.entry(user_id.to_owned()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe()
+    }
+}
+
+async fn tail(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut advanced: watch::Receiver<u64>) {
+    let mut last = loop {
+        match db.query("SELECT COALESCE(MAX(id), 0) FROM conversation_changes", vec![]).await {
+            Ok(rows) => break rows.first().and_then(|row| row.int(0).ok()).unwrap_or(0),
+            Err(error) => warn!(%error, "the hub cannot read the change log yet"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            changed = advanced.changed(), if watching => watching = changed.is_ok(),
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        loop {
+            let rows = match db.query(CHANGES, vec![SqlValue::Int(last), SqlValue::Int(PAGE)]).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    warn!(%error, "the hub cannot read the change log");
+                    break;
+                }
+            };
+            let Some(newest) = rows.last().and_then(|row| row.int(0).ok()) else { break };
+            if newest > last + rows.len() as i64 {
+                // Older changes were pruned before this hub read them (it fell more than
+                // the kept changes behind): their subscribers missed them.
+                warn!(missed = newest - last - rows.len() as i64, "the hub fell behind the change log");
+            }
+            inner.deliver(&db, &rows).await;
+            last = newest;
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        inner.sweep();
+    }
+}
+
+impl Inner {
+    async fn deliver(&self, db: &Arc<dyn ReadModelDb>, rows: &[Row]) {
+        // Who reads each conversation with a new message, asked once per batch and only
+        // when someone here subscribed to an inbox.
+        let inboxes_open = !self.inboxes.lock().expect("hub lock").is_empty();
+        let mut readers: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for row in rows {
+            let Some(event) = render(row) else { continue };
+            let event = Arc::new(event);
+            let conversation = event.conversation_id.to_string();
+            if let Some(sender) = self.conversations.lock().expect("hub lock").get(&conversation) {
+                let _ = sender.send(event.clone());
+            }
+            if !inboxes_open || event.kind != ConversationEventKind::MessageSent {
+                continue;
+            }
+            if !readers.contains_key(&conversation) {
+                match db.query(MEMBERS_READ, vec![conversation.as_str().into()]).await {
+                    Ok(members) => {
+                        let list = members.iter().filter_map(|m| Some((m.text(0).ok()?.to_owned(), m.int(1).ok()?))).collect();
+                        readers.insert(conversation.clone(), list);
+                    }
+                    Err(error) => {
+                        warn!(%error, "the hub cannot read a conversation's members");
+                        continue;
+                    }
+                }
+            }
+            let Some(message) = &event.message else { continue };
+            let inboxes = self.inboxes.lock().expect("hub lock");
+            for (user_id, read_seq) in &readers[&conversation] {
+                if let Some(inbox) = inboxes.get(user_id) {
+                    let unread = if *user_id == message.sender_id() { 0 } else { (message.seq - read_seq).max(0) };
+                    let _ = inbox.send(Arc::new(InboxEvent {
+                        kind: InboxEventKind::Message,
+                        conversation_id: Some(event.conversation_id.clone()),
+                        message: Some(message.clone()),
+                        unread_count: Some(unread),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Forgets the channels nobody listens to any more.
+    fn sweep(&self) {
+        self.conversations.lock().expect("hub lock").retain(|_, sender| sender.receiver_count() > 0);
+        self.inboxes.lock().expect("hub lock").retain(|_, sender| sender.receiver_count() > 0);
+    }
+}
+
+/// A change as subscribers see it; `None` for a change about a message this read model
+/// does not hold yet (an edit applied before the message: its `sent` change follows and
+/// shows the edit).
+fn render(row: &Row) -> Option<ConversationEvent> {
+    let conversation_id = ID(row.text(1).ok()?.to_owned());
+    let kind = row.text(2).ok()?;
+    let seq = row.int(3).ok()?;
+    let user_ids: Vec<ID> = row.text(4).ok()?.split_whitespace().map(|id| ID(id.to_owned())).collect();
+    let detail = row.text(5).ok()?;
+    let message = || {
+        if !matches!(row.0.get(MESSAGE_AT), Some(SqlValue::Text(_))) {
+            return None;
+        }
+        let mut message = message_from_row(&Row(row.0[MESSAGE_AT..SENDER_AT].to_vec())).ok()?;
+        message.sender = user_from_row(&Row(row.0[SENDER_AT..].to_vec())).ok();
+        Some(message)
+    };
+    let mut event = ConversationEvent::new(ConversationEventKind::MessageSent, conversation_id);
+    match kind {
+        change::SENT | change::EDITED | change::DELETED => {
+            event.kind = match kind {
+                change::SENT => ConversationEventKind::MessageSent,
+                change::EDITED => ConversationEventKind::MessageEdited,
+                _ => ConversationEventKind::MessageDeleted,
+            };
+            event.message = Some(message()?);
+            event.seq = Some(seq);
+        }
+        change::READ => {
+            event.kind = ConversationEventKind::Read;
+            event.seq = Some(seq);
+            event.user_ids = user_ids;
+        }
+        change::ADDED => {
+            event.kind = ConversationEventKind::MembersAdded;
+            event.user_ids = user_ids;
+        }
+        change::REMOVED => {
+            event.kind = ConversationEventKind::MemberRemoved;
+            event.user_ids = user_ids;
+        }
+        change::ROLE => {
+            event.kind = ConversationEventKind::RoleChanged;
+            event.user_ids = user_ids;
+            event.role = Some(role_from_str(detail));
+        }
+        change::UPDATED => {
+            event.kind = ConversationEventKind::Updated;
+            event.user_ids = user_ids;
+        }
+        _ => return None,
+    }
+    Some(event)
+}
+
+/// Users named by a change (removals end their subscriptions).
+pub(crate) fn names(event: &ConversationEvent, user_id: &str) -> bool {
+    event.user_ids.iter().any(|id| id.as_str() == user_id)
+}
