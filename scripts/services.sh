@@ -25,6 +25,8 @@ readonly PG_MIN_CONNECTIONS=300
 readonly PG_WAIT_SECS=30
 readonly REDIS_HOST=127.0.0.1 REDIS_PORT=6379
 readonly REDIS_WAIT_SECS=10
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly ROOT
 
 APT_UPDATED=""      # apt-get update runs at most once per invocation
 LOCKED=""           # slow-path lock taken?
@@ -398,6 +400,21 @@ ensure_kafka() {
     echo "kafka: ready ($KAFKA_HOST:$KAFKA_PORT, tansu)"
 }
 
+# --- Node (the reference graphql-ws client of the subscription tests) -------------
+
+ensure_node_client() {
+    if ! have node || ! have npm; then
+        apt_install nodejs npm
+    fi
+    local dir="$ROOT/clients/graphql-ws"
+    # npm ci installs exactly what package-lock.json names; again only when it changed.
+    if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        log "installing the graphql-ws client (npm ci)"
+        (cd "$dir" && npm ci --no-audit --no-fund >&2) || die "npm ci in $dir failed"
+    fi
+    echo "node: ready ($(node --version), graphql-ws client in clients/graphql-ws)"
+}
+
 # --- main ------------------------------------------------------------------------
 
 main() {
@@ -408,6 +425,7 @@ main() {
     ensure_postgres
     ensure_redis
     ensure_kafka
+    ensure_node_client
 }
 
 main "$@"
