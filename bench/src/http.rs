@@ -186,6 +186,11 @@ impl Server {
         bail!("plaza did not become ready within 60 s; its log:\n{}", self.log())
     }
 
+    /// The process id (for its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("cannot check the plaza process")? {
             bail!("plaza exited with {status}; its log:\n{}", self.log());

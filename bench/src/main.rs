@@ -7,6 +7,7 @@ mod appends;
 mod cluster;
 mod hotpaths;
 mod http;
+mod messaging;
 mod pg;
 mod projection;
 mod report;
@@ -47,6 +48,7 @@ enum Section {
     Projection,
     Cluster,
     Hot,
+    Messaging,
 }
 
 /// How long and how big each section runs.
@@ -91,6 +93,7 @@ fn main() -> anyhow::Result<()> {
     let projection = if runs(Section::Projection) { runtime.block_on(projection::run_all(&settings, &admin))? } else { vec![] };
     let cluster = if runs(Section::Cluster) { Some(cluster::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let hot = if runs(Section::Hot) { Some(hotpaths::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
+    let messaging = if runs(Section::Messaging) { Some(messaging::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
 
     let report = report::Report {
         date,
@@ -101,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         projection: &projection,
         cluster: cluster.as_ref(),
         hot: hot.as_ref(),
+        messaging: messaging.as_ref(),
     };
     write_report(&cli.out, &report.render())?;
     eprintln!("plaza-bench: report written to {}", cli.out.display());

@@ -67,6 +67,7 @@ pub struct Report<'a> {
     pub projection: &'a [ProjectionResult],
     pub cluster: Option<&'a ClusterResult>,
     pub hot: Option<&'a HotPaths>,
+    pub messaging: Option<&'a crate::messaging::Messaging>,
 }
 
 fn ms(value: f64) -> String {
@@ -99,6 +100,9 @@ impl Report<'_> {
         }
         if let Some(hot) = self.hot {
             self.hot_section(hot, &mut out);
+        }
+        if let Some(messaging) = self.messaging {
+            self.messaging_section(messaging, &mut out);
         }
         out
     }
@@ -303,6 +307,64 @@ impl Report<'_> {
              both write to the same PostgreSQL on the same 2 CPUs: a second projector buys failover and room on other \
              machines, not throughput here.\n",
             thousands(self.settings.projection_events as u64)
+        );
+    }
+
+    fn messaging_section(&self, messaging: &crate::messaging::Messaging, out: &mut String) {
+        let _ = writeln!(out, "## 6. Messaging\n");
+        let _ = writeln!(out, "| Profile | Workload | Connections | Messages/s | p50 (ms) | p99 (ms) | Requests | Failures | vs no-op |");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let baseline = |profile: &str| messaging.loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second);
+        for l in &messaging.loads {
+            let ratio = baseline(l.profile).map_or_else(String::new, |b| format!("{:.1} %", 100.0 * l.per_second / b));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
+                l.profile,
+                l.workload,
+                l.connections,
+                rate(l.per_second),
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                thousands(l.requests),
+                thousands(l.failures)
+            );
+        }
+        let _ = writeln!(out, "\n| Profile | Subscribers | Messages (rate) | Delivered | p50 (ms) | p99 (ms) | max (ms) | Read API memory per idle connection | Read API CPU per delivery | Setup |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for d in &messaging.deliveries {
+            let memory = d.kib_per_connection.map_or_else(|| "n/a".to_owned(), |kib| format!("{kib:.1} KiB"));
+            let cpu = d.cpu_us_per_delivery.map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} µs"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} ({}/s) | {} of {} | {} | {} | {} | {memory} | {cpu} | {:.1} s |",
+                d.profile,
+                thousands(d.subscribers as u64),
+                d.messages,
+                d.rate,
+                thousands(d.delivered as u64),
+                thousands(d.expected as u64),
+                ms(d.p50_ms),
+                ms(d.p99_ms),
+                ms(d.max_ms),
+                d.setup.as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n**Method.** Throughput: `wrk` (one thread, keep-alive connections) for {} per workload; every answer is a \
+             `201` after the message's append was acknowledged (durable). \"1,000 direct conversations\": each request sends \
+             to the next of {} direct conversations among 50 users, as one of its two members. \"one group\": every request \
+             sends into one group of those 50 users, from each in turn; the sending task batches what arrives meanwhile into \
+             one append. Delivery: the benchmark opens that many WebSocket connections to the read API (`graphql-transport-ws`, \
+             tokens of the 50 members in turn), each subscribed to `conversationEvents` of one group, waits until all heard a \
+             probe message, then sends messages at the given rate through the write API; each carries its send time, and each \
+             subscriber records when it heard it (same machine, same clock). Latency is from before the `POST` to arrival, so it \
+             includes the command, the projection (through Kafka in the cluster), the hub's read of the change log and the fan-out. \
+             Memory: growth of the read API's resident set from before the connections to after all subscribed and heard the \
+             probe, divided by the connections. The benchmark's 10,000 client connections run on the same 2 CPUs as the server.\n",
+            seconds(self.settings.http_case),
+            crate::messaging::DIRECT
         );
     }
 

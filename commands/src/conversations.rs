@@ -5,7 +5,9 @@
 //! appends whatever messages arrived meanwhile as one append: a hot group's senders
 //! share one write and never make each other retry. Before each batch the task reads
 //! what `conversation-{id}` gained since it last looked (one read per batch, not per
-//! message), so a member removed by any process stops sending from the removal on. The
+//! message), so a member removed by any process stops sending from the removal on. (A
+//! store no other process appends to (SQLite) needs no such read: the membership
+//! commands of this process tell the task, which reads the stream again only then.) The
 //! batch is appended without an expected version: the store numbers the events of the
 //! messages stream, a message's seq is its version + 1, so the tasks of several
 //! processes interleave their batches and never retry.
@@ -110,6 +112,8 @@ struct Tasks {
 enum Job {
     Send { message: Message, reply: oneshot::Sender<Result<Sent, CommandError>> },
     Look { user_id: Uuid, reply: oneshot::Sender<Result<Membership, CommandError>> },
+    /// The conversation's stream changed (a membership command of this process).
+    Changed,
 }
 
 struct Message {
@@ -207,7 +211,13 @@ impl Conversations {
         if !self.pipeline.exists(&stream).await? {
             return Err(DomainError::ConversationNotFound.into());
         }
-        self.pipeline.execute(&stream, ctx, command).await
+        let outcome = self.pipeline.execute(&stream, ctx, command).await?;
+        // Before answering: whatever is sent after this answer sees the change.
+        let running = self.tasks.lock().expect("tasks lock").running.get(&conversation_id).cloned();
+        if let Some(queue) = running {
+            let _ = queue.send(Job::Changed).await;
+        }
+        Ok(outcome)
     }
 
     /// Every user must exist: `user_not_found` otherwise.
@@ -390,13 +400,19 @@ impl Task {
                     Err(_) => break,
                 }
             }
-            if let Err(error) = self.refresh().await {
+            // Another process may have changed the membership (a shared store), or this
+            // one did: read what the conversation's stream gained.
+            let changed = batch.iter().any(|job| matches!(job, Job::Changed));
+            if (self.store.shared() || changed || self.last_seq.is_none())
+                && let Err(error) = self.refresh().await
+            {
                 warn!(conversation = %self.conversation_id, %error, "cannot read the conversation");
                 self.forget();
                 for job in batch {
                     match job {
                         Job::Send { reply, .. } => drop(reply.send(Err(copy_error(&error)))),
                         Job::Look { reply, .. } => drop(reply.send(Err(copy_error(&error)))),
+                        Job::Changed => {}
                     }
                 }
                 continue;
@@ -411,6 +427,7 @@ impl Task {
                         Ok(_) => sends.push((message, reply)),
                         Err(refused) => drop(reply.send(Err(refused.into()))),
                     },
+                    Job::Changed => {}
                 }
             }
             if !sends.is_empty() {

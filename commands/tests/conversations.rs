@@ -107,10 +107,29 @@ async fn postgres_seq_has_no_gaps_across_writers() {
     seq_has_no_gaps(vec![first, second]).await;
 }
 
+async fn postgres_store() -> Arc<dyn EventStore> {
+    let admin = std::env::var("PLAZA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL runs (make services)");
+    tokio::spawn(connection);
+    let name = format!("plaza_test_{}", Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    Arc::new(PgEventStore::connect(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0)).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_edits_deletions_and_read_markers() {
+async fn sqlite_membership_edits_deletions_and_read_markers() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    membership_edits_deletions_and_read_markers(Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_membership_edits_deletions_and_read_markers() {
+    membership_edits_deletions_and_read_markers(postgres_store().await).await;
+}
+
+/// On a shared store (PostgreSQL) a second writer stands for another write-API
+/// process; an SQLite store has one process, whose own commands tell its senders.
+async fn membership_edits_deletions_and_read_markers(store: Arc<dyn EventStore>) {
     let settings = ConversationSettings { max_members: 3, edit_window: std::time::Duration::from_millis(300) };
     let chats = Conversations::new(store.clone(), Arc::new(NoIndex), settings);
     // Another writer (process) that has not seen the removal below.
@@ -130,10 +149,11 @@ async fn membership_edits_deletions_and_read_markers() {
     assert_eq!(code(chats.add_members(group, &[extra], &ctx(owner)).await), "group_full");
     assert_eq!(code(chats.add_members(group, &[member], &ctx(owner)).await), "already_member");
 
-    let sent = other.send(group, text("from the other writer"), &ctx(outsider)).await.unwrap();
+    let sender = if store.shared() { &other } else { &chats };
+    let sent = sender.send(group, text("from the other writer"), &ctx(outsider)).await.unwrap();
     assert_eq!(sent.seq, 1);
     chats.remove_member(group, outsider, &ctx(owner)).await.unwrap();
-    assert_eq!(code(other.send(group, text("still here?"), &ctx(outsider)).await), "conversation_not_found", "removed from the removal on");
+    assert_eq!(code(sender.send(group, text("still here?"), &ctx(outsider)).await), "conversation_not_found", "removed from the removal on");
     assert_eq!(code(chats.remove_member(group, owner, &ctx(owner)).await), "forbidden", "the owner hands over first");
 
     let hello = chats.send(group, text("hello"), &ctx(member)).await.unwrap();

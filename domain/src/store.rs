@@ -106,4 +106,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Stores a snapshot unless a newer one (higher version) is already stored.
     async fn write_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+
+    /// Whether other processes may append to this store. PostgreSQL and EventStoreDB are
+    /// shared by every write API; an SQLite store belongs to the one process that opened
+    /// it, which may then trust what it appended itself.
+    fn shared(&self) -> bool {
+        true
+    }
 }

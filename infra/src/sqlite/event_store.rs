@@ -190,6 +190,10 @@ impl EventStore for SqliteEventStore {
         self.jobs.send(Write::Snapshot { snapshot, reply }).map_err(|_| unavailable("the writer thread has stopped"))?;
         answer.await.map_err(|_| unavailable("the writer thread dropped the snapshot"))?
     }
+
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, commits: &AtomicU64) {
