@@ -24,7 +24,11 @@ struct Node {
 impl Node {
     fn subscribe(port: u16, token: &str, query: &str, variables: Value, extensions: Value) -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/graphql-ws");
-        assert!(dir.join("node_modules/graphql-ws").is_dir(), "the graphql-ws client is not installed: run `make test` (npm ci in {})", dir.display());
+        assert!(
+            dir.join("node_modules/graphql-ws").is_dir(),
+            "the graphql-ws client is not installed: run `make test` (npm ci in {})",
+            dir.display()
+        );
         let mut child = Command::new("node")
             .arg(dir.join("subscribe.mjs"))
             .env("PLAZA_WS", format!("ws://127.0.0.1:{port}/graphql/ws"))

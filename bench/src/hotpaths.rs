@@ -199,7 +199,14 @@ fn views_script(videos: &[String]) -> String {
 }
 
 /// Runs wrk (one thread, `connections` keep-alive connections) and reads its summary.
-pub fn wrk(profile: &'static str, workload: &'static str, url: &str, script: Option<&Path>, connections: usize, seconds: u64) -> anyhow::Result<Load> {
+pub fn wrk(
+    profile: &'static str,
+    workload: &'static str,
+    url: &str,
+    script: Option<&Path>,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Load> {
     let mut command = Command::new("wrk");
     command.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "--timeout", "10s"]);
     if let Some(script) = script {

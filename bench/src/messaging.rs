@@ -103,7 +103,10 @@ fn run_profile(
         let url = if script.is_none() { format!("{write}/healthz") } else { write.to_owned() };
         eprintln!("[messaging] {profile}: {workload}, {connections} connections, {seconds} s...");
         let load = wrk(profile, workload, &url, script.map(|p| p.as_path()), connections, seconds)?;
-        eprintln!("[messaging] {profile}: {workload}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failures", load.per_second, load.p50_ms, load.p99_ms, load.failures);
+        eprintln!(
+            "[messaging] {profile}: {workload}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failures",
+            load.per_second, load.p50_ms, load.p99_ms, load.failures
+        );
         messaging.loads.push(load);
     }
     // Deliveries go to a group of their own, quiet but for the measured messages.
@@ -119,7 +122,13 @@ fn run_profile(
         let delivery = runtime.block_on(deliver(profile, &target, &tokens, subscribers, messages, rate, read_pid))?;
         eprintln!(
             "[messaging] {profile}: {subscribers} subscribers: {}/{} delivered, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {:?} KiB per connection, {:?} µs CPU per delivery",
-            delivery.delivered, delivery.expected, delivery.p50_ms, delivery.p99_ms, delivery.max_ms, delivery.kib_per_connection, delivery.cpu_us_per_delivery
+            delivery.delivered,
+            delivery.expected,
+            delivery.p50_ms,
+            delivery.p99_ms,
+            delivery.max_ms,
+            delivery.kib_per_connection,
+            delivery.cpu_us_per_delivery
         );
         messaging.deliveries.push(delivery);
     }
@@ -159,7 +168,12 @@ fn prepare(base: &str) -> anyhow::Result<People> {
 }
 
 fn start_group(base: &str, owner: &str, members: &[&str]) -> anyhow::Result<(String, u64)> {
-    let answer = post(&agent(Duration::from_secs(30)), &format!("{base}/api/v1/conversations"), owner, &json!({ "kind": "group", "title": "Bench", "member_ids": members }))?;
+    let answer = post(
+        &agent(Duration::from_secs(30)),
+        &format!("{base}/api/v1/conversations"),
+        owner,
+        &json!({ "kind": "group", "title": "Bench", "member_ids": members }),
+    )?;
     Ok((answer["conversation_id"].as_str().context("no conversation id")?.to_owned(), answer["position"].as_u64().unwrap_or(0)))
 }
 
@@ -168,7 +182,8 @@ fn caught_up(read: &str, position: u64) -> anyhow::Result<()> {
     let agent = agent(Duration::from_secs(60));
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {
-        let answer = agent.post(format!("{read}/graphql")).header("plaza-min-position", &position.to_string()).send_json(json!({ "query": "{ __typename }" }));
+        let answer =
+            agent.post(format!("{read}/graphql")).header("plaza-min-position", &position.to_string()).send_json(json!({ "query": "{ __typename }" }));
         if answer.is_ok_and(|a| a.status() == 200) {
             eprintln!("[messaging] the read models caught up in {:.1} s", started.elapsed().as_secs_f64());
             return Ok(());
@@ -245,7 +260,15 @@ fn now_micros() -> i64 {
 /// Opens `subscribers` connections to the read API (tokens in turn), subscribes each to
 /// the group, sends `messages` messages at `rate` a second that carry their send time,
 /// and measures when each subscriber hears of each.
-async fn deliver(profile: &'static str, target: &Target<'_>, tokens: &[String], subscribers: usize, messages: usize, rate: f64, read_pid: u32) -> anyhow::Result<Delivery> {
+async fn deliver(
+    profile: &'static str,
+    target: &Target<'_>,
+    tokens: &[String],
+    subscribers: usize,
+    messages: usize,
+    rate: f64,
+    read_pid: u32,
+) -> anyhow::Result<Delivery> {
     eprintln!("[messaging] {profile}: opening {subscribers} subscriber connections...");
     let before = resident_kib(read_pid);
     let started = Instant::now();
@@ -340,7 +363,8 @@ async fn deliver(profile: &'static str, target: &Target<'_>, tokens: &[String], 
         task.abort();
     }
     latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |us| *us as f64 / 1000.0);
+    let at =
+        |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |us| *us as f64 / 1000.0);
     Ok(Delivery {
         profile,
         subscribers,

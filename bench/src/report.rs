@@ -314,7 +314,8 @@ impl Report<'_> {
         let _ = writeln!(out, "## 6. Messaging\n");
         let _ = writeln!(out, "| Profile | Workload | Connections | Messages/s | p50 (ms) | p99 (ms) | Requests | Failures | vs no-op |");
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-        let baseline = |profile: &str| messaging.loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second);
+        let baseline =
+            |profile: &str| messaging.loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second);
         for l in &messaging.loads {
             let ratio = baseline(l.profile).map_or_else(String::new, |b| format!("{:.1} %", 100.0 * l.per_second / b));
             let _ = writeln!(
@@ -330,7 +331,10 @@ impl Report<'_> {
                 thousands(l.failures)
             );
         }
-        let _ = writeln!(out, "\n| Profile | Subscribers | Messages (rate) | Delivered | p50 (ms) | p99 (ms) | max (ms) | Read API memory per idle connection | Read API CPU per delivery | Setup |");
+        let _ = writeln!(
+            out,
+            "\n| Profile | Subscribers | Messages (rate) | Delivered | p50 (ms) | p99 (ms) | max (ms) | Read API memory per idle connection | Read API CPU per delivery | Setup |"
+        );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for d in &messaging.deliveries {
             let memory = d.kib_per_connection.map_or_else(|| "n/a".to_owned(), |kib| format!("{kib:.1} KiB"));

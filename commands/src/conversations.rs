@@ -110,8 +110,14 @@ struct Tasks {
 }
 
 enum Job {
-    Send { message: Message, reply: oneshot::Sender<Result<Sent, CommandError>> },
-    Look { user_id: Uuid, reply: oneshot::Sender<Result<Membership, CommandError>> },
+    Send {
+        message: Message,
+        reply: oneshot::Sender<Result<Sent, CommandError>>,
+    },
+    Look {
+        user_id: Uuid,
+        reply: oneshot::Sender<Result<Membership, CommandError>>,
+    },
     /// The conversation's stream changed (a membership command of this process).
     Changed,
 }

@@ -85,10 +85,16 @@ impl Hub {
     }
 }
 
+/// The newest change in the log (0: none yet).
+pub async fn newest_change(db: &dyn ReadModelDb) -> Result<i64, plaza_projections::ReadModelError> {
+    let rows = db.query("SELECT COALESCE(MAX(id), 0) FROM conversation_changes", vec![]).await?;
+    Ok(rows.first().and_then(|row| row.int(0).ok()).unwrap_or(0))
+}
+
 async fn tail(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut advanced: watch::Receiver<u64>) {
     let mut last = loop {
-        match db.query("SELECT COALESCE(MAX(id), 0) FROM conversation_changes", vec![]).await {
-            Ok(rows) => break rows.first().and_then(|row| row.int(0).ok()).unwrap_or(0),
+        match newest_change(db.as_ref()).await {
+            Ok(newest) => break newest,
             Err(error) => warn!(%error, "the hub cannot read the change log yet"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -193,6 +199,7 @@ fn render(row: &Row) -> Option<ConversationEvent> {
         Some(message)
     };
     let mut event = ConversationEvent::new(ConversationEventKind::MessageSent, conversation_id);
+    event.change = row.int(0).ok()?;
     match kind {
         change::SENT | change::EDITED | change::DELETED => {
             event.kind = match kind {

@@ -9,9 +9,9 @@
 //!   bad token, a subscribe before the acknowledgement, an expired token), 4406 the
 //!   subprotocol was not asked for, 4408 no `connection_init` within [`INIT_TIMEOUT`],
 //!   4409 a subscription id already in use, 4429 a second `connection_init`.
-//! - Each subscription runs in its own task and hands its messages to the connection
-//!   through a bounded queue: a client that does not read fills it, its subscriptions
-//!   stop taking events from the hub, and the hub tells them to resync.
+//! - The connection polls its subscriptions itself, and only while it can write: a
+//!   client that does not read stops them taking events from the hub, and the hub tells
+//!   them to resync when they fall too far behind.
 //! - While the connection is open, its user counts as online (presence).
 //! - A subscribe's `extensions.minPosition` (a command's position) waits until the read
 //!   models include it, as the `Plaza-Min-Position` header does for queries.
@@ -25,11 +25,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::{BoxStream, SelectAll};
 use plaza_edge::ConnectionSlot;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::{MAX_BODY_BYTES, ReadApi, RequestCache, Viewer, nesting};
 
@@ -38,8 +38,6 @@ pub const PROTOCOL: &str = "graphql-transport-ws";
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Subscriptions one connection may hold at once.
 const MAX_SUBSCRIPTIONS: usize = 100;
-/// Messages waiting for a slow client before its subscriptions wait too.
-const OUTBOX: usize = 64;
 
 /// Upgrades `GET /graphql/ws`.
 pub async fn upgrade(State(api): State<ReadApi>, request: Request) -> Response {
@@ -63,7 +61,7 @@ pub async fn upgrade(State(api): State<ReadApi>, request: Request) -> Response {
     upgrade.on_upgrade(move |socket| async move {
         // The connection keeps its place in the per-address limit while it is open.
         let _slot = slot;
-        Session { api, socket, ip, user: None, expires_at: None, running: HashMap::new() }.run(accepted).await;
+        Session { api, socket, ip, user: None, expires_at: None, running: HashMap::new(), results: SelectAll::new() }.run(accepted).await;
     })
 }
 
@@ -93,15 +91,17 @@ enum ClientMessage {
     },
 }
 
-/// What subscription tasks hand to the connection.
-enum Outgoing {
-    Text(String),
-    /// The subscription ended (its last message was sent before this).
-    Finished(String),
-}
-
 /// Why the connection closes.
 struct Close(u16, &'static str);
+
+/// A running subscription's results, tagged with its id; `None` once it ended.
+type Tagged = Abortable<BoxStream<'static, (String, Option<GraphQLResponse>)>>;
+
+/// A running subscription: how to stop it, and whether it produced anything yet.
+struct Running {
+    stop: AbortHandle,
+    started: bool,
+}
 
 struct Session {
     api: ReadApi,
@@ -110,7 +110,10 @@ struct Session {
     user: Option<uuid::Uuid>,
     /// When the token expires (seconds since the epoch).
     expires_at: Option<u64>,
-    running: HashMap<String, JoinHandle<()>>,
+    running: HashMap<String, Running>,
+    /// Every running subscription's results, polled by the connection itself: a client
+    /// that does not read stops the polling, and its subscriptions fall behind.
+    results: SelectAll<Tagged>,
 }
 
 impl Session {
@@ -118,17 +121,23 @@ impl Session {
         if !accepted {
             return self.close(Close(4406, "Subprotocol not acceptable")).await;
         }
-        let (outbox, mut outgoing) = mpsc::channel::<Outgoing>(OUTBOX);
         let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
         tokio::pin!(init_deadline);
+        // Armed when the token is known.
+        let expiry = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        tokio::pin!(expiry);
+        let mut armed = false;
         let mut presence = tokio::time::interval(self.api.presence_every);
         presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let closing = loop {
-            let expiry = self.expires_at.map(until_epoch);
+            if let (false, Some(expires_at)) = (armed, self.expires_at) {
+                expiry.as_mut().reset(tokio::time::Instant::now() + until_epoch(expires_at));
+                armed = true;
+            }
             tokio::select! {
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(close) = self.handle(&text, &outbox).await {
+                        if let Err(close) = self.handle(&text).await {
                             break Some(close);
                         }
                     }
@@ -136,27 +145,41 @@ impl Session {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
                 },
-                Some(message) = outgoing.recv() => match message {
-                    Outgoing::Text(text) => {
-                        if self.socket.send(Message::Text(text.into())).await.is_err() {
-                            break None;
-                        }
+                Some((id, result)) = self.results.next(), if !self.results.is_empty() => {
+                    if let Err(close) = self.deliver(id, result).await {
+                        break Some(close);
                     }
-                    Outgoing::Finished(id) => {
-                        self.running.remove(&id);
-                    }
-                },
+                }
                 _ = &mut init_deadline, if self.user.is_none() => break Some(Close(4408, "Connection initialisation timeout")),
-                _ = async { tokio::time::sleep(expiry.unwrap_or_default()).await }, if expiry.is_some() => break Some(Close(4401, "Token expired")),
+                _ = &mut expiry, if armed => break Some(Close(4401, "Token expired")),
                 _ = presence.tick(), if self.user.is_some() => seen(&self.api, self.user).await,
             }
         };
-        for (_, task) in self.running.drain() {
-            task.abort();
+        for (_, running) in self.running.drain() {
+            running.stop.abort();
         }
         if let Some(close) = closing {
             self.close(close).await;
         }
+    }
+
+    /// Sends one result of subscription `id`: `next`, or `error` when the operation was
+    /// refused before it produced anything; `complete` once it ended.
+    async fn deliver(&mut self, id: String, result: Option<GraphQLResponse>) -> Result<(), Close> {
+        let Some(running) = self.running.get_mut(&id) else { return Ok(()) };
+        let Some(response) = result else {
+            self.running.remove(&id);
+            return self.send(json!({ "id": id, "type": "complete" })).await;
+        };
+        let refused = !running.started && response.data == async_graphql::Value::Null && !response.errors.is_empty();
+        running.started = true;
+        if refused {
+            if let Some(running) = self.running.remove(&id) {
+                running.stop.abort();
+            }
+            return self.send(json!({ "id": id, "type": "error", "payload": response.errors })).await;
+        }
+        self.send(json!({ "id": id, "type": "next", "payload": response })).await
     }
 
     async fn close(mut self, Close(code, reason): Close) {
@@ -172,7 +195,7 @@ impl Session {
         self.socket.send(Message::Text(message.to_string().into())).await.map_err(|_| Close(1011, "cannot send"))
     }
 
-    async fn handle(&mut self, text: &str, outbox: &mpsc::Sender<Outgoing>) -> Result<(), Close> {
+    async fn handle(&mut self, text: &str) -> Result<(), Close> {
         let Ok(message) = serde_json::from_str::<ClientMessage>(text) else {
             return Err(Close(4400, "Invalid message received"));
         };
@@ -216,14 +239,17 @@ impl Session {
                     }
                 }
                 let request = (*payload).data(Viewer(Some(user))).data(RequestCache::default());
-                let stream = self.api.schema.execute_stream(request);
-                let task = tokio::spawn(forward(id.clone(), stream, outbox.clone()));
-                self.running.insert(id, task);
+                let (tag, end) = (id.clone(), id.clone());
+                let stream = self.api.schema.execute_stream(request).map(move |response| (tag.clone(), Some(response)));
+                let stream = stream.chain(futures_util::stream::once(async move { (end, None) })).boxed();
+                let (stop, registration) = AbortHandle::new_pair();
+                self.results.push(Abortable::new(stream, registration));
+                self.running.insert(id, Running { stop, started: false });
                 Ok(())
             }
             ClientMessage::Complete { id } => {
-                if let Some(task) = self.running.remove(&id) {
-                    task.abort();
+                if let Some(running) = self.running.remove(&id) {
+                    running.stop.abort();
                 }
                 Ok(())
             }
@@ -251,31 +277,6 @@ async fn seen(api: &ReadApi, user: Option<uuid::Uuid>) {
     if let Some(user) = user {
         let _ = api.live.presence.seen(user, chrono::Utc::now()).await;
     }
-}
-
-/// Runs one subscription: `next` for each result, then `complete`; an operation refused
-/// before it produced anything is one `error`.
-async fn forward(id: String, stream: impl futures_util::Stream<Item = GraphQLResponse>, outbox: mpsc::Sender<Outgoing>) {
-    let mut stream = std::pin::pin!(stream);
-    let mut first = true;
-    while let Some(response) = stream.next().await {
-        let refused = first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
-        let message = if refused {
-            json!({ "id": id, "type": "error", "payload": response.errors })
-        } else {
-            json!({ "id": id, "type": "next", "payload": response })
-        };
-        if outbox.send(Outgoing::Text(message.to_string())).await.is_err() {
-            return;
-        }
-        if refused {
-            let _ = outbox.send(Outgoing::Finished(id)).await;
-            return;
-        }
-        first = false;
-    }
-    let _ = outbox.send(Outgoing::Text(json!({ "id": id, "type": "complete" }).to_string())).await;
-    let _ = outbox.send(Outgoing::Finished(id)).await;
 }
 
 /// How long until `epoch_secs`.

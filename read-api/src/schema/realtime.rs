@@ -44,11 +44,14 @@ pub struct ConversationEvent {
     pub role: Option<Role>,
     /// `RESYNC`: the last seq this subscriber was sent.
     pub last_seq: Option<i64>,
+    /// Where the change is in the change log (0: not from the log).
+    #[graphql(skip)]
+    pub change: i64,
 }
 
 impl ConversationEvent {
     pub fn new(kind: ConversationEventKind, conversation_id: ID) -> Self {
-        Self { kind, conversation_id, message: None, seq: None, user_ids: Vec::new(), role: None, last_seq: None }
+        Self { kind, conversation_id, message: None, seq: None, user_ids: Vec::new(), role: None, last_seq: None, change: 0 }
     }
 }
 
@@ -85,9 +88,9 @@ pub struct Subscription;
 
 #[Subscription]
 impl Subscription {
-    /// A conversation's events. With `afterSeq`, every message after that seq comes
-    /// first (as `MESSAGE_SENT`, from the read model), then the live events, with no
-    /// gap and no repeat at the seam. Ends when you leave or are removed.
+    /// A conversation's events from now on. With `afterSeq`, every message after that
+    /// seq comes first (as `MESSAGE_SENT`, from the read model), then the live events,
+    /// with no gap and no repeat at the seam. Ends when you leave or are removed.
     async fn conversation_events(
         &self,
         ctx: &Context<'_>,
@@ -96,10 +99,12 @@ impl Subscription {
     ) -> Result<impl Stream<Item = ConversationEvent> + use<>> {
         let user = viewer(ctx)?;
         conversation_for(ctx, &user, &conversation_id).await?;
-        // Listen first, then read what came before: whatever commits in between is in
-        // both, and the seq tells which to skip.
+        // Listen first, then note where the change log is: what the hub hands over up
+        // to there committed before this subscription (the resume below reads the
+        // messages among it); what comes after reaches the hub after it listened.
         let mut live = ctx.data_unchecked::<Hub>().conversation(&conversation_id);
         let db = db(ctx).clone();
+        let since = crate::hub::newest_change(db.as_ref()).await?;
         Ok(async_stream::stream! {
             let mut last_sent = after_seq.unwrap_or(0);
             if let Some(after) = after_seq {
@@ -127,6 +132,11 @@ impl Subscription {
             loop {
                 match live.recv().await {
                     Ok(event) => {
+                        // Committed before this subscription: history, not news. A message
+                        // committed while the resume read may be in both: its seq tells.
+                        if event.change <= since {
+                            continue;
+                        }
                         if event.kind == ConversationEventKind::MessageSent {
                             let seq = event.seq.unwrap_or_default();
                             if seq <= last_sent {
