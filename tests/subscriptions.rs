@@ -1,6 +1,6 @@
 //! End-to-end: GraphQL subscriptions over `graphql-transport-ws` on every deployment:
 //! live messages, lossless resume with `afterSeq` (also across a read API killed with
-//! SIGKILL), membership ending a subscription, the inbox, typing, and the protocol's
+//! SIGKILL), membership ending a subscription, the inbox, typing, presence, and the protocol's
 //! close codes.
 
 mod common;
@@ -151,9 +151,9 @@ fn until_heard(client: &mut Client, id: &str, act: impl Fn()) -> Value {
     panic!("subscription {id} heard nothing");
 }
 
-fn inbox_and_typing(profile: Profile) {
+fn inbox_typing_and_presence(profile: Profile) {
     let plaza = Plaza::start_live(profile, &[]);
-    let (_, alice_token, _) = plaza.register("alice");
+    let (alice, alice_token, _) = plaza.register("alice");
     let (bob, bob_token, _) = plaza.register("bob");
     let (conversation, position) = group(&plaza, &alice_token, &[&bob]);
 
@@ -184,6 +184,14 @@ fn inbox_and_typing(profile: Profile) {
     let data = inbox.next_data("inbox");
     assert_eq!((data["inbox"]["message"]["seq"].as_u64(), data["inbox"]["unreadCount"].as_u64()), (Some(next), Some(next)), "{data}");
     assert_eq!(data["inbox"]["conversationId"].as_str(), Some(conversation.as_str()));
+
+    // Presence: alice is offline (no heartbeat, no open connection), then online.
+    let mut presence = Client::signed_in(plaza.read_port(), &bob_token);
+    let query = "subscription($ids: [ID!]!) { presenceChanged(userIds: $ids) { userId online } }";
+    presence.subscribe("p", query, json!({ "ids": [alice] }));
+    assert_eq!(presence.next_data("p")["presenceChanged"], json!({ "userId": alice, "online": false }));
+    assert_eq!(plaza.send("POST", "/api/v1/presence/heartbeat", None, Some(&alice_token), &[]).status, 204);
+    assert_eq!(presence.next_data("p")["presenceChanged"], json!({ "userId": alice, "online": true }));
 }
 
 fn the_protocol_is_enforced(profile: Profile) {
@@ -251,6 +259,6 @@ fn the_protocol_is_enforced(profile: Profile) {
 on_every_profile!(
     subscribers_hear_messages_and_resume_without_gaps,
     a_killed_read_api_loses_nothing_on_resume,
-    inbox_and_typing,
+    inbox_typing_and_presence,
     the_protocol_is_enforced
 );
