@@ -37,13 +37,6 @@ pub struct HotPaths {
     pub loads: Vec<Load>,
 }
 
-impl HotPaths {
-    /// The no-op baseline's rate on the same profile, for ratios.
-    pub fn baseline(&self, profile: &str) -> Option<f64> {
-        self.loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second)
-    }
-}
-
 pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str) -> anyhow::Result<HotPaths> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is not installed; `make bench` installs it (apt-get install wrk)");

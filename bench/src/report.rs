@@ -82,6 +82,28 @@ fn seconds(duration: std::time::Duration) -> String {
     format!("{} s", duration.as_secs_f64())
 }
 
+/// The table of `wrk` loads, each beside the no-op baseline of its profile.
+fn load_table(loads: &[crate::hotpaths::Load], unit: &str, out: &mut String) {
+    let _ = writeln!(out, "| Profile | Workload | Connections | {unit} | p50 (ms) | p99 (ms) | Requests | Failures | vs no-op |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let baseline = |profile: &str| loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second);
+    for l in loads {
+        let ratio = baseline(l.profile).map_or_else(String::new, |b| format!("{:.1} %", 100.0 * l.per_second / b));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
+            l.profile,
+            l.workload,
+            l.connections,
+            rate(l.per_second),
+            ms(l.p50_ms),
+            ms(l.p99_ms),
+            thousands(l.requests),
+            thousands(l.failures)
+        );
+    }
+}
+
 impl Report<'_> {
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -312,25 +334,7 @@ impl Report<'_> {
 
     fn messaging_section(&self, messaging: &crate::messaging::Messaging, out: &mut String) {
         let _ = writeln!(out, "## 6. Messaging\n");
-        let _ = writeln!(out, "| Profile | Workload | Connections | Messages/s | p50 (ms) | p99 (ms) | Requests | Failures | vs no-op |");
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-        let baseline =
-            |profile: &str| messaging.loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second);
-        for l in &messaging.loads {
-            let ratio = baseline(l.profile).map_or_else(String::new, |b| format!("{:.1} %", 100.0 * l.per_second / b));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
-                l.profile,
-                l.workload,
-                l.connections,
-                rate(l.per_second),
-                ms(l.p50_ms),
-                ms(l.p99_ms),
-                thousands(l.requests),
-                thousands(l.failures)
-            );
-        }
+        load_table(&messaging.loads, "Messages/s", out);
         let _ = writeln!(
             out,
             "\n| Profile | Subscribers | Messages (rate) | Delivered | p50 (ms) | p99 (ms) | max (ms) | Read API memory per idle connection | Read API CPU per delivery | Setup |"
@@ -374,23 +378,7 @@ impl Report<'_> {
 
     fn hot_section(&self, hot: &HotPaths, out: &mut String) {
         let _ = writeln!(out, "## 5. Content hot paths over HTTP\n");
-        let _ = writeln!(out, "| Profile | Workload | Connections | Requests/s | p50 (ms) | p99 (ms) | Requests | Failures | vs no-op |");
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-        for l in &hot.loads {
-            let ratio = hot.baseline(l.profile).map_or_else(String::new, |b| format!("{:.1} %", 100.0 * l.per_second / b));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
-                l.profile,
-                l.workload,
-                l.connections,
-                rate(l.per_second),
-                ms(l.p50_ms),
-                ms(l.p99_ms),
-                thousands(l.requests),
-                thousands(l.failures)
-            );
-        }
+        load_table(&hot.loads, "Requests/s", out);
         let _ = writeln!(
             out,
             "\n**Method.** `wrk` (one thread, keep-alive connections, `--latency`) drives each workload for {} against a release \

@@ -98,23 +98,32 @@ async fn publish_task(redis: Redis, mut queued: mpsc::UnboundedReceiver<String>)
 }
 
 async fn listen_task(redis: Redis, heard: broadcast::Sender<String>) {
-    use futures_util::StreamExt;
     let channel = redis.changes_channel();
+    listen(&redis, &channel, "change notices", |name| {
+        let _ = heard.send(name);
+    })
+    .await;
+}
+
+/// Hands every message published on `channel` to `heard`, reconnecting after failures;
+/// runs until aborted.
+async fn listen(redis: &Redis, channel: &str, what: &str, heard: impl Fn(String)) {
+    use futures_util::StreamExt;
     loop {
         match redis.client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+            Ok(mut pubsub) => match pubsub.subscribe(channel).await {
                 Ok(()) => {
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
-                        if let Ok(name) = message.get_payload::<String>() {
-                            let _ = heard.send(name);
+                        if let Ok(payload) = message.get_payload::<String>() {
+                            heard(payload);
                         }
                     }
-                    warn!("change-notice subscription ended, reconnecting");
+                    warn!("the subscription to {what} ended, reconnecting");
                 }
-                Err(error) => warn!(%error, "cannot subscribe to change notices"),
+                Err(error) => warn!(%error, "cannot subscribe to {what}"),
             },
-            Err(error) => warn!(%error, "cannot connect to redis for change notices"),
+            Err(error) => warn!(%error, "cannot connect to redis for {what}"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -391,24 +400,10 @@ fn parse_typing(message: &str) -> Option<plaza_live::Typing> {
 }
 
 async fn listen_typing(redis: Redis, heard: broadcast::Sender<plaza_live::Typing>) {
-    use futures_util::StreamExt;
-    let channel = typing_channel(&redis);
-    loop {
-        match redis.client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        if let Some(typing) = message.get_payload::<String>().ok().as_deref().and_then(parse_typing) {
-                            let _ = heard.send(typing);
-                        }
-                    }
-                    warn!("typing subscription ended, reconnecting");
-                }
-                Err(error) => warn!(%error, "cannot subscribe to typing signals"),
-            },
-            Err(error) => warn!(%error, "cannot connect to redis for typing signals"),
+    listen(&redis, &typing_channel(&redis), "typing signals", |message| {
+        if let Some(typing) = parse_typing(&message) {
+            let _ = heard.send(typing);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await;
 }
