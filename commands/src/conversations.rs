@@ -423,6 +423,18 @@ impl Task {
                 }
                 continue;
             }
+            if !self.state.exists() {
+                // Nothing to keep a task for (an unknown id): answer and stop, so ids
+                // made up by a client cost no lingering task.
+                for job in batch {
+                    match job {
+                        Job::Send { reply, .. } => drop(reply.send(Err(DomainError::ConversationNotFound.into()))),
+                        Job::Look { reply, .. } => drop(reply.send(Err(DomainError::ConversationNotFound.into()))),
+                        Job::Changed => {}
+                    }
+                }
+                return;
+            }
             let mut sends = Vec::new();
             for job in batch {
                 match job {
