@@ -236,8 +236,3 @@ fn render(row: &Row) -> Option<ConversationEvent> {
     }
     Some(event)
 }
-
-/// Users named by a change (removals end their subscriptions).
-pub(crate) fn names(event: &ConversationEvent, user_id: &str) -> bool {
-    event.user_ids.iter().any(|id| id.as_str() == user_id)
-}

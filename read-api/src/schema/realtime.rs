@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::conversations::{Live, MAX_PRESENCE_IDS, Message, PresenceState, Role, conversation_for, messages_after, viewer};
 use super::{bad_request, db};
-use crate::hub::{Hub, names};
+use crate::hub::Hub;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ConversationEventKind {
@@ -52,6 +52,11 @@ pub struct ConversationEvent {
 impl ConversationEvent {
     pub fn new(kind: ConversationEventKind, conversation_id: ID) -> Self {
         Self { kind, conversation_id, message: None, seq: None, user_ids: Vec::new(), role: None, last_seq: None, change: 0 }
+    }
+
+    /// Whether the change names the user (a removal ends their subscription).
+    fn names(&self, user_id: &str) -> bool {
+        self.user_ids.iter().any(|id| id.as_str() == user_id)
     }
 }
 
@@ -144,7 +149,7 @@ impl Subscription {
                             }
                             last_sent = seq;
                         }
-                        let removed = event.kind == ConversationEventKind::MemberRemoved && names(&event, &user);
+                        let removed = event.kind == ConversationEventKind::MemberRemoved && event.names(&user);
                         yield (*event).clone();
                         if removed {
                             return;
