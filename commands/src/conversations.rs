@@ -395,9 +395,13 @@ impl Task {
         loop {
             let first = match tokio::time::timeout(IDLE, jobs.recv()).await {
                 Ok(Some(job)) => job,
-                // Idle, or every sender gone: stop. Jobs that race in are refused with
-                // the channel, and their senders start a new task.
-                Ok(None) | Err(_) => return,
+                Ok(None) => return,
+                // Idle: refuse new jobs (their senders start a new task), answer the
+                // ones that raced in, then stop.
+                Err(_) => {
+                    jobs.close();
+                    continue;
+                }
             };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -424,8 +428,10 @@ impl Task {
                 continue;
             }
             if !self.state.exists() {
-                // Nothing to keep a task for (an unknown id): answer and stop, so ids
-                // made up by a client cost no lingering task.
+                // Nothing to keep a task for (an unknown id): answer, and stop once the
+                // jobs already queued are answered, so made-up ids leave no lingering
+                // task. (Those are decided on a fresh read: the conversation may have
+                // been started meanwhile.)
                 for job in batch {
                     match job {
                         Job::Send { reply, .. } => drop(reply.send(Err(DomainError::ConversationNotFound.into()))),
@@ -433,7 +439,9 @@ impl Task {
                         Job::Changed => {}
                     }
                 }
-                return;
+                self.forget();
+                jobs.close();
+                continue;
             }
             let mut sends = Vec::new();
             for job in batch {

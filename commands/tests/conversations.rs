@@ -181,3 +181,31 @@ async fn membership_edits_deletions_and_read_markers(store: Arc<dyn EventStore>)
     assert!(matches!(chats.membership(group, member).await, Ok(m) if m.last_seq == next.seq));
     assert_eq!(DomainError::GroupFull.code(), "group_full");
 }
+
+/// Many requests at once about a conversation that does not exist: each gets
+/// `conversation_not_found`, none is dropped by the task stopping under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_conversations_answer_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let chats = Conversations::new(store.clone(), Arc::new(NoIndex), ConversationSettings::default());
+    let sender = user(&*store).await;
+    for _ in 0..5 {
+        let unknown = Uuid::now_v7();
+        let requests: Vec<_> = (0..200)
+            .map(|i| {
+                let chats = chats.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        code(chats.send(unknown, text("hello?"), &ctx(sender)).await)
+                    } else {
+                        code(chats.membership(unknown, sender).await)
+                    }
+                })
+            })
+            .collect();
+        for request in requests {
+            assert_eq!(request.await.unwrap(), "conversation_not_found");
+        }
+    }
+}
