@@ -420,8 +420,8 @@ impl Task {
                 self.forget();
                 for job in batch {
                     match job {
-                        Job::Send { reply, .. } => drop(reply.send(Err(copy_error(&error)))),
-                        Job::Look { reply, .. } => drop(reply.send(Err(copy_error(&error)))),
+                        Job::Send { reply, .. } => drop(reply.send(Err(error.copy()))),
+                        Job::Look { reply, .. } => drop(reply.send(Err(error.copy()))),
                         Job::Changed => {}
                     }
                 }
@@ -538,7 +538,7 @@ impl Task {
                     warn!(conversation = %self.conversation_id, %error, messages = fresh.len(), "messages not stored");
                     self.forget();
                     for index in &fresh {
-                        answers[*index] = Some(Err(copy_error(&error)));
+                        answers[*index] = Some(Err(error.copy()));
                     }
                 }
             }
@@ -549,7 +549,7 @@ impl Task {
                 // A repeat within the batch: the first one's answer.
                 None => match &answers[first_of[&message.message_id]] {
                     Some(Ok(sent)) => Ok(*sent),
-                    Some(Err(error)) => Err(copy_error(error)),
+                    Some(Err(error)) => Err(error.copy()),
                     None => Err(CommandError::Internal("a message was neither stored nor refused".into())),
                 },
             };
@@ -610,14 +610,4 @@ async fn last_version(store: &dyn EventStore, stream: &str) -> Result<Option<u64
 
 fn decode(recorded: &RecordedEvent) -> Result<Event, CommandError> {
     recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()).into())
-}
-
-/// Every job of a failed batch gets the error; `CommandError` is not `Clone`.
-fn copy_error(error: &CommandError) -> CommandError {
-    match error {
-        CommandError::Store(StoreError::Unavailable(detail)) => CommandError::Store(StoreError::Unavailable(detail.clone())),
-        CommandError::Domain(domain) => CommandError::Domain(domain.clone()),
-        CommandError::Contention => CommandError::Contention,
-        other => CommandError::Internal(other.to_string()),
-    }
 }

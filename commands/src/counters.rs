@@ -166,7 +166,7 @@ impl ShardTask {
                     // What this task believed may be off now: start over on the next batch.
                     self.forget();
                     for request in batch {
-                        let _ = request.reply.send(Err(clone_error(&error)));
+                        let _ = request.reply.send(Err(error.copy()));
                     }
                 }
             }
@@ -347,12 +347,4 @@ fn increments(recorded: &RecordedEvent) -> Result<Vec<(CounterKey, i64, Option<U
     let event = recorded.decode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let Event::CountersIncremented { increments } = event else { return Ok(vec![]) };
     Ok(increments.iter().filter_map(|i| i.checked().map(|(key, delta)| (key, delta, i.request_id))).collect())
-}
-
-/// Every request of a failed batch gets the error; `CommandError` is not `Clone`.
-fn clone_error(error: &CommandError) -> CommandError {
-    match error {
-        CommandError::Store(StoreError::Unavailable(detail)) => CommandError::Store(StoreError::Unavailable(detail.clone())),
-        other => CommandError::Internal(other.to_string()),
-    }
 }

@@ -38,3 +38,16 @@ pub enum CommandError {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+impl CommandError {
+    /// The same error for another waiter (a batch's requests all get their batch's
+    /// error; `CommandError` is not `Clone`).
+    pub(crate) fn copy(&self) -> Self {
+        match self {
+            Self::Store(StoreError::Unavailable(detail)) => Self::Store(StoreError::Unavailable(detail.clone())),
+            Self::Domain(domain) => Self::Domain(domain.clone()),
+            Self::Contention => Self::Contention,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,9 +1,21 @@
 //! What commands answer, as types: the handlers return them and the OpenAPI document
 //! describes them, so the two cannot drift apart.
 
+use axum::Json;
+use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::ApiError;
+
+/// What a command handler answers: a status and a JSON body, or an error.
+pub type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
+
+/// 200 with the command's position.
+pub fn position(position: u64) -> Answer<Position> {
+    Ok((StatusCode::OK, Json(Position { position })))
+}
 
 /// Every error: `{"error": "snake_case_code", "message": "..."}`.
 #[derive(Serialize, ToSchema)]

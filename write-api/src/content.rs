@@ -11,15 +11,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::answers::{CommentCreated, Counted, ErrorBody, HashtagCreated, Position, VideoCreated};
+use crate::answers::{Answer, CommentCreated, Counted, ErrorBody, HashtagCreated, Position, VideoCreated, position};
 use crate::extract::{Caller, JsonBody, PathId};
 use crate::{ApiError, WriteApi};
-
-type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
-
-fn position(position: u64) -> Answer<Position> {
-    Ok((StatusCode::OK, Json(Position { position })))
-}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

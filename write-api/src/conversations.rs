@@ -12,15 +12,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::answers::{ConversationStarted, ErrorBody, MessageStored, Position};
+use crate::answers::{Answer, ConversationStarted, ErrorBody, MessageStored, Position, position};
 use crate::extract::{Caller, JsonBody, PathId, PathIds};
 use crate::{ApiError, WriteApi};
-
-type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
-
-fn position(position: u64) -> Answer<Position> {
-    Ok((StatusCode::OK, Json(Position { position })))
-}
 
 fn live_error(error: plaza_live::LiveError) -> ApiError {
     tracing::warn!(%error, "presence or typing unavailable");

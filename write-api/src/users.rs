@@ -9,13 +9,11 @@ use plaza_domain::accounts::ProfileChanges;
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
-use crate::answers::{ErrorBody, LoggedIn, Position, Registered};
+use crate::answers::{Answer, ErrorBody, LoggedIn, Position, Registered};
 use crate::extract::{Caller, JsonBody, PathId};
 use crate::limits::request_ip;
 use crate::login::LoginKeys;
 use crate::{ApiError, WriteApi};
-
-type Answer<T> = Result<(StatusCode, Json<T>), ApiError>;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
