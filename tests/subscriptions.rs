@@ -256,6 +256,43 @@ fn the_protocol_is_enforced(profile: Profile) {
     plaza.assert_alive();
 }
 
+/// Subscribers that send the same document share one rendering of each event, but a
+/// field that depends on who asks is rendered for each of them.
+#[test]
+fn an_event_rendered_once_never_shares_what_is_personal() {
+    const PERSONAL: &str = "subscription($id: ID!) {
+        conversationEvents(conversationId: $id) { kind message { seq body sender { username unreadMessagesCount } } } }";
+    let plaza = Plaza::start(Profile::Embedded);
+    let (_, alice_token, _) = plaza.register("alice");
+    let (bob, bob_token, _) = plaza.register("bob");
+    let (carol, carol_token, _) = plaza.register("carol");
+    let (conversation, position) = group(&plaza, &alice_token, &[&bob, &carol]);
+    // Each subscription on a connection of its own: the test reads them in turn.
+    let mut clients: Vec<(&str, Client, Client)> = Vec::new();
+    for (who, token) in [("alice", &alice_token), ("bob", &bob_token), ("carol", &carol_token)] {
+        let mut same = Client::signed_in(plaza.read_port(), token);
+        same.subscribe_at("same", EVENTS, json!({ "id": conversation }), position);
+        let mut personal = Client::signed_in(plaza.read_port(), token);
+        personal.subscribe_at("personal", PERSONAL, json!({ "id": conversation }), position);
+        clients.push((who, same, personal));
+    }
+    // Bob and Carol have not read it; the sender has.
+    send(&plaza, &alice_token, &conversation, "hello");
+    for (who, same, personal) in &mut clients {
+        assert_eq!(sent_message(same, "same"), (1, json!("hello")), "{who}");
+        let message = loop {
+            let data = personal.next_data("personal");
+            if data["conversationEvents"]["kind"] == "MESSAGE_SENT" {
+                break data["conversationEvents"]["message"].clone();
+            }
+        };
+        assert_eq!(message["sender"]["username"], "alice", "{who}");
+        // The sender's unread count is the sender's own: only Alice sees it.
+        let expected = if *who == "alice" { json!(0) } else { Value::Null };
+        assert_eq!(message["sender"]["unreadMessagesCount"], expected, "{who}: {message}");
+    }
+}
+
 on_every_profile!(
     subscribers_hear_messages_and_resume_without_gaps,
     a_killed_read_api_loses_nothing_on_resume,

@@ -277,8 +277,9 @@ async fn deliver(
         "query": "subscription($id: ID!) { conversationEvents(conversationId: $id) { kind message { seq body sender { username } } } }",
         "variables": { "id": target.group }, "extensions": { "minPosition": target.position } } })
     .to_string();
-    // Subscribers report (message number, latency in µs) for each message they hear.
-    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel::<(usize, i64)>();
+    // Subscribers report (subscriber, message number, latency in µs) for each message
+    // they hear.
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, i64)>();
     let ready = Arc::new(AtomicUsize::new(0));
     let opening = Arc::new(tokio::sync::Semaphore::new(200));
     let mut tasks = Vec::with_capacity(subscribers);
@@ -299,7 +300,7 @@ async fn deliver(
                 if let Message::Text(text) = message
                     && let Some((number, sent)) = stamp(&text)
                 {
-                    let _ = heard.send((number, now_micros() - sent));
+                    let _ = heard.send((i, number, now_micros() - sent));
                 }
             }
             Some(())
@@ -315,15 +316,28 @@ async fn deliver(
     if opened < subscribers {
         bail!("only {opened} of {subscribers} subscribers connected within 120 s");
     }
-    // A probe message: once everyone heard it, every subscription listens.
-    send_message(target, PROBE, 0).await?;
-    let mut probed = 0;
+    // Probe messages, one a second, until every subscriber heard one: then every
+    // subscription listens (a subscribe the server handles after a probe misses it).
+    let mut probed = vec![false; subscribers];
+    let mut hearers = 0;
     let probe_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while probed < subscribers {
-        match tokio::time::timeout_at(probe_deadline, hearing.recv()).await {
-            Ok(Some((number, _))) if number == PROBE => probed += 1,
+    let mut next_probe = tokio::time::Instant::now();
+    while hearers < subscribers {
+        if tokio::time::Instant::now() >= next_probe {
+            send_message(target, PROBE, 0).await?;
+            next_probe += Duration::from_secs(1);
+        }
+        match tokio::time::timeout_at(next_probe.min(probe_deadline), hearing.recv()).await {
+            Ok(Some((subscriber, number, _))) if number == PROBE && !probed[subscriber] => {
+                probed[subscriber] = true;
+                hearers += 1;
+            }
             Ok(Some(_)) => {}
-            _ => bail!("only {probed} of {subscribers} subscribers heard the probe message"),
+            Ok(None) => bail!("every subscriber connection closed"),
+            Err(_) if tokio::time::Instant::now() >= probe_deadline => {
+                bail!("only {hearers} of {subscribers} subscribers heard a probe message within 60 s")
+            }
+            Err(_) => {}
         }
     }
     let after = resident_kib(read_pid);
@@ -349,7 +363,7 @@ async fn deliver(
     let last = tokio::time::Instant::now() + interval * messages as u32 + Duration::from_secs(15);
     while latencies.len() < expected {
         match tokio::time::timeout_at(last, hearing.recv()).await {
-            Ok(Some((number, latency))) if number < messages => latencies.push(latency),
+            Ok(Some((_, number, latency))) if number < messages => latencies.push(latency),
             Ok(Some(_)) => {}
             _ => break,
         }

@@ -365,11 +365,11 @@ impl Report<'_> {
              to the next of {} direct conversations among 50 users, as one of its two members. \"one group\": every request \
              sends into one group of those 50 users, from each in turn; the sending task batches what arrives meanwhile into \
              one append. Delivery: the benchmark opens that many WebSocket connections to the read API (`graphql-transport-ws`, \
-             tokens of the 50 members in turn), each subscribed to `conversationEvents` of one group, waits until all heard a \
-             probe message, then sends messages at the given rate through the write API; each carries its send time, and each \
+             tokens of the 50 members in turn), each subscribed to `conversationEvents` of one group (the same document, so one \
+             rendering serves them all), sends a probe message each second until every subscriber heard one, then sends messages at the given rate through the write API; each carries its send time, and each \
              subscriber records when it heard it (same machine, same clock). Latency is from before the `POST` to arrival, so it \
              includes the command, the projection (through Kafka in the cluster), the hub's read of the change log and the fan-out. \
-             Memory: growth of the read API's resident set from before the connections to after all subscribed and heard the \
+             Memory: growth of the read API's resident set from before the connections to after all subscribed and heard a \
              probe, divided by the connections. The benchmark's 10,000 client connections run on the same 2 CPUs as the server.\n",
             seconds(self.settings.http_case),
             crate::messaging::DIRECT

@@ -1,7 +1,7 @@
 //! The hub: one per read API process. It tails the conversations read model's change log
 //! (`conversation_changes`, see `plaza_projections::conversations`), renders each change
 //! once (the message and its sender read once) and hands it to every subscriber of this
-//! process who may see it: the conversation's subscribers, and the inboxes of its
+//! process who may see it (who resolve it once per distinct selection, `crate::render`): the conversation's subscribers, and the inboxes of its
 //! members. A change is only read once its transaction committed, so a subscriber only
 //! hears of what it can already read.
 //!
@@ -21,6 +21,7 @@ use plaza_projections::{ReadModelDb, Row, SqlValue};
 use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
+use crate::render::Shared;
 use crate::schema::realtime::{ConversationEvent, ConversationEventKind, InboxEvent, InboxEventKind};
 use crate::schema::{message_from_row, role_from_str, user_from_row};
 
@@ -38,7 +39,7 @@ pub struct Hub {
 
 #[derive(Default)]
 struct Inner {
-    conversations: Mutex<HashMap<String, broadcast::Sender<Arc<ConversationEvent>>>>,
+    conversations: Mutex<HashMap<String, broadcast::Sender<Arc<Shared<ConversationEvent>>>>>,
     inboxes: Mutex<HashMap<String, broadcast::Sender<Arc<InboxEvent>>>>,
 }
 
@@ -73,7 +74,7 @@ impl Hub {
     }
 
     /// Every change of the conversation from now on.
-    pub fn conversation(&self, conversation_id: &str) -> broadcast::Receiver<Arc<ConversationEvent>> {
+    pub fn conversation(&self, conversation_id: &str) -> broadcast::Receiver<Arc<Shared<ConversationEvent>>> {
         let mut map = self.inner.conversations.lock().expect("hub lock");
         map.entry(conversation_id.to_owned()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe()
     }
@@ -106,6 +107,19 @@ async fn tail(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut advanced: watch:
             _ = tokio::time::sleep(POLL) => {}
         }
         let Some(inner) = inner.upgrade() else { return };
+        if !inner.listened() {
+            // Nobody to tell: skip to the newest change. Read before looking at the
+            // channels, so a subscriber that arrives after the look notes a newest
+            // change at least as new, and misses nothing the hub skipped.
+            match newest_change(db.as_ref()).await {
+                Ok(newest) if !inner.listened() => {
+                    last = last.max(newest);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "the hub cannot read the change log"),
+            }
+        }
         loop {
             let rows = match db.query(CHANGES, vec![SqlValue::Int(last), SqlValue::Int(PAGE)]).await {
                 Ok(rows) => rows,
@@ -131,6 +145,11 @@ async fn tail(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut advanced: watch:
 }
 
 impl Inner {
+    /// Whether anyone here subscribed to a conversation or an inbox.
+    fn listened(&self) -> bool {
+        !self.conversations.lock().expect("hub lock").is_empty() || !self.inboxes.lock().expect("hub lock").is_empty()
+    }
+
     async fn deliver(&self, db: &Arc<dyn ReadModelDb>, rows: &[Row]) {
         // Who reads each conversation with a new message, asked once per batch and only
         // when someone here subscribed to an inbox.
@@ -138,7 +157,7 @@ impl Inner {
         let mut readers: HashMap<String, Vec<(String, i64)>> = HashMap::new();
         for row in rows {
             let Some(event) = render(row) else { continue };
-            let event = Arc::new(event);
+            let event = Shared::new(event);
             let conversation = event.conversation_id.to_string();
             if let Some(sender) = self.conversations.lock().expect("hub lock").get(&conversation) {
                 let _ = sender.send(event.clone());

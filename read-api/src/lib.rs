@@ -9,6 +9,7 @@
 
 mod hub;
 mod nesting;
+mod render;
 mod schema;
 mod ws;
 
@@ -97,9 +98,33 @@ async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
-/// The signed-in viewer, if any, as GraphQL context data.
-#[derive(Clone, Copy)]
-pub struct Viewer(pub Option<uuid::Uuid>);
+/// The signed-in viewer, if any, as GraphQL context data. Resolvers read it through
+/// [`Viewer::of`], which notes that the answer depends on who asks: a subscription
+/// event rendered without that note is the same for every viewer, and is rendered once
+/// for all of them (`render`).
+#[derive(Default)]
+pub struct Viewer {
+    id: Option<uuid::Uuid>,
+    consulted: std::sync::atomic::AtomicBool,
+}
+
+impl Viewer {
+    pub fn new(id: Option<uuid::Uuid>) -> Self {
+        Self { id, consulted: Default::default() }
+    }
+
+    /// Who asks (None: nobody signed in).
+    pub fn of(ctx: &async_graphql::Context<'_>) -> Option<uuid::Uuid> {
+        let viewer = ctx.data_opt::<Viewer>()?;
+        viewer.consulted.store(true, std::sync::atomic::Ordering::Relaxed);
+        viewer.id
+    }
+
+    /// Whether a resolver asked who the viewer is since the last call.
+    pub(crate) fn take_consulted(&self) -> bool {
+        self.consulted.swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// A request refused before it runs, answered in GraphQL's error shape.
 #[derive(Debug)]
@@ -180,7 +205,7 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
         let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(Refusal::invalid_min_position)?;
         wait_for_position(&api, position).await?;
     }
-    let response = api.schema.execute(request.data(Viewer(viewer)).data(RequestCache::default())).await;
+    let response = api.schema.execute(request.data(Viewer::new(viewer)).data(RequestCache::default())).await;
     Ok(axum::Json(response).into_response())
 }
 

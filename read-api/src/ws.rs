@@ -28,9 +28,10 @@ use futures_util::StreamExt;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{BoxStream, SelectAll};
 use plaza_edge::ConnectionSlot;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::render::RenderKey;
 use crate::{MAX_BODY_BYTES, ReadApi, RequestCache, Viewer, nesting};
 
 pub const PROTOCOL: &str = "graphql-transport-ws";
@@ -89,6 +90,15 @@ enum ClientMessage {
     Complete {
         id: String,
     },
+}
+
+/// A `next` message.
+#[derive(Serialize)]
+struct Next<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    payload: &'a GraphQLResponse,
 }
 
 /// Why the connection closes.
@@ -179,7 +189,10 @@ impl Session {
             }
             return self.send(json!({ "id": id, "type": "error", "payload": response.errors })).await;
         }
-        self.send(json!({ "id": id, "type": "next", "payload": response })).await
+        // Serialized straight from the response (no JSON tree in between): this runs
+        // once per subscriber for every event.
+        let next = serde_json::to_string(&Next { id: &id, kind: "next", payload: &response }).map_err(|_| Close(1011, "cannot send"))?;
+        self.socket.send(Message::Text(next.into())).await.map_err(|_| Close(1011, "cannot send"))
     }
 
     async fn close(mut self, Close(code, reason): Close) {
@@ -238,7 +251,8 @@ impl Session {
                         return self.send(json!({ "id": id, "type": "error", "payload": errors })).await;
                     }
                 }
-                let request = (*payload).data(Viewer(Some(user))).data(RequestCache::default());
+                let key = RenderKey::of(&payload);
+                let request = (*payload).data(Viewer::new(Some(user))).data(RequestCache::default()).data(key);
                 let (tag, end) = (id.clone(), id.clone());
                 let stream = self.api.schema.execute_stream(request).map(move |response| (tag.clone(), Some(response)));
                 let stream = stream.chain(futures_util::stream::once(async move { (end, None) })).boxed();

@@ -28,7 +28,7 @@ pub struct User {
 impl User {
     /// Your unread messages over all your conversations; null for anyone but you.
     async fn unread_messages_count(&self, ctx: &Context<'_>) -> Result<Option<i64>> {
-        match ctx.data_opt::<Viewer>().and_then(|viewer| viewer.0) {
+        match Viewer::of(ctx) {
             Some(viewer) if viewer.to_string() == self.id.as_str() => super::conversations::unread_messages(ctx, &self.id).await.map(Some),
             _ => Ok(None),
         }
@@ -155,7 +155,7 @@ impl AccountsQuery {
 
     /// The signed-in user (send `Authorization: Bearer <token>`), or null.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        match ctx.data_opt::<Viewer>().and_then(|viewer| viewer.0) {
+        match Viewer::of(ctx) {
             Some(user_id) => user_by_id(ctx, &user_id.to_string()).await,
             None => Ok(None),
         }

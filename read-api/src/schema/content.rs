@@ -142,7 +142,7 @@ fn comment_from_row(row: &Row) -> Result<Comment> {
 }
 
 pub(super) fn viewer(ctx: &Context<'_>) -> SqlValue {
-    ctx.data_opt::<Viewer>().and_then(|v| v.0).map_or_else(|| SqlValue::Text(String::new()), |id| SqlValue::Text(id.to_string()))
+    Viewer::of(ctx).map_or_else(|| SqlValue::Text(String::new()), |id| SqlValue::Text(id.to_string()))
 }
 
 /// A page of videos whose 14th column (index 13) is the cursor position.

@@ -182,7 +182,7 @@ pub(crate) fn message_from_row(row: &Row) -> Result<Message> {
 }
 
 pub(crate) fn viewer(ctx: &Context<'_>) -> Result<String> {
-    ctx.data_opt::<Viewer>().and_then(|v| v.0).map(|id| id.to_string()).ok_or_else(|| bad_request("sign in to read conversations", "unauthenticated"))
+    Viewer::of(ctx).map(|id| id.to_string()).ok_or_else(|| bad_request("sign in to read conversations", "unauthenticated"))
 }
 
 fn not_found() -> Error {

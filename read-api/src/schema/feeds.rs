@@ -94,7 +94,7 @@ fn ranked_page(kind: char, parameter: i64, ranked: &[(f64, Video)], first: Optio
 }
 
 fn signed_in(ctx: &Context<'_>) -> Option<String> {
-    ctx.data_opt::<Viewer>().and_then(|v| v.0).map(|id| id.to_string())
+    Viewer::of(ctx).map(|id| id.to_string())
 }
 
 async fn following(ctx: &Context<'_>, user: String, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::conversations::{Live, MAX_PRESENCE_IDS, Message, PresenceState, Role, conversation_for, messages_after, viewer};
 use super::{bad_request, db};
 use crate::hub::Hub;
+use crate::render::{Rendered, Shared};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ConversationEventKind {
@@ -101,7 +102,7 @@ impl Subscription {
         ctx: &Context<'_>,
         conversation_id: ID,
         after_seq: Option<i64>,
-    ) -> Result<impl Stream<Item = ConversationEvent> + use<>> {
+    ) -> Result<impl Stream<Item = Rendered<ConversationEvent>> + use<>> {
         let user = viewer(ctx)?;
         conversation_for(ctx, &user, &conversation_id).await?;
         // Listen first, then note where the change log is: what the hub hands over up
@@ -117,7 +118,7 @@ impl Subscription {
                     let page = match messages_after(db.as_ref(), &conversation_id, last_sent.max(after), RESUME_PAGE).await {
                         Ok(page) => page,
                         Err(_) => {
-                            yield resync(&conversation_id, last_sent);
+                            yield Rendered(Shared::new(resync(&conversation_id, last_sent)));
                             return;
                         }
                     };
@@ -127,7 +128,7 @@ impl Subscription {
                         let mut event = ConversationEvent::new(ConversationEventKind::MessageSent, conversation_id.clone());
                         event.seq = Some(message.seq);
                         event.message = Some(message);
-                        yield event;
+                        yield Rendered(Shared::new(event));
                     }
                     if !full {
                         break;
@@ -150,13 +151,13 @@ impl Subscription {
                             last_sent = seq;
                         }
                         let removed = event.kind == ConversationEventKind::MemberRemoved && event.names(&user);
-                        yield (*event).clone();
+                        yield Rendered(event);
                         if removed {
                             return;
                         }
                     }
                     Err(RecvError::Lagged(_)) => {
-                        yield resync(&conversation_id, last_sent);
+                        yield Rendered(Shared::new(resync(&conversation_id, last_sent)));
                         return;
                     }
                     Err(RecvError::Closed) => return,
