@@ -57,6 +57,6 @@ pub fn schema() -> &'static PlazaSchema {
 
 /// Runs a request as the read API would, for a signed-in viewer.
 pub fn execute(request: async_graphql::Request) -> async_graphql::Response {
-    let request = request.data(Viewer(Some(uuid::Uuid::nil()))).data(RequestCache::default());
+    let request = request.data(Viewer::new(Some(uuid::Uuid::nil()))).data(RequestCache::default());
     runtime().block_on(schema().execute(request))
 }

@@ -25,8 +25,10 @@ impl Client {
             request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
         }
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        // A loaded machine may take seconds to answer the upgrade; reads after it poll.
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let (socket, _) = tungstenite::client(request, stream).expect("the WebSocket handshake");
+        socket.get_ref().set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         Self { socket }
     }
 
@@ -78,7 +80,11 @@ impl Client {
                         return None;
                     }
                 }
-                Err(_) => return Some(Err(Closed(1006))),
+                Err(error) => {
+                    // No close frame: the connection broke. Say how, for the test's log.
+                    eprintln!("the WebSocket read failed: {error}");
+                    return Some(Err(Closed(1006)));
+                }
             }
         }
     }
