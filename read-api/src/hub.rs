@@ -1,9 +1,10 @@
 //! The hub: one per read API process. It tails the conversations read model's change log
 //! (`conversation_changes`, see `plaza_projections::conversations`), renders each change
 //! once (the message and its sender read once) and hands it to every subscriber of this
-//! process who may see it (who resolve it once per distinct selection, `crate::render`): the conversation's subscribers, and the inboxes of its
-//! members. A change is only read once its transaction committed, so a subscriber only
-//! hears of what it can already read.
+//! process who may see it: the conversation's subscribers (who resolve it once per
+//! distinct selection, `crate::render`), and the inboxes of its members. A change is
+//! only read once its transaction committed, so a subscriber only hears of what it can
+//! already read.
 //!
 //! It reads the log when the `conversations` projection advances (this process's
 //! projector, or a change notice from another) and at least every [`POLL`].

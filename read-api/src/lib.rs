@@ -102,7 +102,6 @@ async fn graphiql() -> Html<String> {
 /// [`Viewer::of`], which notes that the answer depends on who asks: a subscription
 /// event rendered without that note is the same for every viewer, and is rendered once
 /// for all of them (`render`).
-#[derive(Default)]
 pub struct Viewer {
     id: Option<uuid::Uuid>,
     consulted: std::sync::atomic::AtomicBool,
