@@ -323,6 +323,9 @@ async fn deliver(
     let probe_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut next_probe = tokio::time::Instant::now();
     while hearers < subscribers {
+        if tokio::time::Instant::now() >= probe_deadline {
+            bail!("only {hearers} of {subscribers} subscribers heard a probe message within 60 s");
+        }
         if tokio::time::Instant::now() >= next_probe {
             send_message(target, PROBE, 0).await?;
             next_probe += Duration::from_secs(1);
@@ -334,9 +337,6 @@ async fn deliver(
             }
             Ok(Some(_)) => {}
             Ok(None) => bail!("every subscriber connection closed"),
-            Err(_) if tokio::time::Instant::now() >= probe_deadline => {
-                bail!("only {hearers} of {subscribers} subscribers heard a probe message within 60 s")
-            }
             Err(_) => {}
         }
     }
