@@ -32,7 +32,7 @@ pub enum ConversationEventKind {
     Resync,
 }
 
-#[derive(SimpleObject, Clone)]
+#[derive(SimpleObject)]
 pub struct ConversationEvent {
     pub kind: ConversationEventKind,
     pub conversation_id: ID,
