@@ -19,13 +19,15 @@ use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
 use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisPresence, RedisRateLimiter, RedisTyping};
 use plaza_infra::{Config, Distribution};
 use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
-use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projection, Projector};
+use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projector};
 use plaza_read_api::{Live, ReadApi, ReadApiSettings};
 use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{error, info, warn};
+
+mod ops;
 
 /// Worker threads' stacks. Request handling never recurses deeply (documents are
 /// bounded before parsing); this is headroom, not a limit anyone should reach.
@@ -73,6 +75,7 @@ Configuration keys (file key / environment variable, default):
   group_max_members       PLAZA_GROUP_MAX_MEMBERS       10000
   message_edit_window_secs PLAZA_MESSAGE_EDIT_WINDOW_SECS 900
   presence_ttl_secs       PLAZA_PRESENCE_TTL_SECS       300
+  rebuild_batch_size      PLAZA_REBUILD_BATCH_SIZE      5000  (events a projection rebuild applies per transaction)
   graphql_rate_limit_user_per_sec / _burst  PLAZA_GRAPHQL_RATE_LIMIT_USER_PER_SEC / _BURST  50 / 100  (0: unlimited)
   graphql_rate_limit_ip_per_sec / _burst    PLAZA_GRAPHQL_RATE_LIMIT_IP_PER_SEC / _BURST    200 / 400 (0: unlimited)
   graphql_introspection   PLAZA_GRAPHQL_INTROSPECTION   true  (false: no introspection, no field suggestions)
@@ -116,6 +119,9 @@ enum Command {
     Relay,
     /// Print the effective configuration (secrets hidden) and exit.
     Config,
+    /// Watch and operate the projections (read models): status, rebuild, pause, resume.
+    #[command(subcommand)]
+    Projections(ops::ProjectionsCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -152,6 +158,7 @@ async fn start() -> anyhow::Result<()> {
             print!("{}", config.to_redacted_toml());
             Ok(())
         }
+        Command::Projections(command) => ops::projections(&config, command).await,
     }
 }
 
@@ -178,8 +185,9 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let tailing = !roles.projections.is_empty() && !kafka;
     let mut health = Health::default();
 
-    // The read API asks the store for its head (a consistency token beyond it is refused).
-    let store = match roles.write_api || roles.read_api || tailing {
+    // The read API asks the store for its head (a consistency token beyond it is refused);
+    // projectors fed by Kafka read it when they rebuild.
+    let store = match roles.write_api || roles.read_api || !roles.projections.is_empty() {
         true => Some(plaza_infra::open_event_store(&config).await.context("cannot open the event store")?),
         false => None,
     };
@@ -199,6 +207,12 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         false => None,
     };
     if let Some(db) = &db {
+        // Every projection has a live generation, so readers find its tables (views).
+        for projection in plaza_projections::all(Default::default()) {
+            plaza_projections::generations::ensure_live(db.as_ref(), projection.as_ref())
+                .await
+                .with_context(|| format!("cannot prepare the read model {}", projection.name()))?;
+        }
         let db = db.clone();
         health.add("read_models", move || {
             let db = db.clone();
@@ -243,12 +257,14 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     if let Some(db) = &db {
         for projection in plaza_projections::all(feed_settings).into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
             if kafka {
-                let projector = KafkaProjector::new(projection, db.clone(), notices.clone(), &kafka_settings);
+                let mut projector = KafkaProjector::new(projection, db.clone(), notices.clone(), &kafka_settings);
+                if let Some(store) = &store {
+                    projector = projector.with_store(store.clone());
+                }
                 joined.push(projector.joined());
                 background.spawn(projector.run(shutdown.clone()));
             } else if let Some(store) = &store {
                 let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone()).with_notices(notices.clone());
-                projector.prepare().await.with_context(|| format!("cannot prepare projection {}", projector.name()))?;
                 background.spawn(projector.run(shutdown.clone()));
             }
         }
@@ -296,14 +312,8 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             Some(redis) => Arc::new(RedisFailures::new(redis)),
             None => Arc::new(LocalFailures::default()),
         };
-        let db = db.clone().expect("the write API opens the read models");
         // The write side reads two read models: counter totals and where messages are.
-        let counters_projection = plaza_projections::counters::CountersProjection;
-        db.migrate(counters_projection.name(), counters_projection.schema()).await.context("cannot prepare the counters read model")?;
-        let conversations_projection = plaza_projections::conversations::ConversationsProjection;
-        db.migrate(conversations_projection.name(), conversations_projection.schema())
-            .await
-            .context("cannot prepare the conversations read model")?;
+        let db = db.clone().expect("the write API opens the read models");
         let conversation_settings =
             ConversationSettings { max_members: config.group_max_members, edit_window: Duration::from_secs(config.message_edit_window_secs) };
         let api = WriteApi {
@@ -409,7 +419,7 @@ async fn ready(State(health): State<Health>) -> (StatusCode, axum::Json<serde_js
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(report.into()))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

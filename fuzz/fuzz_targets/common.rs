@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use plaza_projections::db::LockGuard;
+use plaza_projections::generations::{Step, Tables};
 use plaza_projections::partitions::{Consumed, Tally};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use plaza_read_api::{Hub, Live, PlazaSchema, RequestCache, Viewer, build_schema};
@@ -12,13 +14,10 @@ struct Empty;
 
 #[async_trait::async_trait]
 impl ReadModelDb for Empty {
-    async fn migrate(&self, _: &str, _: &[&'static str]) -> Result<(), ReadModelError> {
-        Ok(())
+    async fn transact(&self, _: Vec<Step>) -> Result<bool, ReadModelError> {
+        Ok(true)
     }
-    async fn checkpoint(&self, _: &str) -> Result<u64, ReadModelError> {
-        Ok(0)
-    }
-    async fn apply(&self, _: &str, _: Vec<Statement>, _: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, _: Arc<Tables>, _: Vec<Statement>, _: u64) -> Result<(), ReadModelError> {
         Ok(())
     }
     async fn query(&self, _: &'static str, _: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
@@ -27,11 +26,14 @@ impl ReadModelDb for Empty {
     async fn execute(&self, _: Statement) -> Result<u64, ReadModelError> {
         Ok(0)
     }
-    async fn track_partitions(&self, _: &str, _: &str, _: i32) -> Result<(), ReadModelError> {
+    async fn track_partitions(&self, _: Arc<Tables>, _: &str, _: i32) -> Result<(), ReadModelError> {
         Ok(())
     }
-    async fn apply_consumed(&self, _: &str, _: &str, _: Vec<Consumed>) -> Result<Tally, ReadModelError> {
+    async fn apply_consumed(&self, _: Arc<Tables>, _: &str, _: Vec<Consumed>) -> Result<Tally, ReadModelError> {
         Ok(Tally::default())
+    }
+    async fn try_lock(&self, _: &str) -> Result<Option<LockGuard>, ReadModelError> {
+        Ok(None)
     }
 }
 

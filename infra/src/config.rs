@@ -62,6 +62,8 @@ pub struct Config {
     pub message_edit_window_secs: u64,
     /// How long a user counts as online after their last heartbeat.
     pub presence_ttl_secs: u64,
+    /// Events a rebuild applies per transaction.
+    pub rebuild_batch_size: usize,
     /// GraphQL requests per second a signed-in user may send (0: unlimited), and the
     /// burst; buckets apart from the commands'.
     pub graphql_rate_limit_user_per_sec: u32,
@@ -127,6 +129,7 @@ impl Default for Config {
             group_max_members: 10_000,
             message_edit_window_secs: 900,
             presence_ttl_secs: 300,
+            rebuild_batch_size: 5000,
             graphql_rate_limit_user_per_sec: 50,
             graphql_rate_limit_user_burst: 100,
             graphql_rate_limit_ip_per_sec: 200,

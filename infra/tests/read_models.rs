@@ -11,6 +11,7 @@ use plaza_infra::postgres::PgReadModels;
 use plaza_infra::sqlite::{SqliteEventStore, SqliteReadModels};
 use plaza_projections::accounts::AccountsProjection;
 use plaza_projections::db::APPLIED_POSITIONS;
+use plaza_projections::generations::{self, Tables};
 use plaza_projections::partitions::{Consumed, Message};
 use plaza_projections::{Progress, Projection, Projector, ReadModelDb, SqlValue, Statement};
 use uuid::Uuid;
@@ -45,6 +46,17 @@ async fn follow_edges(db: &dyn ReadModelDb) -> i64 {
     db.query("SELECT count(*) FROM follows", vec![]).await.unwrap()[0].int(0).unwrap()
 }
 
+/// The live generation's checkpoint.
+async fn checkpoint(db: &dyn ReadModelDb, projection: &str) -> u64 {
+    generations::live(db, projection).await.unwrap().map_or(0, |g| g.position)
+}
+
+/// The tables of the projection's live generation (created if needed).
+async fn live_tables(db: &dyn ReadModelDb, projection: &dyn Projection) -> Arc<Tables> {
+    let live = generations::ensure_live(db, projection).await.unwrap();
+    Arc::new(Tables::of(projection, live.generation))
+}
+
 fn projector(store: &Arc<SqliteEventStore>, db: &Arc<dyn ReadModelDb>, projection: Arc<dyn Projection>) -> Projector {
     Projector::new(projection, store.clone(), db.clone(), Progress::default()).with_batch_size(3)
 }
@@ -62,7 +74,7 @@ async fn the_accounts_projection_builds_users_and_follows(db: Arc<dyn ReadModelD
 
     let head = projector(&store, &db, Arc::new(AccountsProjection)).catch_up().await.unwrap();
     assert_eq!(head, store.head().await.unwrap());
-    assert_eq!(db.checkpoint("accounts").await.unwrap(), head);
+    assert_eq!(checkpoint(&*db, "accounts").await, head);
     assert_eq!(counts(&*db, a).await, (0, 1));
     assert_eq!(counts(&*db, b).await, (2, 0));
     assert_eq!(counts(&*db, c).await, (0, 1));
@@ -75,7 +87,7 @@ async fn the_accounts_projection_builds_users_and_follows(db: Arc<dyn ReadModelD
     assert_eq!(restarted.catch_up().await.unwrap(), head);
     follow(&*store, c, a, true).await;
     let head = restarted.catch_up().await.unwrap();
-    assert_eq!(db.checkpoint("accounts").await.unwrap(), head);
+    assert_eq!(checkpoint(&*db, "accounts").await, head);
     assert_eq!(counts(&*db, a).await, (1, 1));
     assert_eq!(follow_edges(&*db).await, 3);
 }
@@ -86,6 +98,10 @@ struct FailsOnUnfollow;
 impl Projection for FailsOnUnfollow {
     fn name(&self) -> &'static str {
         "fails_on_unfollow"
+    }
+
+    fn version(&self) -> u64 {
+        1
     }
 
     fn schema(&self) -> &'static [&'static str] {
@@ -109,7 +125,7 @@ async fn a_failed_batch_changes_nothing(db: Arc<dyn ReadModelDb>) {
     follow(&*store, b, a, true).await; // 3
     let projector = Projector::new(Arc::new(FailsOnUnfollow), store.clone(), db.clone(), Progress::default()).with_batch_size(10);
     assert!(projector.catch_up().await.is_err());
-    assert_eq!(db.checkpoint("fails_on_unfollow").await.unwrap(), 0);
+    assert_eq!(checkpoint(&*db, "fails_on_unfollow").await, 0);
     assert!(db.query("SELECT position FROM seen", vec![]).await.unwrap().is_empty(), "no partial batch");
 }
 
@@ -119,6 +135,10 @@ struct Recorder;
 impl Projection for Recorder {
     fn name(&self) -> &'static str {
         "recorder"
+    }
+
+    fn version(&self) -> u64 {
+        1
     }
 
     fn schema(&self) -> &'static [&'static str] {
@@ -146,12 +166,12 @@ async fn applied_positions(db: &dyn ReadModelDb, topic: &str) -> Vec<(String, i6
 }
 
 async fn consumed_batches_apply_once_with_their_offsets(db: Arc<dyn ReadModelDb>) {
-    db.migrate("recorder", Recorder.schema()).await.unwrap();
-    db.track_partitions("recorder", "events", 2).await.unwrap();
+    let tables = live_tables(&*db, &Recorder).await;
+    db.track_partitions(tables.clone(), "events", 2).await.unwrap();
     assert_eq!(applied_positions(&*db, "events").await, vec![("recorder".to_owned(), 0)]);
 
     let first = vec![consumed(0, 0, 1), consumed(1, 0, 2), consumed(0, 1, 3)];
-    let tally = db.apply_consumed("recorder", "events", first.clone()).await.unwrap();
+    let tally = db.apply_consumed(tables.clone(), "events", first.clone()).await.unwrap();
     assert_eq!((tally.applied, tally.skipped), (3, 0));
     // Partition 1 holds nothing above 2 yet: the projection has applied the log up to 2.
     assert_eq!(applied_positions(&*db, "events").await, vec![("recorder".to_owned(), 2)]);
@@ -161,13 +181,13 @@ async fn consumed_batches_apply_once_with_their_offsets(db: Arc<dyn ReadModelDb>
     let mut again = first;
     again.push(consumed(1, 1, 2));
     again.push(consumed(1, 2, 5));
-    let tally = db.apply_consumed("recorder", "events", again).await.unwrap();
+    let tally = db.apply_consumed(tables.clone(), "events", again).await.unwrap();
     assert_eq!((tally.applied, tally.skipped), (1, 4));
     assert_eq!(applied(&*db).await, vec![1, 2, 3, 5]);
 
     // A watermark moves an idle partition.
     let mark = Consumed { partition: 0, offset: 2, message: Message::Watermark { position: 5 } };
-    db.apply_consumed("recorder", "events", vec![mark]).await.unwrap();
+    db.apply_consumed(tables.clone(), "events", vec![mark]).await.unwrap();
     assert_eq!(applied_positions(&*db, "events").await, vec![("recorder".to_owned(), 5)]);
     // Another topic's partitions are not this one's.
     assert_eq!(applied_positions(&*db, "other").await, vec![("recorder".to_owned(), 0)]);
@@ -176,15 +196,15 @@ async fn consumed_batches_apply_once_with_their_offsets(db: Arc<dyn ReadModelDb>
 /// Two consumers of one partition at once (a rebalance in progress): every message is
 /// applied exactly once, whoever gets there first.
 async fn racing_consumers_of_a_partition_apply_each_message_once(db: Arc<dyn ReadModelDb>) {
-    db.migrate("recorder", Recorder.schema()).await.unwrap();
-    db.track_partitions("recorder", "events", 1).await.unwrap();
+    let tables = live_tables(&*db, &Recorder).await;
+    db.track_partitions(tables.clone(), "events", 1).await.unwrap();
     let batches: Vec<Vec<Consumed>> = (0..20).map(|b| (0..10).map(|i| consumed(0, b * 10 + i, (b * 10 + i + 1) as u64)).collect()).collect();
     let racers: Vec<_> = (0..2)
         .map(|_| {
-            let (db, batches) = (db.clone(), batches.clone());
+            let (db, batches, tables) = (db.clone(), batches.clone(), tables.clone());
             tokio::spawn(async move {
                 for batch in batches {
-                    db.apply_consumed("recorder", "events", batch).await.unwrap();
+                    db.apply_consumed(tables.clone(), "events", batch).await.unwrap();
                 }
             })
         })
@@ -201,8 +221,8 @@ async fn racing_consumers_of_a_partition_apply_each_message_once(db: Arc<dyn Rea
 async fn members_applying_other_partitions_see_each_others_changes(db: Arc<dyn ReadModelDb>) {
     use plaza_projections::feeds::FeedsProjection;
     let feeds = Arc::new(FeedsProjection { settings: Default::default() });
-    db.migrate(feeds.name(), feeds.schema()).await.unwrap();
-    db.track_partitions(feeds.name(), "events", 2).await.unwrap();
+    let tables = live_tables(&*db, feeds.as_ref()).await;
+    db.track_partitions(tables.clone(), "events", 2).await.unwrap();
     let consumed = |partition: i32, offset: i64, position: u64, event: Event| {
         let envelope = RecordedEvent {
             event_id: Uuid::now_v7(),
@@ -233,9 +253,10 @@ async fn members_applying_other_partitions_see_each_others_changes(db: Arc<dyn R
         };
         let video = consumed(1, i, 2 * i as u64 + 2, video);
         let (a, b) = (db.clone(), db.clone());
+        let (ta, tb) = (tables.clone(), tables.clone());
         let (first, second) = tokio::join!(
-            tokio::spawn(async move { a.apply_consumed("feeds", "events", vec![follow]).await }),
-            tokio::spawn(async move { b.apply_consumed("feeds", "events", vec![video]).await }),
+            tokio::spawn(async move { a.apply_consumed(ta, "events", vec![follow]).await }),
+            tokio::spawn(async move { b.apply_consumed(tb, "events", vec![video]).await }),
         );
         first.unwrap().unwrap();
         second.unwrap().unwrap();
@@ -264,11 +285,243 @@ async fn counters_stay_in_range_and_skip_what_breaks_the_rules(db: Arc<dyn ReadM
     projector.prepare().await.unwrap();
     projector.catch_up().await.unwrap();
     assert_eq!(counter_value(&*db, "odd").await, 6);
-    db.execute(Statement::new("UPDATE counters SET value = $1 WHERE resource_id = 'up'", [SqlValue::Int(i64::MAX - 10)])).await.unwrap();
-    db.execute(Statement::new("UPDATE counters SET value = $1 WHERE resource_id = 'down'", [SqlValue::Int(i64::MIN + 10)])).await.unwrap();
+    let counters = live_tables(&*db, &CountersProjection).await.physical("counters");
+    let set = |resource: &str, value: i64| {
+        Statement::owned(format!("UPDATE {counters} SET value = $1 WHERE resource_id = '{resource}'"), [SqlValue::Int(value)])
+    };
+    db.execute(set("up", i64::MAX - 10)).await.unwrap();
+    db.execute(set("down", i64::MIN + 10)).await.unwrap();
     append(&*store, "counters-0", batch(vec![increment("up", 1_000_000), increment("down", -1_000_000)])).await;
     projector.catch_up().await.unwrap();
     assert_eq!((counter_value(&*db, "up").await, counter_value(&*db, "down").await), (i64::MAX, i64::MIN));
+}
+
+/// Every row of a table, sorted, as text.
+async fn rows_of(db: &dyn ReadModelDb, sql: &'static str) -> Vec<String> {
+    let mut rows: Vec<String> = db.query(sql, vec![]).await.unwrap().iter().map(|r| format!("{:?}", r.0)).collect();
+    rows.sort();
+    rows
+}
+
+async fn accounts_tables(db: &dyn ReadModelDb) -> Vec<Vec<String>> {
+    vec![
+        rows_of(db, "SELECT id, username, display_name, created_at FROM users").await,
+        rows_of(db, "SELECT user_id, followers_count, following_count FROM user_counts").await,
+        rows_of(db, "SELECT follower_id, followee_id, position FROM follows").await,
+    ]
+}
+
+/// A rebuild under continuous load: the live generation keeps answering (its counts
+/// never go backwards), the rebuilt one takes over, equal to a fresh build, and the
+/// old tables are gone.
+async fn a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_build(db: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let mut users = Vec::new();
+    for i in 0..40 {
+        users.push(register(&*store, &format!("user{i}")).await);
+    }
+    for (i, a) in users.iter().enumerate() {
+        for b in users.iter().skip(i + 1).take(5) {
+            follow(&*store, *a, *b, true).await;
+        }
+    }
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let live = projector(&store, &db, Arc::new(AccountsProjection));
+    live.prepare().await.unwrap();
+    let live = tokio::spawn(live.run(shutdown.clone()));
+    // Load: more follows while the rebuild runs.
+    let writer = {
+        let (store, users, shutdown) = (store.clone(), users.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !*shutdown.borrow() {
+                let newcomer = register(&*store, &format!("newcomer{n}")).await;
+                follow(&*store, newcomer, users[n % users.len()], true).await;
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // Readers: always an answer, never fewer follows than before.
+    let reader = {
+        let (db, shutdown) = (db.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut seen = 0;
+            let mut reads = 0;
+            while !*shutdown.borrow() {
+                let count = db.query("SELECT count(*) FROM follows", vec![]).await.expect("the read model answers").first().unwrap().int(0).unwrap();
+                assert!(count >= seen, "follows went from {seen} to {count}");
+                seen = count;
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            reads
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let rebuild = plaza_projections::Rebuild::new(Arc::new(AccountsProjection), store.clone(), db.clone()).with_batch_size(50);
+    let rebuilt = rebuild.run(&mut |_| {}, shutdown.clone()).await.unwrap().expect("switched over");
+    assert_eq!(rebuilt.generation, 2);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.send(true).unwrap();
+    writer.await.unwrap();
+    assert!(reader.await.unwrap() > 10);
+    live.await.unwrap();
+
+    // The live projector moved on to the new generation and applied the rest.
+    let head = store.head().await.unwrap();
+    projector(&store, &db, Arc::new(AccountsProjection)).catch_up().await.unwrap();
+    assert_eq!(checkpoint(&*db, "accounts").await, head);
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh: Arc<dyn ReadModelDb> = Arc::new(SqliteReadModels::open(&fresh_dir.path().join("read.db")).unwrap());
+    projector(&store, &fresh, Arc::new(AccountsProjection)).catch_up().await.unwrap();
+    assert_eq!(accounts_tables(&*db).await, accounts_tables(&*fresh).await);
+    let generations: Vec<u64> = generations::generations(&*db, "accounts").await.unwrap().iter().map(|g| g.generation).collect();
+    assert_eq!(generations, vec![2], "the old generation is forgotten");
+    assert!(db.query("SELECT count(*) FROM follows__g1", vec![]).await.is_err(), "and its tables dropped");
+}
+
+/// A rebuild refuses to start while another holds its lock, and an interrupted one
+/// continues from its own checkpoint.
+async fn a_rebuild_runs_once_at_a_time_and_resumes(db: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    for i in 0..30 {
+        register(&*store, &format!("user{i}")).await;
+    }
+    projector(&store, &db, Arc::new(AccountsProjection)).catch_up().await.unwrap();
+    let rebuild = plaza_projections::Rebuild::new(Arc::new(AccountsProjection), store.clone(), db.clone()).with_batch_size(10);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    {
+        let _held = db.try_lock("rebuild.accounts").await.unwrap().expect("free");
+        let busy = rebuild.run(&mut |_| {}, shutdown.clone()).await;
+        assert!(matches!(busy, Err(plaza_projections::rebuild::RebuildError::Busy)), "{busy:?}");
+    }
+    // Interrupted after its first batch.
+    let interrupted = rebuild.run(&mut |_| _ = stop.send_replace(true), shutdown).await.unwrap();
+    assert!(interrupted.is_none());
+    let building = generations::generations(&*db, "accounts").await.unwrap();
+    assert_eq!(building.iter().map(|g| (g.generation, g.state.as_str(), g.position)).collect::<Vec<_>>(), vec![(1, "live", 30), (2, "building", 10)]);
+    // Run again: from position 10, not from the start.
+    let mut first_report = None;
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    let live = rebuild.run(&mut |p| _ = first_report.get_or_insert((p.position, p.events)), shutdown).await.unwrap().unwrap();
+    assert_eq!(first_report, Some((20, 10)));
+    assert_eq!((live.generation, live.position), (2, 30));
+    assert_eq!(rows_of(&*db, "SELECT count(*) FROM users").await, vec!["[Int(30)]"]);
+}
+
+/// A paused generation takes no changes until resumed.
+async fn a_paused_projection_applies_nothing_until_resumed(db: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    register(&*store, "a").await;
+    let projector = projector(&store, &db, Arc::new(AccountsProjection));
+    projector.prepare().await.unwrap();
+    assert!(generations::set_paused(&*db, "accounts", true).await.unwrap());
+    let stopped = projector.catch_up().await;
+    assert!(
+        matches!(stopped, Err(plaza_projections::runtime::ProjectorError::ReadModel(plaza_projections::ReadModelError::Stopped(..)))),
+        "{stopped:?}"
+    );
+    assert_eq!(checkpoint(&*db, "accounts").await, 0);
+    generations::set_paused(&*db, "accounts", false).await.unwrap();
+    assert_eq!(projector.catch_up().await.unwrap(), 1);
+}
+
+/// The accounts projection at a newer version, as a newer Plaza would have it.
+struct AccountsV2;
+
+impl Projection for AccountsV2 {
+    fn name(&self) -> &'static str {
+        "accounts"
+    }
+
+    fn version(&self) -> u64 {
+        2
+    }
+
+    fn schema(&self) -> &'static [&'static str] {
+        AccountsProjection.schema()
+    }
+
+    fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
+        AccountsProjection.apply(event, envelope, out)
+    }
+}
+
+/// A projector whose code is newer than the live generation rebuilds beside it by
+/// itself; the old generation serves until the switch.
+async fn a_newer_projection_version_rebuilds_by_itself(db: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    for i in 0..10 {
+        register(&*store, &format!("user{i}")).await;
+    }
+    projector(&store, &db, Arc::new(AccountsProjection)).catch_up().await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let upgraded = tokio::spawn(projector(&store, &db, Arc::new(AccountsV2)).run(shutdown));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let live = generations::live(&*db, "accounts").await.unwrap().unwrap();
+        assert_eq!(rows_of(&*db, "SELECT count(*) FROM users").await, vec!["[Int(10)]"], "always served");
+        if live.version == 2 {
+            assert_eq!((live.generation, live.position), (2, 10));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no switch to version 2");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    register(&*store, "after").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while checkpoint(&*db, "accounts").await < 11 {
+        assert!(std::time::Instant::now() < deadline, "the upgraded projector does not apply new events");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    upgraded.await.unwrap();
+}
+
+/// A read-model database written before generations existed is adopted as generation 0,
+/// keeps serving, and is rebuilt beside as the current version.
+async fn read_models_from_before_generations_are_kept_then_rebuilt(db: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let a = register(&*store, "a").await;
+    // The old layout: plain tables and a checkpoint row.
+    let mut legacy = vec![
+        plaza_projections::generations::Step::run(Statement::new(
+            "CREATE TABLE projection_checkpoints (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+            [],
+        )),
+        plaza_projections::generations::Step::run(Statement::new(
+            "CREATE TABLE projection_partitions (projection TEXT NOT NULL, topic TEXT NOT NULL, kafka_partition BIGINT NOT NULL,
+             next_offset BIGINT NOT NULL, position BIGINT NOT NULL, owner TEXT, owner_seen_at BIGINT, PRIMARY KEY (projection, topic, kafka_partition))",
+            [],
+        )),
+        plaza_projections::generations::Step::run(Statement::new("INSERT INTO projection_checkpoints VALUES ('accounts', 1)", [])),
+    ];
+    legacy.extend(AccountsProjection.schema().iter().map(|ddl| plaza_projections::generations::Step::run(Statement::new(ddl, []))));
+    legacy.push(plaza_projections::generations::Step::run(Statement::new(
+        "INSERT INTO users (id, username, created_at) VALUES ($1, 'a', 0)",
+        [a.to_string().into()],
+    )));
+    assert!(db.transact(legacy).await.unwrap());
+
+    let adopted = generations::ensure_live(&*db, &AccountsProjection).await.unwrap();
+    assert_eq!((adopted.generation, adopted.version, adopted.position), (0, 0, 1));
+    assert_eq!(rows_of(&*db, "SELECT username FROM users").await, vec!["[Text(\"a\")]"], "still served");
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let upgrading = tokio::spawn(projector(&store, &db, Arc::new(AccountsProjection)).run(shutdown));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while generations::live(&*db, "accounts").await.unwrap().unwrap().version != 1 {
+        assert!(std::time::Instant::now() < deadline, "not rebuilt");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    upgrading.await.unwrap();
+    assert_eq!(rows_of(&*db, "SELECT id, username FROM users").await, vec![format!("[Text(\"{a}\"), Text(\"a\")]")]);
 }
 
 macro_rules! on_both_engines {
@@ -303,4 +556,9 @@ on_both_engines!(
     racing_consumers_of_a_partition_apply_each_message_once,
     members_applying_other_partitions_see_each_others_changes,
     counters_stay_in_range_and_skip_what_breaks_the_rules,
+    a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_build,
+    a_rebuild_runs_once_at_a_time_and_resumes,
+    a_paused_projection_applies_nothing_until_resumed,
+    a_newer_projection_version_rebuilds_by_itself,
+    read_models_from_before_generations_are_kept_then_rebuilt,
 );

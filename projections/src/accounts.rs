@@ -57,6 +57,10 @@ impl Projection for AccountsProjection {
         "accounts"
     }
 
+    fn version(&self) -> u64 {
+        1
+    }
+
     fn schema(&self) -> &'static [&'static str] {
         SCHEMA
     }

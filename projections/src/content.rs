@@ -150,6 +150,10 @@ impl Projection for ContentProjection {
         "content"
     }
 
+    fn version(&self) -> u64 {
+        1
+    }
+
     fn schema(&self) -> &'static [&'static str] {
         SCHEMA
     }

@@ -153,6 +153,10 @@ impl Projection for ConversationsProjection {
         "conversations"
     }
 
+    fn version(&self) -> u64 {
+        1
+    }
+
     fn schema(&self) -> &'static [&'static str] {
         SCHEMA
     }

@@ -45,6 +45,10 @@ impl Projection for CountersProjection {
         "counters"
     }
 
+    fn version(&self) -> u64 {
+        1
+    }
+
     fn schema(&self) -> &'static [&'static str] {
         SCHEMA
     }

@@ -1,3 +1,7 @@
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::generations::{Step, Tables};
 use crate::partitions::{Consumed, Tally};
 
 /// A value bound to or read from engine-neutral SQL.
@@ -35,13 +39,18 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
 /// One SQL statement with `$1`-style placeholders and its parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
-    pub sql: &'static str,
+    pub sql: Cow<'static, str>,
     pub params: Vec<SqlValue>,
 }
 
 impl Statement {
     pub fn new(sql: &'static str, params: impl IntoIterator<Item = SqlValue>) -> Self {
-        Self { sql, params: params.into_iter().collect() }
+        Self { sql: Cow::Borrowed(sql), params: params.into_iter().collect() }
+    }
+
+    /// A statement whose text is built at run time (DDL naming a generation's tables).
+    pub fn owned(sql: String, params: impl IntoIterator<Item = SqlValue>) -> Self {
+        Self { sql: Cow::Owned(sql), params: params.into_iter().collect() }
     }
 }
 
@@ -78,52 +87,45 @@ pub enum ReadModelError {
     Database(String),
     #[error("unexpected row shape: {0}")]
     Shape(String),
+    /// The generation a projector applies to is paused, retired or gone: it should look
+    /// again at what it is to do ([`crate::generations`]).
+    #[error("generation {1} of projection {0} takes no changes now (paused, replaced or dropped)")]
+    Stopped(&'static str, u64),
 }
 
-/// Bookkeeping tables every read-model database has: the global-log checkpoint of
-/// projections that tail the store, and the per-partition state of projections fed
-/// by Kafka.
-pub const BOOKKEEPING_DDL: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS projection_checkpoints (projection TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS projection_partitions (
-        projection TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        kafka_partition BIGINT NOT NULL,
-        next_offset BIGINT NOT NULL,
-        position BIGINT NOT NULL,
-        owner TEXT,
-        owner_seen_at BIGINT,
-        PRIMARY KEY (projection, topic, kafka_partition)
-    )",
-];
+/// Creates a partition's row unless it exists: from the partition's start, everything up
+/// to the generation's own position (built from the store) counting as applied.
+pub const TRACK_PARTITION: &str = "INSERT INTO generation_partitions (projection, generation, topic, kafka_partition, next_offset, position)
+     SELECT g.projection, g.generation, CAST($3 AS TEXT), CAST($4 AS BIGINT), 0, g.position FROM projection_generations g WHERE g.projection = $1 AND g.generation = $2
+     ON CONFLICT DO NOTHING";
 
 /// Stores a partition's state (engine-neutral upsert).
 pub const UPSERT_PARTITION: &str =
-    "INSERT INTO projection_partitions (projection, topic, kafka_partition, next_offset, position) VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (projection, topic, kafka_partition) DO UPDATE SET next_offset = excluded.next_offset, position = excluded.position";
+    "INSERT INTO generation_partitions (projection, generation, topic, kafka_partition, next_offset, position) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (projection, generation, topic, kafka_partition) DO UPDATE SET next_offset = excluded.next_offset, position = excluded.position";
 
-/// Creates a partition's row unless it exists.
-pub const TRACK_PARTITION: &str =
-    "INSERT INTO projection_partitions (projection, topic, kafka_partition, next_offset, position) VALUES ($1, $2, $3, 0, 0) ON CONFLICT DO NOTHING";
+/// How far each projection's live generation has applied the global log: its checkpoint
+/// when it tails the store, or the lowest position over its partitions of topic `$1`
+/// when Kafka feeds it.
+pub const APPLIED_POSITIONS: &str = "SELECT g.projection,
+        COALESCE((SELECT MIN(p.position) FROM generation_partitions p
+                  WHERE p.projection = g.projection AND p.generation = g.generation AND p.topic = $1), g.position)
+     FROM projection_generations g WHERE g.state = 'live'";
 
-/// How far each projection has applied the global log: its checkpoint when it tails
-/// the store, or the lowest position over its partitions of topic `$1` when Kafka
-/// feeds it.
-pub const APPLIED_POSITIONS: &str = "SELECT c.projection,
-        COALESCE((SELECT MIN(p.position) FROM projection_partitions p WHERE p.projection = c.projection AND p.topic = $1), c.position)
-     FROM projection_checkpoints c";
+/// Something that holds a lock until dropped.
+pub type LockGuard = Box<dyn Send + Sync>;
 
 /// The read-model database port (SQLite or PostgreSQL).
 #[async_trait::async_trait]
 pub trait ReadModelDb: Send + Sync + 'static {
-    /// Creates the tables a projection needs (idempotent DDL) and its checkpoint row.
-    async fn migrate(&self, projection: &str, ddl: &[&'static str]) -> Result<(), ReadModelError>;
+    /// Runs the steps in one transaction, the bookkeeping tables created first if
+    /// needed. Returns false, having changed nothing, if a required step changed no row.
+    async fn transact(&self, steps: Vec<Step>) -> Result<bool, ReadModelError>;
 
-    /// The last global position the projection applied (0 before the first event).
-    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError>;
-
-    /// Runs the statements and moves the checkpoint to `position`, in one transaction.
-    async fn apply(&self, projection: &str, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError>;
+    /// Runs a projection's statements on the tables of one generation and moves that
+    /// generation's checkpoint to `position`, in one transaction, if the generation may
+    /// take changes ([`crate::generations::GUARD`]); else [`ReadModelError::Stopped`].
+    async fn apply(&self, tables: Arc<Tables>, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError>;
 
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError>;
 
@@ -132,11 +134,16 @@ pub trait ReadModelDb: Send + Sync + 'static {
 
     /// Creates empty state rows for partitions `0..partitions` of `topic`, so the read
     /// side counts every partition before its first message arrives.
-    async fn track_partitions(&self, projection: &str, topic: &str, partitions: i32) -> Result<(), ReadModelError>;
+    async fn track_partitions(&self, tables: Arc<Tables>, topic: &str, partitions: i32) -> Result<(), ReadModelError>;
 
-    /// Applies a batch consumed from `topic` in one transaction: reads the states of
-    /// the batch's partitions under lock, [`admit`](crate::partitions::admit)s the batch,
-    /// runs the admitted statements and stores the new states. Concurrent consumers of
-    /// one partition (a rebalance in progress) therefore never apply a message twice.
-    async fn apply_consumed(&self, projection: &str, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError>;
+    /// Applies a batch consumed from `topic` to one generation, in one transaction, under
+    /// the same guard as [`apply`](Self::apply): reads the states of the batch's
+    /// partitions under lock, [`admit`](crate::partitions::admit)s the batch, runs the
+    /// admitted statements and stores the new states. Concurrent consumers of one
+    /// partition (a rebalance in progress) therefore never apply a message twice.
+    async fn apply_consumed(&self, tables: Arc<Tables>, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError>;
+
+    /// Takes the named lock for as long as the guard lives, if nobody (in any process
+    /// sharing this database) holds it; a process that dies lets go of it.
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, ReadModelError>;
 }

@@ -78,6 +78,10 @@ impl Projection for FeedsProjection {
         "feeds"
     }
 
+    fn version(&self) -> u64 {
+        1
+    }
+
     fn schema(&self) -> &'static [&'static str] {
         SCHEMA
     }

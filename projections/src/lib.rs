@@ -13,14 +13,19 @@ pub mod conversations;
 pub mod counters;
 pub mod db;
 pub mod feeds;
+pub mod generations;
 pub mod notices;
 pub mod partitions;
 pub mod progress;
+pub mod rebuild;
 pub mod runtime;
+pub mod status;
 
 pub use db::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
+pub use generations::{Generation, Tables};
 pub use notices::{ChangeNotices, LocalNotices};
 pub use progress::Progress;
+pub use rebuild::Rebuild;
 pub use runtime::{Projection, Projector};
 
 use std::sync::Arc;

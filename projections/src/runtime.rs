@@ -5,6 +5,8 @@ use plaza_domain::{Event, EventStore, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::generations::{self, Generation, Tables};
+use crate::rebuild::{Rebuild, RebuildError};
 use crate::{ChangeNotices, LocalNotices, Progress, ReadModelDb, ReadModelError, Statement};
 
 /// A read model's logic: which tables it owns and which statements each event becomes.
@@ -19,6 +21,10 @@ use crate::{ChangeNotices, LocalNotices, Progress, ReadModelDb, ReadModelError, 
 pub trait Projection: Send + Sync + 'static {
     /// Stable name, used for the checkpoint.
     fn name(&self) -> &'static str;
+    /// The version of this projection's tables and logic. Raise it whenever either
+    /// changes: a binary whose version is newer than the live generation's rebuilds the
+    /// projection beside it, while the old one serves ([`crate::generations`]).
+    fn version(&self) -> u64;
     /// Idempotent DDL creating the projection's tables and indexes.
     fn schema(&self) -> &'static [&'static str];
     /// Appends the statements that apply `event` to `out`.
@@ -33,9 +39,11 @@ pub enum ProjectorError {
     ReadModel(#[from] ReadModelError),
 }
 
-/// Tails the global log and applies it to one projection, batch by batch. Each batch's
-/// statements and the new checkpoint commit in one transaction, so a restart resumes
-/// exactly after the last committed batch.
+/// Tails the global log and applies it to one projection's live generation, batch by
+/// batch. Each batch's statements and the new checkpoint commit in one transaction, so
+/// a restart resumes exactly after the last committed batch. When the live generation
+/// was built by an older version of the projection, it rebuilds the projection beside
+/// it first ([`Rebuild`]); the old generation serves meanwhile.
 pub struct Projector {
     projection: Arc<dyn Projection>,
     store: Arc<dyn EventStore>,
@@ -44,6 +52,10 @@ pub struct Projector {
     notices: Arc<dyn ChangeNotices>,
     batch_size: usize,
 }
+
+/// How long a projector with nothing to do waits before it looks again at its
+/// generation (paused, or built by another version).
+const IDLE: Duration = Duration::from_secs(1);
 
 impl Projector {
     pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>, progress: Progress) -> Self {
@@ -65,78 +77,113 @@ impl Projector {
         self.projection.name()
     }
 
-    /// Creates the projection's tables and returns its checkpoint.
-    pub async fn prepare(&self) -> Result<u64, ProjectorError> {
-        self.db.migrate(self.name(), self.projection.schema()).await?;
-        let checkpoint = self.db.checkpoint(self.name()).await?;
-        self.progress.advance(self.name(), checkpoint);
-        Ok(checkpoint)
+    /// Makes sure the projection has a live generation (creating the first one, empty)
+    /// and returns it.
+    pub async fn prepare(&self) -> Result<Generation, ProjectorError> {
+        let live = generations::ensure_live(&*self.db, &*self.projection).await?;
+        self.progress.advance(self.name(), live.position);
+        Ok(live)
     }
 
-    /// Applies one batch after `checkpoint`; returns the new checkpoint (unchanged when
-    /// the log holds nothing newer).
-    pub async fn step(&self, checkpoint: u64) -> Result<u64, ProjectorError> {
+    /// Applies one batch after `checkpoint` to the generation of `tables`; returns the
+    /// new checkpoint (unchanged when the log holds nothing newer).
+    pub async fn step(&self, tables: &Arc<Tables>, checkpoint: u64) -> Result<u64, ProjectorError> {
         let events = self.store.read_all(checkpoint, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(checkpoint);
         };
-        let mut statements = Vec::with_capacity(events.len() * 2);
-        for envelope in &events {
-            match envelope.decode() {
-                Ok(event) => self.projection.apply(&event, envelope, &mut statements),
-                // An event this version cannot read (written by a newer Plaza) is
-                // skipped rather than stopping every read model behind it.
-                Err(error) => warn!(projection = self.name(), position = envelope.position, %error, "skipping undecodable event"),
-            }
-        }
-        self.db.apply(self.name(), statements, last).await?;
-        self.progress.advance(self.name(), last);
-        self.notices.publish(self.name());
+        let statements = statements_of(&*self.projection, &events);
+        self.db.apply(tables.clone(), statements, last).await?;
         debug!(projection = self.name(), position = last, events = events.len(), "batch applied");
         Ok(last)
     }
 
-    /// Applies everything up to the store's current head; returns the checkpoint.
+    /// Applies everything up to the store's current head to the live generation;
+    /// returns the checkpoint.
     pub async fn catch_up(&self) -> Result<u64, ProjectorError> {
-        let mut checkpoint = self.prepare().await?;
+        let live = self.prepare().await?;
+        let tables = Arc::new(Tables::of(&*self.projection, live.generation));
+        let mut checkpoint = live.position;
         let head = self.store.head().await?;
         while checkpoint < head {
-            checkpoint = self.step(checkpoint).await?;
+            checkpoint = self.step(&tables, checkpoint).await?;
+            self.progress.advance(self.name(), checkpoint);
         }
+        self.notices.publish(self.name());
         Ok(checkpoint)
     }
 
     /// Runs until `shutdown` turns true, finishing the batch in hand first. Failures
     /// are logged and retried with backoff; nothing is skipped.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut checkpoint = loop {
-            match self.prepare().await {
-                Ok(checkpoint) => break checkpoint,
+        let mut warned_newer = false;
+        while !*shutdown.borrow() {
+            let live = match self.prepare().await {
+                Ok(live) => live,
                 Err(error) => {
-                    warn!(projection = self.name(), %error, "projector cannot start, retrying");
-                    if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+                    warn!(projection = self.name(), %error, "projector cannot read its generations, retrying");
+                    if sleep_or_shutdown(IDLE, &mut shutdown).await {
                         return;
                     }
+                    continue;
                 }
+            };
+            let version = self.projection.version();
+            if live.version < version {
+                info!(projection = self.name(), live = live.version, version, "live generation is an older version: rebuilding beside it");
+                let rebuild = Rebuild::new(self.projection.clone(), self.store.clone(), self.db.clone()).with_notices(self.notices.clone());
+                match rebuild.run(&mut |_| {}, shutdown.clone()).await {
+                    Ok(_) => {}
+                    Err(RebuildError::Busy) => debug!(projection = self.name(), "another process is rebuilding"),
+                    Err(error) => warn!(projection = self.name(), %error, "rebuild failed, retrying"),
+                }
+            } else if live.version > version {
+                if !std::mem::replace(&mut warned_newer, true) {
+                    warn!(
+                        projection = self.name(),
+                        live = live.version,
+                        version,
+                        "live generation was built by a newer Plaza; this one leaves it alone"
+                    );
+                }
+            } else if !live.paused {
+                self.tail(&live, &mut shutdown).await;
+                continue;
             }
-        };
-        info!(projection = self.name(), checkpoint, "projector started");
+            if sleep_or_shutdown(IDLE, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Applies new events to `live` until shutdown, or until the generation stops
+    /// taking them (paused, or replaced by a rebuild).
+    async fn tail(&self, live: &Generation, shutdown: &mut watch::Receiver<bool>) {
+        let tables = Arc::new(Tables::of(&*self.projection, live.generation));
+        let mut checkpoint = live.position;
+        info!(projection = self.name(), generation = live.generation, checkpoint, "projector applying");
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
-            match self.step(checkpoint).await {
+            match self.step(&tables, checkpoint).await {
                 Ok(next) if next == checkpoint => {
                     tokio::select! {
-                        _ = self.store.wait_for_events(checkpoint, Duration::from_secs(1)) => {}
+                        _ = self.store.wait_for_events(checkpoint, IDLE) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
                 Ok(next) => {
                     checkpoint = next;
+                    self.progress.advance(self.name(), checkpoint);
+                    self.notices.publish(self.name());
                     backoff = Duration::from_millis(100);
+                }
+                Err(ProjectorError::ReadModel(ReadModelError::Stopped(..))) => {
+                    info!(projection = self.name(), generation = live.generation, "generation paused or replaced");
+                    return;
                 }
                 Err(error) => {
                     warn!(projection = self.name(), checkpoint, %error, "projection batch failed, retrying");
-                    if sleep_or_shutdown(backoff, &mut shutdown).await {
+                    if sleep_or_shutdown(backoff, shutdown).await {
                         break;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -147,8 +194,21 @@ impl Projector {
     }
 }
 
+/// What applying `events` takes. An event this version cannot read (written by a newer
+/// Plaza) is skipped rather than stopping every read model behind it.
+pub fn statements_of(projection: &dyn Projection, events: &[RecordedEvent]) -> Vec<Statement> {
+    let mut statements = Vec::with_capacity(events.len() * 2);
+    for envelope in events {
+        match envelope.decode() {
+            Ok(event) => projection.apply(&event, envelope, &mut statements),
+            Err(error) => warn!(projection = projection.name(), position = envelope.position, %error, "skipping undecodable event"),
+        }
+    }
+    statements
+}
+
 /// Sleeps; returns true if shutdown was requested meanwhile.
-async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(duration) => *shutdown.borrow(),
         _ = shutdown.changed() => true,

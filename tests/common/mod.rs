@@ -236,6 +236,21 @@ impl Plaza {
         *process.child.lock().unwrap() = Some(child);
     }
 
+    /// `plaza <args>` run against this deployment (its settings, data and databases),
+    /// not started yet; stdout and stderr piped.
+    pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plaza"));
+        command.args(args).envs(self.env.iter().cloned()).envs(extra.iter().copied()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs `plaza <args>` against this deployment to its end; returns whether it
+    /// succeeded, its stdout and its stderr.
+    pub fn cli(&self, args: &[&str], extra: &[(&str, &str)]) -> (bool, String, String) {
+        let output = self.command(args, extra).output().expect("run plaza");
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
     /// Kills one process with SIGKILL: no shutdown, no flushing.
     pub fn kill9_process(&self, index: usize) {
         if let Some(mut child) = self.processes[index].child.lock().unwrap().take() {

@@ -91,6 +91,15 @@ impl Probe {
     }
 }
 
+impl Probe {
+    /// Each partition's end (high watermark): the offset the next message will get.
+    pub async fn end_offsets(&self, partitions: i32, timeout: Duration) -> anyhow::Result<Vec<(i32, i64)>> {
+        let (client, topic) = (self.client.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || (0..partitions).map(|p| Ok((p, client.client().fetch_watermarks(&topic, p, timeout)?.1))).collect())
+            .await?
+    }
+}
+
 fn header<'a>(message: &'a impl rdkafka::Message, name: &str) -> Option<&'a [u8]> {
     message.headers()?.iter().find(|h| h.key == name).and_then(|h| h.value)
 }

@@ -4,8 +4,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
+use plaza_domain::EventStore;
+use plaza_projections::generations::{self, Tables};
 use plaza_projections::partitions::{Consumed, Message};
-use plaza_projections::{ChangeNotices, Projection, ReadModelDb, SqlValue, Statement};
+use plaza_projections::rebuild::RebuildError;
+use plaza_projections::{ChangeNotices, Projection, ReadModelDb, ReadModelError, Rebuild, SqlValue, Statement};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
@@ -29,10 +32,13 @@ const OWNER_STALE: Duration = Duration::from_secs(15);
 /// rejoining, so that one of them rejoins and the others follow its rebalance.
 const REJOIN_JITTER_MS: u128 = 8_000;
 
-const TOUCH_PARTITION: &str =
-    "UPDATE projection_partitions SET owner = $4, owner_seen_at = $5 WHERE projection = $1 AND topic = $2 AND kafka_partition = $3";
-const ORPHANED_PARTITIONS: &str =
-    "SELECT count(*) FROM projection_partitions WHERE projection = $1 AND topic = $2 AND (owner_seen_at IS NULL OR owner_seen_at < $3)";
+const TOUCH_PARTITION: &str = "UPDATE generation_partitions SET owner = $5, owner_seen_at = $6
+     WHERE projection = $1 AND generation = $2 AND topic = $3 AND kafka_partition = $4";
+const ORPHANED_PARTITIONS: &str = "SELECT count(*) FROM generation_partitions
+     WHERE projection = $1 AND generation = $2 AND topic = $3 AND (owner_seen_at IS NULL OR owner_seen_at < $4)";
+/// How long a paused projector may hold a batch before Kafka gives its partitions to
+/// another member (it rejoins when resumed; the database says where to start).
+const MAX_POLL_INTERVAL_MS: &str = "3600000";
 
 /// When this member last rejoined its group, and a rejoin it plans: when, and the
 /// assignment it was planned against.
@@ -63,6 +69,10 @@ struct Membership {
 pub struct KafkaProjector {
     projection: Arc<dyn Projection>,
     db: Arc<dyn ReadModelDb>,
+    /// For rebuilds, when the live generation is an older version.
+    store: Option<Arc<dyn EventStore>>,
+    /// The live generation this member applies to.
+    tables: Arc<Mutex<Arc<Tables>>>,
     notices: Arc<dyn ChangeNotices>,
     settings: KafkaSettings,
     batch_size: usize,
@@ -79,6 +89,7 @@ pub struct KafkaProjector {
 struct Assignments {
     db: Arc<dyn ReadModelDb>,
     projection: &'static str,
+    tables: Arc<Mutex<Arc<Tables>>>,
     topic: String,
     runtime: Handle,
     membership: Arc<Mutex<Membership>>,
@@ -130,9 +141,10 @@ impl Assignments {
     /// Each partition's next offset as the read models hold it; empty when they cannot
     /// be read after a few tries.
     async fn stored_offsets(&self) -> BTreeMap<i32, i64> {
-        const SQL: &str = "SELECT kafka_partition, next_offset FROM projection_partitions WHERE projection = $1 AND topic = $2";
+        const SQL: &str = "SELECT kafka_partition, next_offset FROM generation_partitions WHERE projection = $1 AND generation = $2 AND topic = $3";
+        let generation = self.tables.lock().expect("tables lock").generation();
         for attempt in 1..=5 {
-            match self.db.query(SQL, vec![self.projection.into(), self.topic.as_str().into()]).await {
+            match self.db.query(SQL, vec![self.projection.into(), SqlValue::Int(generation as i64), self.topic.as_str().into()]).await {
                 Ok(rows) => {
                     return rows.iter().filter_map(|row| Some((row.int(0).ok()? as i32, row.int(1).ok()?))).collect();
                 }
@@ -152,7 +164,30 @@ impl KafkaProjector {
     pub fn new(projection: Arc<dyn Projection>, db: Arc<dyn ReadModelDb>, notices: Arc<dyn ChangeNotices>, settings: &KafkaSettings) -> Self {
         let member = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let membership = Arc::new(Mutex::new(Membership { partitions: Vec::new(), since: Instant::now() }));
-        Self { projection, db, notices, settings: settings.clone(), batch_size: 1000, member, membership, joined: Arc::default() }
+        let tables = Arc::new(Mutex::new(Arc::new(Tables::of(&*projection, 0))));
+        Self {
+            projection,
+            db,
+            store: None,
+            tables,
+            notices,
+            settings: settings.clone(),
+            batch_size: 1000,
+            member,
+            membership,
+            joined: Arc::default(),
+        }
+    }
+
+    /// Lets the projector rebuild from the store when the live generation was built by
+    /// an older version of the projection.
+    pub fn with_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    fn tables(&self) -> Arc<Tables> {
+        self.tables.lock().expect("tables lock").clone()
     }
 
     /// Turns true once the consumer group gave this projector its partitions (possibly
@@ -169,14 +204,38 @@ impl KafkaProjector {
         format!("{}.{}", self.settings.topic, self.name())
     }
 
-    /// Creates the projection's tables, the topic if needed, and a state row for each
-    /// of the topic's partitions.
-    pub async fn prepare(&self) -> anyhow::Result<()> {
-        self.db.migrate(self.name(), self.projection.schema()).await?;
+    /// Creates the topic if needed, finds the live generation this member can apply to
+    /// (rebuilding first when it is an older version), and a state row for each of the
+    /// topic's partitions in it. Returns false while there is none to apply to (paused,
+    /// or built by a newer Plaza).
+    pub async fn prepare(&self, shutdown: &watch::Receiver<bool>) -> anyhow::Result<bool> {
+        let mut live = generations::ensure_live(&*self.db, &*self.projection).await?;
+        let version = self.projection.version();
+        if live.version < version {
+            let Some(store) = &self.store else {
+                anyhow::bail!("the live generation is version {}, this Plaza's is {version}, and no event store to rebuild from", live.version);
+            };
+            info!(projection = self.name(), live = live.version, version, "live generation is an older version: rebuilding beside it");
+            let rebuild = Rebuild::new(self.projection.clone(), store.clone(), self.db.clone()).with_notices(self.notices.clone());
+            match rebuild.run(&mut |_| {}, shutdown.clone()).await {
+                Ok(Some(rebuilt)) => live = rebuilt,
+                Ok(None) | Err(RebuildError::Busy) => return Ok(false),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if live.version > version {
+            warn!(projection = self.name(), live = live.version, version, "live generation was built by a newer Plaza; this one leaves it alone");
+            return Ok(false);
+        }
+        if live.paused {
+            return Ok(false);
+        }
         ensure_topic(&self.settings).await?;
         let partitions = Probe::new(&self.settings)?.partitions(Duration::from_secs(10)).await?;
-        self.db.track_partitions(self.name(), &self.settings.topic, partitions).await?;
-        Ok(())
+        let tables = Arc::new(Tables::of(&*self.projection, live.generation));
+        self.db.track_partitions(tables.clone(), &self.settings.topic, partitions).await?;
+        *self.tables.lock().expect("tables lock") = tables;
+        Ok(true)
     }
 
     fn consumer(&self) -> anyhow::Result<StreamConsumer<Assignments>> {
@@ -185,6 +244,7 @@ impl KafkaProjector {
         let assignments = Assignments {
             db: self.db.clone(),
             projection: self.name(),
+            tables: self.tables.clone(),
             topic: self.settings.topic.clone(),
             runtime,
             membership: self.membership.clone(),
@@ -197,6 +257,7 @@ impl KafkaProjector {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
             // How long a fetch waits on an idle partition. tansu answers a fetch only after
             // this wait, with what it found when the fetch arrived, so it adds to the
             // command-to-visible delay (50 ms here gave about 100 ms; 10 ms, about 36 ms).
@@ -210,14 +271,16 @@ impl KafkaProjector {
     /// Failures are logged and retried with backoff; no message is dropped.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let consumer = loop {
-            match self.prepare().await.and_then(|()| self.consumer()) {
-                Ok(consumer) => break consumer,
-                Err(error) => {
-                    warn!(projection = self.name(), %error, "kafka projector cannot start, retrying");
-                    if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
-                        return;
-                    }
-                }
+            match self.prepare(&shutdown).await {
+                Ok(true) => match self.consumer() {
+                    Ok(consumer) => break consumer,
+                    Err(error) => warn!(projection = self.name(), %error, "kafka projector cannot start, retrying"),
+                },
+                Ok(false) => {}
+                Err(error) => warn!(projection = self.name(), %error, "kafka projector cannot start, retrying"),
+            }
+            if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+                return;
             }
         };
         info!(projection = self.name(), topic = %self.settings.topic, group = %self.group(), member = %self.member, "kafka projector started");
@@ -269,9 +332,11 @@ impl KafkaProjector {
             (membership.partitions.clone(), membership.since)
         };
         let now = epoch_millis(SystemTime::now());
+        let generation = SqlValue::Int(self.tables().generation() as i64);
         for partition in partitions {
             let params = [
                 self.name().into(),
+                generation.clone(),
                 self.settings.topic.as_str().into(),
                 SqlValue::Int(partition.into()),
                 self.member.as_str().into(),
@@ -307,7 +372,8 @@ impl KafkaProjector {
     /// Whether some partition has had no live holder for [`OWNER_STALE`].
     async fn partitions_orphaned(&self, now: i64) -> bool {
         let stale = now - OWNER_STALE.as_millis() as i64;
-        let params = vec![self.name().into(), self.settings.topic.as_str().into(), SqlValue::Int(stale)];
+        let generation = SqlValue::Int(self.tables().generation() as i64);
+        let params = vec![self.name().into(), generation, self.settings.topic.as_str().into(), SqlValue::Int(stale)];
         match self.db.query(ORPHANED_PARTITIONS, params).await {
             Ok(rows) => rows.first().and_then(|row| row.int(0).ok()).unwrap_or(0) > 0,
             Err(error) => {
@@ -322,10 +388,25 @@ impl KafkaProjector {
     async fn apply(&self, batch: Vec<Consumed>, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.db.apply_consumed(self.name(), &self.settings.topic, batch.clone()).await {
+            match self.db.apply_consumed(self.tables(), &self.settings.topic, batch.clone()).await {
                 Ok(tally) => {
                     debug!(projection = self.name(), applied = tally.applied, skipped = tally.skipped, "kafka batch applied");
                     return true;
+                }
+                Err(ReadModelError::Stopped(..)) => {
+                    // Paused, or a rebuild switched the views to another generation (which
+                    // took over this one's offsets): wait until there is one to apply to.
+                    info!(projection = self.name(), generation = self.tables().generation(), "generation paused or replaced");
+                    loop {
+                        match self.prepare(shutdown).await {
+                            Ok(true) => break,
+                            Ok(false) => {}
+                            Err(error) => warn!(projection = self.name(), %error, "cannot find the live generation"),
+                        }
+                        if sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
+                            return false;
+                        }
+                    }
                 }
                 Err(error) => {
                     warn!(projection = self.name(), %error, "kafka batch failed, retrying");

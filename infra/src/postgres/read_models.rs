@@ -5,7 +5,10 @@ use deadpool_postgres::{Pool, Transaction};
 use futures_util::future::try_join_all;
 use std::collections::{BTreeMap, BTreeSet};
 
-use plaza_projections::db::{BOOKKEEPING_DDL, TRACK_PARTITION, UPSERT_PARTITION};
+use std::sync::Arc;
+
+use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, Tables};
 use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -14,6 +17,8 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 /// inside one transaction together with the checkpoint update.
 pub struct PgReadModels {
     pool: Pool,
+    /// Set once the bookkeeping tables are known to exist.
+    bookkeeping: tokio::sync::OnceCell<()>,
 }
 
 /// Serialises concurrent migrations of several processes.
@@ -28,7 +33,21 @@ impl PgReadModels {
     /// is down (readiness checks report it).
     pub fn connect(url: &str) -> Result<Self, ReadModelError> {
         let config = super::parse_url(url).map_err(ReadModelError::Database)?;
-        Ok(Self { pool: super::pool(&config, 16).map_err(ReadModelError::Database)? })
+        Ok(Self { pool: super::pool(&config, 16).map_err(ReadModelError::Database)?, bookkeeping: tokio::sync::OnceCell::new() })
+    }
+
+    /// A pooled connection, the bookkeeping tables created first (once per process).
+    async fn client(&self) -> Result<deadpool_postgres::Object, ReadModelError> {
+        let client = self.pool.get().await.map_err(db_error)?;
+        self.bookkeeping
+            .get_or_try_init(|| async {
+                client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db_error)?;
+                let created = client.batch_execute(&BOOKKEEPING_DDL.join(";\n")).await.map_err(db_error);
+                client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.map_err(db_error)?;
+                created
+            })
+            .await?;
+        Ok(client)
     }
 }
 
@@ -74,39 +93,48 @@ fn from_pg(row: &tokio_postgres::Row, index: usize) -> Result<SqlValue, ReadMode
     Ok(value.map_err(db_error)?.unwrap_or(SqlValue::Null))
 }
 
+fn stopped(tables: &Tables) -> ReadModelError {
+    ReadModelError::Stopped(tables.projection(), tables.generation())
+}
+
+/// Whether a generation may take changes now; the first statement of every applying
+/// transaction, so it holds the generation's row until the transaction ends.
+async fn guard(tx: &Transaction<'_>, tables: &Tables, position: u64) -> Result<bool, ReadModelError> {
+    let statement = tx.prepare_cached(GUARD).await.map_err(db_error)?;
+    let changed = tx.execute(&statement, &[&tables.projection(), &(tables.generation() as i64), &(position as i64)]).await.map_err(db_error)?;
+    Ok(changed > 0)
+}
+
 #[async_trait::async_trait]
 impl ReadModelDb for PgReadModels {
-    async fn migrate(&self, projection: &str, ddl: &[&'static str]) -> Result<(), ReadModelError> {
-        let mut client = self.pool.get().await.map_err(db_error)?;
+    async fn transact(&self, steps: Vec<Step>) -> Result<bool, ReadModelError> {
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // Concurrent DDL of several processes can collide in PostgreSQL's catalogs.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db_error)?;
-        for statement in BOOKKEEPING_DDL.iter().chain(ddl) {
-            tx.batch_execute(statement).await.map_err(db_error)?;
+        for step in steps {
+            let values = bind(&step.statement.params);
+            let changed = tx.execute(&*step.statement.sql, &refs(&values)).await.map_err(db_error)?;
+            if step.required && changed == 0 {
+                return Ok(false);
+            }
         }
-        tx.execute("INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING", &[&projection])
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
-        let rows = self.query("SELECT position FROM projection_checkpoints WHERE projection = $1", vec![projection.into()]).await?;
-        rows.first().map_or(Ok(0), |row| row.int(0).map(|p| p as u64))
-    }
-
-    async fn apply(&self, projection: &str, mut statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
-        statements.push(Statement::new(
-            "UPDATE projection_checkpoints SET position = $2 WHERE projection = $1",
-            [projection.into(), SqlValue::Int(position as i64)],
-        ));
-        let mut client = self.pool.get().await.map_err(db_error)?;
+    async fn apply(&self, tables: Arc<Tables>, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        execute_pipelined(&tx, &statements).await?;
+        if !guard(&tx, &tables, position).await? {
+            return Err(stopped(&tables));
+        }
+        execute_pipelined(&tx, &statements, Some(&tables)).await?;
         tx.commit().await.map_err(db_error)
     }
 
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
-        let client = self.pool.get().await.map_err(db_error)?;
+        let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(db_error)?;
         let values = bind(&params);
         let rows = client.query(&statement, &refs(&values)).await.map_err(db_error)?;
@@ -114,41 +142,43 @@ impl ReadModelDb for PgReadModels {
     }
 
     async fn execute(&self, statement: Statement) -> Result<u64, ReadModelError> {
-        let client = self.pool.get().await.map_err(db_error)?;
-        let prepared = client.prepare_cached(statement.sql).await.map_err(db_error)?;
+        let client = self.client().await?;
+        let prepared = client.prepare_cached(&statement.sql).await.map_err(db_error)?;
         let values = bind(&statement.params);
         client.execute(&prepared, &refs(&values)).await.map_err(db_error)
     }
 
-    async fn track_partitions(&self, projection: &str, topic: &str, partitions: i32) -> Result<(), ReadModelError> {
-        let statements: Vec<Statement> =
-            (0..partitions).map(|p| Statement::new(TRACK_PARTITION, [projection.into(), topic.into(), SqlValue::Int(p.into())])).collect();
-        let mut client = self.pool.get().await.map_err(db_error)?;
+    async fn track_partitions(&self, tables: Arc<Tables>, topic: &str, partitions: i32) -> Result<(), ReadModelError> {
+        let statements: Vec<Statement> = (0..partitions).map(|p| track(&tables, topic, p)).collect();
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        execute_pipelined(&tx, &statements).await?;
+        execute_pipelined(&tx, &statements, None).await?;
         tx.commit().await.map_err(db_error)
     }
 
-    async fn apply_consumed(&self, projection: &str, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError> {
-        const LOCK: &str = "SELECT kafka_partition, next_offset, position FROM projection_partitions
-             WHERE projection = $1 AND topic = $2 AND kafka_partition = ANY($3) ORDER BY kafka_partition FOR UPDATE";
+    async fn apply_consumed(&self, tables: Arc<Tables>, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError> {
+        const LOCK: &str = "SELECT kafka_partition, next_offset, position FROM generation_partitions
+             WHERE projection = $1 AND generation = $2 AND topic = $3 AND kafka_partition = ANY($4) ORDER BY kafka_partition FOR UPDATE";
+        let (projection, generation) = (tables.projection(), tables.generation() as i64);
         let partitions: BTreeSet<i32> = batch.iter().map(|c| c.partition).collect();
-        let tracked: Vec<Statement> =
-            partitions.iter().map(|p| Statement::new(TRACK_PARTITION, [projection.into(), topic.into(), SqlValue::Int((*p).into())])).collect();
+        let tracked: Vec<Statement> = partitions.iter().map(|p| track(&tables, topic, *p)).collect();
         let ids: Vec<i64> = partitions.iter().map(|p| i64::from(*p)).collect();
 
-        let mut client = self.pool.get().await.map_err(db_error)?;
+        let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         // One member applies a projection at a time. Members hold different partitions,
         // but a projection reads across streams (the feed's fan-out reads the follows,
         // a follow's backfill reads the videos): two transactions at once would each
         // miss the other's uncommitted rows, and a video would reach no timeline.
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("plaza.apply.{projection}")]).await.map_err(db_error)?;
+        if !guard(&tx, &tables, 0).await? {
+            return Err(stopped(&tables));
+        }
         // A partition seen for the first time gets its row before the lock, so the lock
         // always has a row to hold; rows are locked in partition order (no deadlock).
         let lock = tx.prepare_cached(LOCK).await.map_err(db_error)?;
-        let lock_params: [&(dyn ToSql + Sync); 3] = [&projection, &topic, &ids];
-        let (_, rows) = tokio::try_join!(execute_pipelined(&tx, &tracked), async { tx.query(&lock, &lock_params).await.map_err(db_error) })?;
+        let lock_params: [&(dyn ToSql + Sync); 4] = [&projection, &generation, &topic, &ids];
+        let (_, rows) = tokio::try_join!(execute_pipelined(&tx, &tracked, None), async { tx.query(&lock, &lock_params).await.map_err(db_error) })?;
         let mut states = BTreeMap::new();
         for row in &rows {
             let state = PartitionState { next_offset: row.get(1), position: row.get::<_, i64>(2) as u64 };
@@ -156,32 +186,57 @@ impl ReadModelDb for PgReadModels {
         }
 
         let admitted = admit(&mut states, batch);
-        let mut statements = admitted.statements;
-        for partition in &partitions {
-            let state = states[partition];
-            statements.push(Statement::new(
-                UPSERT_PARTITION,
-                [
-                    projection.into(),
-                    topic.into(),
-                    SqlValue::Int((*partition).into()),
-                    SqlValue::Int(state.next_offset),
-                    SqlValue::Int(state.position as i64),
-                ],
-            ));
-        }
-        execute_pipelined(&tx, &statements).await?;
+        execute_pipelined(&tx, &admitted.statements, Some(&tables)).await?;
+        let stored: Vec<Statement> = partitions
+            .iter()
+            .map(|partition| {
+                let state = states[partition];
+                Statement::new(
+                    UPSERT_PARTITION,
+                    [
+                        projection.into(),
+                        SqlValue::Int(generation),
+                        topic.into(),
+                        SqlValue::Int((*partition).into()),
+                        SqlValue::Int(state.next_offset),
+                        SqlValue::Int(state.position as i64),
+                    ],
+                )
+            })
+            .collect();
+        execute_pipelined(&tx, &stored, None).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(admitted.tally)
     }
+
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, ReadModelError> {
+        // A session lock on a connection of its own, taken out of the pool: it lasts
+        // until the guard closes the connection, or until the process dies.
+        let client = deadpool_postgres::Object::take(self.client().await?);
+        let row =
+            client.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&format!("plaza.lock.{name}")]).await.map_err(db_error)?;
+        Ok(if row.get::<_, bool>(0) { Some(Box::new(client)) } else { None })
+    }
+}
+
+fn track(tables: &Tables, topic: &str, partition: i32) -> Statement {
+    Statement::new(
+        TRACK_PARTITION,
+        [tables.projection().into(), SqlValue::Int(tables.generation() as i64), topic.into(), SqlValue::Int(partition.into())],
+    )
 }
 
 /// Runs the statements in order on the transaction's connection; futures polled together
 /// are pipelined by tokio-postgres, so this costs about one round trip.
-async fn execute_pipelined(tx: &Transaction<'_>, statements: &[Statement]) -> Result<(), ReadModelError> {
+/// Statements run on the tables of one generation when `tables` is given.
+async fn execute_pipelined(tx: &Transaction<'_>, statements: &[Statement], tables: Option<&Tables>) -> Result<(), ReadModelError> {
     let mut prepared = Vec::with_capacity(statements.len());
     for statement in statements {
-        prepared.push(tx.prepare_cached(statement.sql).await.map_err(db_error)?);
+        let sql = match tables {
+            Some(tables) => tx.prepare_cached(&tables.sql(statement)).await,
+            None => tx.prepare_cached(&statement.sql).await,
+        };
+        prepared.push(sql.map_err(db_error)?);
     }
     let bound: Vec<Vec<PgValue<'_>>> = statements.iter().map(|s| bind(&s.params)).collect();
     try_join_all(prepared.iter().zip(&bound).map(|(statement, values)| {

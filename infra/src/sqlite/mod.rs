@@ -1,5 +1,6 @@
 //! SQLite adapters for the embedded profile: the event store and the read models,
-//! each in its own file under the data directory. One process owns a file at a time.
+//! each in its own file under the data directory. One process serves from them; operator
+//! commands (`plaza projections ...`) may open them beside it.
 
 mod event_store;
 mod read_models;

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use plaza_projections::db::{BOOKKEEPING_DDL, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, Tables};
 use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use rusqlite::types::{Value, ValueRef};
@@ -15,6 +16,7 @@ use super::{ReaderPool, open_connection};
 /// Read models in one SQLite file: one writer connection for projectors, a few
 /// readers for queries.
 pub struct SqliteReadModels {
+    path: std::path::PathBuf,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<ReaderPool>,
 }
@@ -30,7 +32,7 @@ impl SqliteReadModels {
             writer.execute_batch(statement).map_err(db_error)?;
         }
         let readers = ReaderPool::open(path, 4).map_err(db_error)?;
-        Ok(Self { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
+        Ok(Self { path: path.to_owned(), writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
     }
 
     async fn with_writer<T: Send + 'static>(
@@ -83,36 +85,49 @@ fn from_sqlite(value: ValueRef<'_>) -> SqlValue {
     }
 }
 
+/// Whether a generation may take changes now; the first statement of every applying
+/// transaction (BEGIN IMMEDIATE: nobody else writes until it ends).
+fn guard(tx: &rusqlite::Transaction<'_>, tables: &Tables, position: u64) -> rusqlite::Result<bool> {
+    let changed = tx.prepare_cached(&sqlite_sql(GUARD))?.execute(params![tables.projection(), tables.generation() as i64, position as i64])?;
+    Ok(changed > 0)
+}
+
+fn stopped(tables: &Tables) -> ReadModelError {
+    ReadModelError::Stopped(tables.projection(), tables.generation())
+}
+
 #[async_trait::async_trait]
 impl ReadModelDb for SqliteReadModels {
-    async fn migrate(&self, projection: &str, ddl: &[&'static str]) -> Result<(), ReadModelError> {
-        let ddl = ddl.to_vec();
-        let projection = projection.to_owned();
+    async fn transact(&self, steps: Vec<Step>) -> Result<bool, ReadModelError> {
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for statement in ddl {
-                tx.execute_batch(statement)?;
+            for step in steps {
+                let changed = tx
+                    .prepare(&sqlite_sql(&step.statement.sql))?
+                    .execute(rusqlite::params_from_iter(step.statement.params.into_iter().map(to_sqlite)))?;
+                if step.required && changed == 0 {
+                    return Ok(false);
+                }
             }
-            tx.execute("INSERT INTO projection_checkpoints (projection, position) VALUES (?1, 0) ON CONFLICT DO NOTHING", [projection])?;
-            tx.commit()
+            tx.commit().map(|()| true)
         })
         .await
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<u64, ReadModelError> {
-        let rows = self.query("SELECT position FROM projection_checkpoints WHERE projection = $1", vec![projection.into()]).await?;
-        rows.first().map_or(Ok(0), |row| row.int(0).map(|p| p as u64))
-    }
-
-    async fn apply(&self, projection: &str, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
-        let projection = projection.to_owned();
-        self.with_writer(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            execute_all(&tx, statements)?;
-            tx.execute("UPDATE projection_checkpoints SET position = ?2 WHERE projection = ?1", params![projection, position as i64])?;
-            tx.commit()
-        })
-        .await
+    async fn apply(&self, tables: Arc<Tables>, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+        let applied = {
+            let tables = tables.clone();
+            self.with_writer(move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !guard(&tx, &tables, position)? {
+                    return Ok(false);
+                }
+                execute_all(&tx, statements, Some(&tables))?;
+                tx.commit().map(|()| true)
+            })
+            .await?
+        };
+        if applied { Ok(()) } else { Err(stopped(&tables)) }
     }
 
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
@@ -136,64 +151,101 @@ impl ReadModelDb for SqliteReadModels {
 
     async fn execute(&self, statement: Statement) -> Result<u64, ReadModelError> {
         self.with_writer(move |conn| {
-            let mut prepared = conn.prepare_cached(&sqlite_sql(statement.sql))?;
+            let mut prepared = conn.prepare_cached(&sqlite_sql(&statement.sql))?;
             prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite))).map(|n| n as u64)
         })
         .await
     }
 
-    async fn track_partitions(&self, projection: &str, topic: &str, partitions: i32) -> Result<(), ReadModelError> {
-        let statements: Vec<Statement> =
-            (0..partitions).map(|p| Statement::new(TRACK_PARTITION, [projection.into(), topic.into(), SqlValue::Int(p.into())])).collect();
+    async fn track_partitions(&self, tables: Arc<Tables>, topic: &str, partitions: i32) -> Result<(), ReadModelError> {
+        let statements: Vec<Statement> = (0..partitions)
+            .map(|p| {
+                Statement::new(
+                    TRACK_PARTITION,
+                    [tables.projection().into(), SqlValue::Int(tables.generation() as i64), topic.into(), SqlValue::Int(p.into())],
+                )
+            })
+            .collect();
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            execute_all(&tx, statements)?;
+            execute_all(&tx, statements, None)?;
             tx.commit()
         })
         .await
     }
 
-    async fn apply_consumed(&self, projection: &str, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError> {
-        let (projection, topic) = (projection.to_owned(), topic.to_owned());
-        self.with_writer(move |conn| {
-            // The writer connection is this process's only one and SQLite has one writer at
-            // a time (BEGIN IMMEDIATE): the states read here cannot change underneath.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let partitions: BTreeSet<i32> = batch.iter().map(|c| c.partition).collect();
-            let mut states = BTreeMap::new();
-            {
-                let mut read = tx.prepare_cached(
-                    "SELECT next_offset, position FROM projection_partitions WHERE projection = ?1 AND topic = ?2 AND kafka_partition = ?3",
-                )?;
-                for partition in &partitions {
-                    let mut rows = read.query(params![projection, topic, partition])?;
-                    if let Some(row) = rows.next()? {
-                        states.insert(*partition, PartitionState { next_offset: row.get(0)?, position: row.get::<_, i64>(1)? as u64 });
+    async fn apply_consumed(&self, tables: Arc<Tables>, topic: &str, batch: Vec<Consumed>) -> Result<Tally, ReadModelError> {
+        let topic = topic.to_owned();
+        let target = tables.clone();
+        let tally = self
+            .with_writer(move |conn| {
+                // The writer connection is this process's only one and SQLite has one writer at
+                // a time (BEGIN IMMEDIATE): the states read here cannot change underneath.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let (projection, generation) = (tables.projection(), tables.generation() as i64);
+                if !guard(&tx, &tables, 0)? {
+                    return Ok(None);
+                }
+                let partitions: BTreeSet<i32> = batch.iter().map(|c| c.partition).collect();
+                let mut states = BTreeMap::new();
+                {
+                    let mut read = tx.prepare_cached(
+                        "SELECT next_offset, position FROM generation_partitions
+                         WHERE projection = ?1 AND generation = ?2 AND topic = ?3 AND kafka_partition = ?4",
+                    )?;
+                    for partition in &partitions {
+                        let mut rows = read.query(params![projection, generation, topic, partition])?;
+                        if let Some(row) = rows.next()? {
+                            states.insert(*partition, PartitionState { next_offset: row.get(0)?, position: row.get::<_, i64>(1)? as u64 });
+                        }
                     }
                 }
-            }
-            let admitted = admit(&mut states, batch);
-            execute_all(&tx, admitted.statements)?;
-            for partition in &partitions {
-                let state = states[partition];
-                tx.prepare_cached(&sqlite_sql(UPSERT_PARTITION))?.execute(params![
-                    projection,
-                    topic,
-                    partition,
-                    state.next_offset,
-                    state.position as i64
-                ])?;
-            }
-            tx.commit()?;
-            Ok(admitted.tally)
-        })
-        .await
+                let admitted = admit(&mut states, batch);
+                execute_all(&tx, admitted.statements, Some(&tables))?;
+                for partition in &partitions {
+                    let state = states[partition];
+                    tx.prepare_cached(&sqlite_sql(UPSERT_PARTITION))?.execute(params![
+                        projection,
+                        generation,
+                        topic,
+                        partition,
+                        state.next_offset,
+                        state.position as i64
+                    ])?;
+                }
+                tx.commit()?;
+                Ok(Some(admitted.tally))
+            })
+            .await?;
+        tally.ok_or_else(|| stopped(&target))
+    }
+
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>, ReadModelError> {
+        // A file beside the database, locked by the kernel: released when the process
+        // holding it dies, however it dies.
+        let mut path = self.path.clone().into_os_string();
+        path.push(format!(".{name}.lock"));
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(db_error)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(error)) => Err(db_error(error)),
+        }
     }
 }
 
-fn execute_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>) -> rusqlite::Result<()> {
+/// Runs the statements, on the tables of one generation when `tables` is given.
+fn execute_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>, tables: Option<&Tables>) -> rusqlite::Result<()> {
     for statement in statements {
-        let mut prepared = tx.prepare_cached(&sqlite_sql(statement.sql))?;
+        let renamed;
+        let sql: &str = match tables {
+            Some(tables) => {
+                renamed = tables.sql(&statement);
+                &renamed
+            }
+            None => &statement.sql,
+        };
+        let mut prepared = tx.prepare_cached(&sqlite_sql(sql))?;
         prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite)))?;
     }
     Ok(())

@@ -1,0 +1,115 @@
+//! Rebuilding a projection without downtime: a new generation is filled from the store's
+//! history beside the live one, which keeps serving and applying; once the new one has
+//! caught up, one transaction switches the views over, and the old tables are dropped.
+//!
+//! A rebuild holds a lock for its projection ([`ReadModelDb::try_lock`]), so a second one
+//! refuses to start, and resumes from its generation's own checkpoint when it is started
+//! again after being killed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plaza_domain::{EventStore, StoreError};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::generations::{self, Generation, Tables};
+use crate::runtime::{sleep_or_shutdown, statements_of};
+use crate::{ChangeNotices, LocalNotices, Projection, ReadModelDb, ReadModelError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("a rebuild of this projection is already running")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
+}
+
+/// Where a rebuild is, for progress reports.
+#[derive(Debug, Clone)]
+pub struct RebuildProgress {
+    pub generation: u64,
+    /// Global position applied to the new generation.
+    pub position: u64,
+    /// The store's head when last looked at.
+    pub head: u64,
+    /// Events applied by this run (a resumed rebuild starts counting again).
+    pub events: u64,
+    pub started: Instant,
+}
+
+pub struct Rebuild {
+    projection: Arc<dyn Projection>,
+    store: Arc<dyn EventStore>,
+    db: Arc<dyn ReadModelDb>,
+    notices: Arc<dyn ChangeNotices>,
+    batch_size: usize,
+}
+
+impl Rebuild {
+    pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>) -> Self {
+        Self { projection, store, db, notices: Arc::new(LocalNotices::default()), batch_size: 5_000 }
+    }
+
+    /// Announces the switch-over here.
+    pub fn with_notices(mut self, notices: Arc<dyn ChangeNotices>) -> Self {
+        self.notices = notices;
+        self
+    }
+
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Builds a new generation up to the live one and switches over to it; returns the
+    /// new live generation, or None when `shutdown` came first (run again to resume).
+    pub async fn run(
+        &self,
+        report: &mut (dyn FnMut(&RebuildProgress) + Send),
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Option<Generation>, RebuildError> {
+        let db = &*self.db;
+        let name = self.projection.name();
+        let _lock = db.try_lock(&format!("rebuild.{name}")).await?.ok_or(RebuildError::Busy)?;
+        generations::ensure_live(db, &*self.projection).await?;
+        let building = generations::start_building(db, &*self.projection).await?;
+        let tables = Arc::new(Tables::of(&*self.projection, building.generation));
+        let mut progress =
+            RebuildProgress { generation: building.generation, position: building.position, head: 0, events: 0, started: Instant::now() };
+        info!(projection = name, generation = building.generation, from = building.position, "rebuild started");
+        loop {
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            progress.head = self.store.head().await?;
+            while progress.position < progress.head {
+                let events = self.store.read_all(progress.position, self.batch_size).await?;
+                let Some(last) = events.last().map(|e| e.position) else { break };
+                self.db.apply(tables.clone(), statements_of(&*self.projection, &events), last).await?;
+                progress.position = last;
+                progress.events += events.len() as u64;
+                report(&progress);
+                if *shutdown.borrow() {
+                    return Ok(None);
+                }
+            }
+            let live = generations::live(db, name).await?;
+            if generations::switch(db, &*self.projection, live.map(|g| g.generation), building.generation).await? {
+                break;
+            }
+            // The live generation applied something newer meanwhile: catch up again.
+            if sleep_or_shutdown(Duration::from_millis(20), &mut shutdown).await {
+                return Ok(None);
+            }
+        }
+        self.notices.publish(name);
+        generations::discard_retired(db, &*self.projection).await?;
+        let live =
+            generations::live(db, name).await?.ok_or_else(|| ReadModelError::Database(format!("{name} has no live generation after the switch")))?;
+        info!(projection = name, generation = live.generation, position = live.position, events = progress.events, "rebuild switched over");
+        Ok(Some(live))
+    }
+}

@@ -1,0 +1,150 @@
+//! What `plaza projections status` and `GET /admin/projections` report: for each
+//! projection, its generations, how far it has applied the log and how far behind the
+//! store's head it is.
+
+use std::time::{Duration, SystemTime};
+
+use plaza_domain::EventStore;
+use serde::Serialize;
+
+use crate::generations::{self, Generation, State};
+use crate::{Projection, ReadModelDb, SqlValue};
+
+/// A projection is `catching_up` rather than `running` once its oldest unapplied event
+/// is this old.
+pub const CATCHING_UP_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectionStatus {
+    pub name: String,
+    /// `running`, `catching_up`, `rebuilding`, `paused` or `missing` (never run).
+    pub state: &'static str,
+    /// Version of the live generation's tables, and of this binary's projection code.
+    pub version: Option<u64>,
+    pub code_version: u64,
+    pub generation: Option<u64>,
+    /// Global position applied by the live generation (the lowest over its Kafka
+    /// partitions when Kafka feeds it).
+    pub applied_position: u64,
+    pub head_position: u64,
+    pub lag_events: u64,
+    /// Age of the oldest event not applied yet (0 when none).
+    pub lag_seconds: f64,
+    pub paused: bool,
+    /// A generation being built beside the live one.
+    pub rebuild: Option<BuildStatus>,
+    /// Per Kafka partition, when Kafka feeds the projection.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildStatus {
+    pub generation: u64,
+    pub version: u64,
+    pub applied_position: u64,
+    /// Unix milliseconds.
+    pub started_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i64,
+    /// Next offset the projection will apply.
+    pub next_offset: i64,
+    /// Global position everything in the partition is applied up to.
+    pub position: u64,
+    /// The partition's end (high watermark) and the messages before it not applied yet,
+    /// when the broker could be asked.
+    pub end_offset: Option<i64>,
+    pub lag_messages: Option<i64>,
+}
+
+const PARTITIONS: &str = "SELECT topic, kafka_partition, next_offset, position FROM generation_partitions
+     WHERE projection = $1 AND generation = $2 ORDER BY topic, kafka_partition";
+
+/// The status of every projection in `projections`.
+pub async fn collect(
+    projections: &[std::sync::Arc<dyn Projection>],
+    db: &dyn ReadModelDb,
+    store: &dyn EventStore,
+) -> anyhow::Result<Vec<ProjectionStatus>> {
+    let head = store.head().await?;
+    let mut out = Vec::with_capacity(projections.len());
+    for projection in projections {
+        let all = generations::generations(db, projection.name()).await?;
+        out.push(status_of(projection.as_ref(), &all, db, store, head).await?);
+    }
+    Ok(out)
+}
+
+async fn status_of(
+    projection: &dyn Projection,
+    all: &[Generation],
+    db: &dyn ReadModelDb,
+    store: &dyn EventStore,
+    head: u64,
+) -> anyhow::Result<ProjectionStatus> {
+    let live = all.iter().find(|g| g.state == State::Live);
+    let rebuild = all.iter().find(|g| g.state == State::Building).map(|g| BuildStatus {
+        generation: g.generation,
+        version: g.version,
+        applied_position: g.position,
+        started_at: g.started_at,
+    });
+    let mut partitions = Vec::new();
+    if let Some(live) = live {
+        for row in db.query(PARTITIONS, vec![projection.name().into(), SqlValue::Int(live.generation as i64)]).await? {
+            partitions.push(PartitionStatus {
+                topic: row.text(0)?.to_owned(),
+                partition: row.int(1)?,
+                next_offset: row.int(2)?,
+                position: row.int(3)? as u64,
+                end_offset: None,
+                lag_messages: None,
+            });
+        }
+    }
+    let applied = match (live, partitions.iter().map(|p| p.position).min()) {
+        (Some(_), Some(lowest)) => lowest,
+        (Some(live), None) => live.position,
+        (None, _) => 0,
+    };
+    let lag_events = head.saturating_sub(applied);
+    let lag_seconds = match lag_events {
+        0 => 0.0,
+        _ => match store.read_all(applied, 1).await?.first() {
+            Some(oldest) => {
+                let written: SystemTime = oldest.occurred_at.into();
+                SystemTime::now().duration_since(written).unwrap_or_default().as_secs_f64()
+            }
+            None => 0.0,
+        },
+    };
+    let paused = live.is_some_and(|g| g.paused);
+    let state = if live.is_none() {
+        "missing"
+    } else if paused {
+        "paused"
+    } else if rebuild.is_some() {
+        "rebuilding"
+    } else if lag_seconds >= CATCHING_UP_AFTER.as_secs_f64() {
+        "catching_up"
+    } else {
+        "running"
+    };
+    Ok(ProjectionStatus {
+        name: projection.name().to_owned(),
+        state,
+        version: live.map(|g| g.version),
+        code_version: projection.version(),
+        generation: live.map(|g| g.generation),
+        applied_position: applied,
+        head_position: head,
+        lag_events,
+        lag_seconds: (lag_seconds * 10.0).round() / 10.0,
+        paused,
+        rebuild,
+        partitions,
+    })
+}

@@ -1,0 +1,230 @@
+//! `plaza projections ...`: what operators run against a deployment's databases.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use plaza_infra::kafka::Probe;
+use plaza_infra::redis::{Redis, RedisNotices};
+use plaza_infra::{Config, Distribution};
+use plaza_projections::rebuild::{RebuildError, RebuildProgress};
+use plaza_projections::status::ProjectionStatus;
+use plaza_projections::{ChangeNotices, LocalNotices, Projection, ReadModelDb, Rebuild, generations};
+use tokio::sync::watch;
+
+#[derive(Subcommand)]
+pub enum ProjectionsCommand {
+    /// For every projection: state, live version and generation, applied and head
+    /// positions, lag in events and seconds, a rebuild in progress, Kafka partitions.
+    Status {
+        /// JSON (the same document as GET /admin/projections) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild NAME from the event store's history into new tables beside the live ones,
+    /// which keep serving and applying; when the new ones have caught up, switch over in
+    /// one transaction and drop the old. Interrupted (even by SIGKILL) and run again, it
+    /// continues where it stopped. Refuses to run while another rebuild of NAME runs.
+    Rebuild { name: String },
+    /// Stop applying events to NAME (its projectors, in every process, finish the batch
+    /// in hand and wait); reads keep being served, falling behind.
+    Pause { name: String },
+    /// Let NAME's projectors apply again.
+    Resume { name: String },
+}
+
+/// Finds a projection by name, or says which exist.
+fn projection(name: &str, config: &Config) -> anyhow::Result<Arc<dyn Projection>> {
+    let all = all_projections(config);
+    let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
+    all.iter().find(|p| p.name() == name).cloned().ok_or_else(|| anyhow::anyhow!("unknown projection {name:?}; known: {}", known.join(", ")))
+}
+
+fn all_projections(config: &Config) -> Vec<Arc<dyn Projection>> {
+    plaza_projections::all(plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit })
+}
+
+pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow::Result<()> {
+    plaza_infra::telemetry::init(&config.log);
+    match command {
+        ProjectionsCommand::Status { json } => {
+            let statuses = status(config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print!("{}", status_table(&statuses));
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Rebuild { name } => rebuild(config, projection(&name, config)?).await,
+        ProjectionsCommand::Pause { name } => pause(config, &name, true).await,
+        ProjectionsCommand::Resume { name } => pause(config, &name, false).await,
+    }
+}
+
+/// Every projection's status, with the Kafka partitions' ends when Kafka feeds them.
+pub async fn status(config: &Config) -> anyhow::Result<Vec<ProjectionStatus>> {
+    let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+    let db = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
+    let projections = all_projections(config);
+    for projection in &projections {
+        generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
+    }
+    let mut statuses = plaza_projections::status::collect(&projections, db.as_ref(), store.as_ref()).await?;
+    if config.distribution == Distribution::Kafka {
+        add_partition_ends(config, &mut statuses).await;
+    }
+    Ok(statuses)
+}
+
+async fn add_partition_ends(config: &Config, statuses: &mut [ProjectionStatus]) {
+    let settings = plaza_infra::kafka_settings(config);
+    let ends = async {
+        let probe = Probe::new(&settings)?;
+        let partitions = probe.partitions(Duration::from_secs(5)).await?;
+        probe.end_offsets(partitions, Duration::from_secs(5)).await
+    };
+    match ends.await {
+        Ok(ends) => {
+            for partition in statuses.iter_mut().flat_map(|s| s.partitions.iter_mut()).filter(|p| p.topic == settings.topic) {
+                if let Some((_, end)) = ends.iter().find(|(p, _)| i64::from(*p) == partition.partition) {
+                    partition.end_offset = Some(*end);
+                    partition.lag_messages = Some((end - partition.next_offset).max(0));
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot ask Kafka where its partitions end"),
+    }
+}
+
+fn status_table(statuses: &[ProjectionStatus]) -> String {
+    let mut out = format!(
+        "{:<14} {:<12} {:>7} {:>4} {:>10} {:>10} {:>8} {:>8}  {}\n",
+        "PROJECTION", "STATE", "VERSION", "GEN", "APPLIED", "HEAD", "LAG", "LAG(s)", "REBUILD"
+    );
+    for s in statuses {
+        let version = match s.version {
+            Some(v) if v != s.code_version => format!("{v}->{}", s.code_version),
+            Some(v) => v.to_string(),
+            None => "-".into(),
+        };
+        let rebuild = s.rebuild.as_ref().map_or(String::new(), |b| {
+            format!("generation {} (version {}) at {} of {}", b.generation, b.version, b.applied_position, s.head_position)
+        });
+        out += &format!(
+            "{:<14} {:<12} {:>7} {:>4} {:>10} {:>10} {:>8} {:>8.1}  {}\n",
+            s.name,
+            s.state,
+            version,
+            s.generation.map_or("-".into(), |g| g.to_string()),
+            s.applied_position,
+            s.head_position,
+            s.lag_events,
+            s.lag_seconds,
+            rebuild
+        );
+        for p in &s.partitions {
+            let lag = p.lag_messages.map_or("?".into(), |l| l.to_string());
+            out += &format!(
+                "  {} partition {:>2}: next offset {:>8}, position {:>10}, lag {lag} messages\n",
+                p.topic, p.partition, p.next_offset, p.position
+            );
+        }
+    }
+    out
+}
+
+async fn pause(config: &Config, name: &str, paused: bool) -> anyhow::Result<()> {
+    let projection = projection(name, config)?;
+    let db = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
+    generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
+    generations::set_paused(db.as_ref(), name, paused).await?;
+    println!("{name}: {}", if paused { "paused (projectors finish their batch in hand and wait)" } else { "resumed" });
+    Ok(())
+}
+
+async fn rebuild(config: &Config, projection: Arc<dyn Projection>) -> anyhow::Result<()> {
+    let name = projection.name();
+    let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+    let db: Arc<dyn ReadModelDb> = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
+    // Read APIs elsewhere hear of the switch through Redis when there is one.
+    let notices: Arc<dyn ChangeNotices> = match config.redis_url.is_empty() {
+        true => Arc::new(LocalNotices::default()),
+        false => Arc::new(RedisNotices::new(&Redis::open(&config.redis_url, &config.redis_prefix)?)),
+    };
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut report = Reporter::new(name, config.rebuild_batch_size);
+    let rebuild = Rebuild::new(projection.clone(), store, db).with_notices(notices).with_batch_size(config.rebuild_batch_size);
+    match rebuild.run(&mut |progress| report.report(progress), shutdown).await {
+        Ok(Some(live)) => {
+            report.finish(&format!("{name}: switched to generation {} (version {}) at position {}", live.generation, live.version, live.position));
+            Ok(())
+        }
+        Ok(None) => {
+            report.finish(&format!("{name}: interrupted; run the same command again to continue"));
+            std::process::exit(130);
+        }
+        Err(RebuildError::Busy) => anyhow::bail!("a rebuild of {name} is already running (run `plaza projections status` to follow it)"),
+        Err(error) => Err(error).with_context(|| format!("rebuild of {name} failed; run the same command again to continue")),
+    }
+}
+
+/// Rebuild progress: a bar with events/s and ETA on a terminal, a log line every few
+/// seconds otherwise.
+struct Reporter {
+    name: &'static str,
+    /// Events per batch.
+    batch: u64,
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+}
+
+impl Reporter {
+    fn new(name: &'static str, batch: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} positions, {per_sec}, ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(name);
+            bar
+        });
+        Self { name, batch: batch as u64, bar, last_line: Instant::now() }
+    }
+
+    fn report(&mut self, progress: &RebuildProgress) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(progress.head);
+                bar.set_position(progress.position);
+            }
+            // The first batch, then every 2 s.
+            None if progress.events <= self.batch || self.last_line.elapsed() >= Duration::from_secs(2) || progress.position >= progress.head => {
+                self.last_line = Instant::now();
+                let rate = progress.events as f64 / progress.started.elapsed().as_secs_f64().max(0.001);
+                let eta = progress.head.saturating_sub(progress.position) as f64 / rate.max(1.0);
+                eprintln!(
+                    "{}: generation {} at position {} of {} ({:.0} events/s, ETA {:.0} s)",
+                    self.name, progress.generation, progress.position, progress.head, rate, eta
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        println!("{message}");
+    }
+}
