@@ -4,7 +4,9 @@
 #   * PostgreSQL on 127.0.0.1:5432, user `postgres`, no password (trust auth),
 #     max_connections >= 300 (tests open many databases/pools in parallel);
 #   * Redis on 127.0.0.1:6379;
-#   * a Kafka-protocol broker (tansu) on 127.0.0.1:9092, durable storage.
+#   * a Kafka-protocol broker (tansu) on 127.0.0.1:9092, durable storage;
+#   * Node with the graphql-ws client, and Debian's chromium with playwright-core
+#     (the page tests).
 #
 # Used by `make services` and by `make test` before every test run, so the
 # common case (everything already up) is a handful of probes and nothing else.
@@ -415,6 +417,20 @@ ensure_node_client() {
     echo "node: ready ($(node --version), graphql-ws client in clients/graphql-ws)"
 }
 
+# --- Browser (Debian's chromium, driven by playwright-core in the page tests) -------
+
+ensure_browser() {
+    if [[ ! -x /usr/bin/chromium ]]; then
+        apt_install chromium
+    fi
+    local dir="$ROOT/clients/browser"
+    if [[ ! -f $dir/node_modules/.package-lock.json || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+        log "installing playwright-core for the page tests (npm ci)"
+        (cd "$dir" && npm ci --no-audit --no-fund >&2) || die "npm ci in $dir failed"
+    fi
+    echo "browser: ready ($(/usr/bin/chromium --version 2>/dev/null | head -1))"
+}
+
 # --- main ------------------------------------------------------------------------
 
 main() {
@@ -426,6 +442,7 @@ main() {
     ensure_redis
     ensure_kafka
     ensure_node_client
+    ensure_browser
 }
 
 main "$@"

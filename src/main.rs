@@ -27,6 +27,8 @@ use tokio::task::JoinSet;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{error, info, warn};
 
+mod admin;
+mod metrics;
 mod ops;
 
 /// Worker threads' stacks. Request handling never recurses deeply (documents are
@@ -60,6 +62,7 @@ Configuration keys (file key / environment variable, default):
   token_ttl_secs          PLAZA_TOKEN_TTL_SECS          86400
   consistency_timeout_ms  PLAZA_CONSISTENCY_TIMEOUT_MS  5000
   log                     PLAZA_LOG (or RUST_LOG)       info
+  log_format              PLAZA_LOG_FORMAT              text  (or json: one object per line)
   distribution            PLAZA_DISTRIBUTION            direct  (projectors tail the store) or kafka
   kafka_brokers           PLAZA_KAFKA_BROKERS           127.0.0.1:9092
   kafka_topic             PLAZA_KAFKA_TOPIC             plaza.events
@@ -76,6 +79,9 @@ Configuration keys (file key / environment variable, default):
   message_edit_window_secs PLAZA_MESSAGE_EDIT_WINDOW_SECS 900
   presence_ttl_secs       PLAZA_PRESENCE_TTL_SECS       300
   rebuild_batch_size      PLAZA_REBUILD_BATCH_SIZE      5000  (events a projection rebuild applies per transaction)
+  projection_max_attempts PLAZA_PROJECTION_MAX_ATTEMPTS 5     (tries at an event a projection fails on, with backoff)
+  projection_on_failure   PLAZA_PROJECTION_ON_FAILURE   park  (then: park it as a dead letter and go on, or stop)
+  projection_stall_secs   PLAZA_PROJECTION_STALL_SECS   60    (events waiting, nothing applied this long: stalled)
   graphql_rate_limit_user_per_sec / _burst  PLAZA_GRAPHQL_RATE_LIMIT_USER_PER_SEC / _BURST  50 / 100  (0: unlimited)
   graphql_rate_limit_ip_per_sec / _burst    PLAZA_GRAPHQL_RATE_LIMIT_IP_PER_SEC / _BURST    200 / 400 (0: unlimited)
   graphql_introspection   PLAZA_GRAPHQL_INTROSPECTION   true  (false: no introspection, no field suggestions)
@@ -122,6 +128,9 @@ enum Command {
     /// Watch and operate the projections (read models): status, rebuild, pause, resume.
     #[command(subcommand)]
     Projections(ops::ProjectionsCommand),
+    /// Give or take back roles: `plaza admin grant alice` lets alice use /admin.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,14 +149,14 @@ async fn start() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let relay = config.distribution == Distribution::Kafka;
-            let projections = all_projection_names();
+            let projections = all_projection_names(&config);
             run(config, Roles { write_api: true, read_api: true, relay, projections }).await
         }
         Command::WriteApi => run(config, Roles { write_api: true, ..none }).await,
         Command::ReadApi => run(config, Roles { read_api: true, ..none }).await,
         Command::Relay => run(config, Roles { relay: true, ..none }).await,
         Command::Projector { projections } => {
-            let known = all_projection_names();
+            let known = all_projection_names(&config);
             if let Some(unknown) = projections.iter().find(|name| !known.contains(name)) {
                 anyhow::bail!("unknown projection {unknown:?}; known: {}", known.join(", "));
             }
@@ -159,6 +168,7 @@ async fn start() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections(command) => ops::projections(&config, command).await,
+        Command::Admin(command) => admin::command(&config, command).await,
     }
 }
 
@@ -171,14 +181,15 @@ struct Roles {
     projections: Vec<String>,
 }
 
-fn all_projection_names() -> Vec<String> {
-    plaza_projections::all(Default::default()).iter().map(|p| p.name().to_owned()).collect()
+fn all_projection_names(config: &Config) -> Vec<String> {
+    plaza_infra::projections(config).iter().map(|p| p.name().to_owned()).collect()
 }
 
 /// Runs the given roles on one listener, with /healthz and /readyz, until SIGTERM or
 /// Ctrl-C; then finishes in-flight requests, projector batches and the relay's batch.
 async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log);
+    plaza_infra::telemetry::init(&config.log, &config.log_format);
+    let metrics_handle = metrics::install().context("cannot install the metrics recorder")?;
     let kafka = config.distribution == Distribution::Kafka;
     let kafka_settings = plaza_infra::kafka_settings(&config);
     // Projectors tail the store unless Kafka feeds them.
@@ -208,7 +219,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     };
     if let Some(db) = &db {
         // Every projection has a live generation, so readers find its tables (views).
-        for projection in plaza_projections::all(Default::default()) {
+        for projection in plaza_infra::projections(&config) {
             plaza_projections::generations::ensure_live(db.as_ref(), projection.as_ref())
                 .await
                 .with_context(|| format!("cannot prepare the read model {}", projection.name()))?;
@@ -241,7 +252,8 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         Some(redis) => Arc::new(RedisNotices::new(redis)),
         None => Arc::new(LocalNotices::default()),
     };
-    let tokens = match roles.write_api || roles.read_api {
+    // Every process with the read models serves the admin routes, which check tokens too.
+    let tokens = match roles.write_api || roles.read_api || (db.is_some() && store.is_some()) {
         true => {
             let secret = config.jwt_secret().context("cannot read or create the token secret")?;
             Some(Tokens::new(secret.expose().as_bytes(), Duration::from_secs(config.token_ttl_secs)))
@@ -249,25 +261,49 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         false => None,
     };
 
-    let feed_settings = plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit };
     let progress = Progress::default();
     let (stop_background, shutdown) = watch::channel(false);
     let mut background = JoinSet::new();
     let mut joined = Vec::new();
     if let Some(db) = &db {
-        for projection in plaza_projections::all(feed_settings).into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
+        let policy = plaza_infra::failure_policy(&config);
+        for projection in plaza_infra::projections(&config).into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
             if kafka {
-                let mut projector = KafkaProjector::new(projection, db.clone(), notices.clone(), &kafka_settings);
+                let mut projector = KafkaProjector::new(projection, db.clone(), notices.clone(), &kafka_settings).with_failure_policy(policy);
                 if let Some(store) = &store {
                     projector = projector.with_store(store.clone());
                 }
                 joined.push(projector.joined());
                 background.spawn(projector.run(shutdown.clone()));
             } else if let Some(store) = &store {
-                let projector = Projector::new(projection, store.clone(), db.clone(), progress.clone()).with_notices(notices.clone());
+                let projector =
+                    Projector::new(projection, store.clone(), db.clone(), progress.clone()).with_notices(notices.clone()).with_failure_policy(policy);
                 background.spawn(projector.run(shutdown.clone()));
             }
         }
+    }
+    if let (Some(db), Some(store), false) = (&db, &store, roles.projections.is_empty()) {
+        // Not ready while a projection run here is stalled: events wait and nothing was
+        // applied for `projection_stall_secs` (behind but moving is ready).
+        let (db, store) = (db.clone(), store.clone());
+        let local: Vec<_> = plaza_infra::projections(&config).into_iter().filter(|p| roles.projections.iter().any(|n| n == p.name())).collect();
+        let stall = Duration::from_secs(config.projection_stall_secs);
+        health.add("projections", move || {
+            let (db, store, local) = (db.clone(), store.clone(), local.clone());
+            async move {
+                let statuses = plaza_projections::status::collect(&local, db.as_ref(), store.as_ref(), stall).await.map_err(|e| e.to_string())?;
+                let stalled: Vec<String> = statuses
+                    .iter()
+                    .filter(|s| s.state == "stalled")
+                    .map(|s| format!("{} stalled ({} events waiting, nothing applied for {} s)", s.name, s.lag_events, stall.as_secs()))
+                    .collect();
+                if stalled.is_empty() { Ok(()) } else { Err(stalled.join("; ")) }
+            }
+        });
+    }
+    if let (Some(db), Some(store), false) = (&db, &store, roles.projections.is_empty()) {
+        let local: Vec<_> = plaza_infra::projections(&config).into_iter().filter(|p| roles.projections.iter().any(|n| n == p.name())).collect();
+        background.spawn(metrics::sample_projections(local, db.clone(), store.clone(), Arc::new(config.clone()), shutdown.clone()));
     }
     if !joined.is_empty() {
         // Ready to consume once the consumer group has handed out partitions.
@@ -336,7 +372,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             // No projector here advances `progress`: learn it from the read models, when
             // a change notice arrives. Without shared notices (no Redis, projectors in
             // other processes) there is only polling, so poll often.
-            for name in all_projection_names() {
+            for name in all_projection_names(&config) {
                 progress.advance(&name, 0);
             }
             let notified = redis.is_some() || !roles.projections.is_empty();
@@ -353,13 +389,44 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         let live = Live { presence: presence.clone(), typing: typing.clone(), presence_ttl: Duration::from_secs(config.presence_ttl_secs) };
         app = app.merge(plaza_read_api::router(ReadApi::new(db.clone(), store.clone(), progress, tokens.clone(), limiter, live, settings)));
     }
+    if let (Some(db), Some(store), Some(tokens)) = (&db, &store, &tokens) {
+        let failures: Arc<dyn FailureLog> = match &redis {
+            Some(redis) => Arc::new(RedisFailures::new(redis)),
+            None => Arc::new(LocalFailures::default()),
+        };
+        let mut process_roles: Vec<String> = [("write API", roles.write_api), ("read API", roles.read_api), ("relay", roles.relay)]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        if !roles.projections.is_empty() {
+            process_roles.push(format!("projectors ({})", roles.projections.join(", ")));
+        }
+        let admin = admin::Admin {
+            accounts: Accounts::new(store.clone()),
+            tokens: tokens.clone(),
+            db: db.clone(),
+            store: store.clone(),
+            projections: plaza_infra::projections(&config),
+            config: Arc::new(config.clone()),
+            process_roles,
+            logins: Arc::new(LoginThrottle { policy: plaza_infra::login_policy(&config), log: failures }),
+            heads: Arc::default(),
+        };
+        background.spawn(admin.sample_heads(shutdown.clone()));
+        app = app.merge(admin::router(admin));
+    }
     let app = app
         .merge(health.routes())
+        .merge(metrics::routes(metrics_handle))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn(metrics::track))
         // A 5xx here is a dependency that is down or a consistency wait that timed out,
         // each reported where it happens: a warning, not an error, of its own.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)));
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)))
+        // Outermost: every request has its id (X-Request-Id) before anything logs.
+        .layer(axum::middleware::from_fn(plaza_edge::request_id));
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     info!(

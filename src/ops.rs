@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plaza_infra::kafka::Probe;
 use plaza_infra::redis::{Redis, RedisNotices};
 use plaza_infra::{Config, Distribution};
+use plaza_projections::dead_letters::{self, Selection};
 use plaza_projections::rebuild::{RebuildError, RebuildProgress};
 use plaza_projections::status::ProjectionStatus;
 use plaza_projections::{ChangeNotices, LocalNotices, Projection, ReadModelDb, Rebuild, generations};
@@ -34,21 +35,67 @@ pub enum ProjectionsCommand {
     Pause { name: String },
     /// Let NAME's projectors apply again.
     Resume { name: String },
+    /// Events a projection kept failing on, parked with their errors (and the later
+    /// events of their streams, queued behind them).
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DeadLettersCommand {
+    /// Every projection's dead letters, in position order.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply NAME's parked events again, in position order (after fixing what made them
+    /// fail); a stream whose event fails again keeps the rest of its events parked.
+    Retry {
+        name: String,
+        #[command(flatten)]
+        which: Which,
+        /// Only say how many events it would replay.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Drop NAME's dead letters without applying them (the events stay in the store).
+    Skip {
+        name: String,
+        #[command(flatten)]
+        which: Which,
+    },
+}
+
+/// One dead letter (by its position) or all of a projection's.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Which {
+    /// The dead letter at this global position.
+    #[arg(long, value_name = "POSITION")]
+    id: Option<u64>,
+    /// Every dead letter of the projection.
+    #[arg(long)]
+    all: bool,
+}
+
+impl Which {
+    fn selection(&self) -> Selection {
+        match self.id {
+            Some(position) => Selection::One(position),
+            None => Selection::All,
+        }
+    }
 }
 
 /// Finds a projection by name, or says which exist.
 fn projection(name: &str, config: &Config) -> anyhow::Result<Arc<dyn Projection>> {
-    let all = all_projections(config);
+    let all = plaza_infra::projections(config);
     let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
     all.iter().find(|p| p.name() == name).cloned().ok_or_else(|| anyhow::anyhow!("unknown projection {name:?}; known: {}", known.join(", ")))
 }
 
-fn all_projections(config: &Config) -> Vec<Arc<dyn Projection>> {
-    plaza_projections::all(plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit })
-}
-
 pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log);
+    plaza_infra::telemetry::init(&config.log, &config.log_format);
     match command {
         ProjectionsCommand::Status { json } => {
             let statuses = status(config).await?;
@@ -62,6 +109,7 @@ pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow
         ProjectionsCommand::Rebuild { name } => rebuild(config, projection(&name, config)?).await,
         ProjectionsCommand::Pause { name } => pause(config, &name, true).await,
         ProjectionsCommand::Resume { name } => pause(config, &name, false).await,
+        ProjectionsCommand::DeadLetters(command) => dead_letters_command(config, command).await,
     }
 }
 
@@ -69,18 +117,19 @@ pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow
 pub async fn status(config: &Config) -> anyhow::Result<Vec<ProjectionStatus>> {
     let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
     let db = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
-    let projections = all_projections(config);
+    let projections = plaza_infra::projections(config);
     for projection in &projections {
         generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
     }
-    let mut statuses = plaza_projections::status::collect(&projections, db.as_ref(), store.as_ref()).await?;
+    let stall = Duration::from_secs(config.projection_stall_secs);
+    let mut statuses = plaza_projections::status::collect(&projections, db.as_ref(), store.as_ref(), stall).await?;
     if config.distribution == Distribution::Kafka {
         add_partition_ends(config, &mut statuses).await;
     }
     Ok(statuses)
 }
 
-async fn add_partition_ends(config: &Config, statuses: &mut [ProjectionStatus]) {
+pub(crate) async fn add_partition_ends(config: &Config, statuses: &mut [ProjectionStatus]) {
     let settings = plaza_infra::kafka_settings(config);
     let ends = async {
         let probe = Probe::new(&settings)?;
@@ -102,8 +151,8 @@ async fn add_partition_ends(config: &Config, statuses: &mut [ProjectionStatus]) 
 
 fn status_table(statuses: &[ProjectionStatus]) -> String {
     let mut out = format!(
-        "{:<14} {:<12} {:>7} {:>4} {:>10} {:>10} {:>8} {:>8}  {}\n",
-        "PROJECTION", "STATE", "VERSION", "GEN", "APPLIED", "HEAD", "LAG", "LAG(s)", "REBUILD"
+        "{:<14} {:<12} {:>7} {:>4} {:>10} {:>10} {:>8} {:>8} {:>8} {:>5}  {}\n",
+        "PROJECTION", "STATE", "VERSION", "GEN", "APPLIED", "HEAD", "LAG", "LAG(s)", "EVENTS/s", "DEAD", "REBUILD"
     );
     for s in statuses {
         let version = match s.version {
@@ -115,7 +164,7 @@ fn status_table(statuses: &[ProjectionStatus]) -> String {
             format!("generation {} (version {}) at {} of {}", b.generation, b.version, b.applied_position, s.head_position)
         });
         out += &format!(
-            "{:<14} {:<12} {:>7} {:>4} {:>10} {:>10} {:>8} {:>8.1}  {}\n",
+            "{:<14} {:<12} {:>7} {:>4} {:>10} {:>10} {:>8} {:>8.1} {:>8.1} {:>5}  {}\n",
             s.name,
             s.state,
             version,
@@ -124,8 +173,13 @@ fn status_table(statuses: &[ProjectionStatus]) -> String {
             s.head_position,
             s.lag_events,
             s.lag_seconds,
+            s.events_per_sec,
+            s.dead_letters,
             rebuild
         );
+        if let Some(error) = &s.last_error {
+            out += &format!("  last error: {error}\n");
+        }
         for p in &s.partitions {
             let lag = p.lag_messages.map_or("?".into(), |l| l.to_string());
             out += &format!(
@@ -161,7 +215,10 @@ async fn rebuild(config: &Config, projection: Arc<dyn Projection>) -> anyhow::Re
         let _ = stop.send(true);
     });
     let mut report = Reporter::new(name, config.rebuild_batch_size);
-    let rebuild = Rebuild::new(projection.clone(), store, db).with_notices(notices).with_batch_size(config.rebuild_batch_size);
+    let rebuild = Rebuild::new(projection.clone(), store, db)
+        .with_notices(notices)
+        .with_batch_size(config.rebuild_batch_size)
+        .with_failure_policy(plaza_infra::failure_policy(config));
     match rebuild.run(&mut |progress| report.report(progress), shutdown).await {
         Ok(Some(live)) => {
             report.finish(&format!("{name}: switched to generation {} (version {}) at position {}", live.generation, live.version, live.position));
@@ -226,5 +283,58 @@ impl Reporter {
             bar.finish_and_clear();
         }
         println!("{message}");
+    }
+}
+
+async fn dead_letters_command(config: &Config, command: DeadLettersCommand) -> anyhow::Result<()> {
+    let db = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
+    for projection in plaza_infra::projections(config) {
+        generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
+    }
+    match command {
+        DeadLettersCommand::List { json } => {
+            let letters = dead_letters::list(db.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else if letters.is_empty() {
+                println!("no dead letters");
+            } else {
+                println!("{:<14} {:>10} {:<8} {:<22} {:<44} ERROR", "PROJECTION", "POSITION", "STATE", "EVENT", "STREAM");
+                for d in letters {
+                    println!("{:<14} {:>10} {:<8} {:<22} {:<44} {}", d.projection, d.position, d.state, d.event_type, d.stream_id, d.error);
+                }
+            }
+            Ok(())
+        }
+        DeadLettersCommand::Retry { name, which, dry_run } => {
+            let projection = projection(&name, config)?;
+            let selection = which.selection();
+            let count = dead_letters::count(db.as_ref(), &name, selection).await?;
+            if let (Selection::One(position), 0) = (selection, count) {
+                anyhow::bail!("{name} has no dead letter at position {position}");
+            }
+            if dry_run {
+                println!("{name}: would replay {count} events");
+                return Ok(());
+            }
+            let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+            let outcome = dead_letters::retry(db.as_ref(), store.as_ref(), projection.as_ref(), selection).await?;
+            println!("{name}: replayed {} events; {} still parked", outcome.applied, outcome.still_parked);
+            for error in &outcome.errors {
+                eprintln!("{name}: {error}");
+            }
+            anyhow::ensure!(outcome.errors.is_empty(), "some events failed again and stay parked");
+            Ok(())
+        }
+        DeadLettersCommand::Skip { name, which } => {
+            projection(&name, config)?;
+            let selection = which.selection();
+            let skipped = dead_letters::skip(db.as_ref(), &name, selection).await?;
+            if let (Selection::One(position), 0) = (selection, skipped) {
+                anyhow::bail!("{name} has no dead letter at position {position}");
+            }
+            println!("{name}: skipped {skipped} events");
+            Ok(())
+        }
     }
 }

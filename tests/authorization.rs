@@ -200,3 +200,67 @@ fn queries_show_each_caller_only_their_own() {
     let others = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.other_token), position);
     assert_eq!(others["conversations"]["totalCount"], 0);
 }
+
+/// The admin routes: nobody without a token (401; the page sends to its login form),
+/// no signed-in user without the admin role (403), the admin yes. Roles are events:
+/// granted and revoked with `plaza admin`, effective at once.
+#[test]
+fn admin_routes_answer_only_admins() {
+    let plaza = Plaza::start_with(Profile::Embedded, &[("PLAZA_RATE_LIMIT_IP_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_USER_PER_SEC", "0")]);
+    let (_, user_token, _) = plaza.register("someone");
+    let (_, admin_token, _) = plaza.register("operator");
+    let (ok, out, err) = plaza.cli(&["admin", "grant", "operator"], &[]);
+    assert!(ok && out.contains("operator: role admin granted"), "{out}{err}");
+    let (ok, _, err) = plaza.cli(&["admin", "grant", "nobody_here"], &[]);
+    assert!(!ok && err.contains("no user named \"nobody_here\""), "{err}");
+    let (ok, _, err) = plaza.cli(&["admin", "grant", "operator", "--role", "root"], &[]);
+    assert!(!ok && err.contains("unknown role"), "{err}");
+
+    // (method, path, body, status for an admin)
+    let rows: Vec<(&str, &str, Option<Value>, u16)> = vec![
+        ("GET", "/admin", None, 200),
+        ("GET", "/admin/projections", None, 200),
+        ("GET", "/admin/dead-letters", None, 200),
+        ("POST", "/admin/projections/content/pause", None, 200),
+        ("POST", "/admin/projections/content/resume", None, 200),
+        ("POST", "/admin/projections/content/dead-letters/retry", Some(json!({ "all": true })), 200),
+        ("POST", "/admin/projections/content/dead-letters/skip", Some(json!({ "id": 12345 })), 200),
+        ("POST", "/admin/projections/nope/pause", None, 404),
+        ("POST", "/admin/projections/content/dead-letters/retry", Some(json!({})), 400),
+    ];
+    let mut wrong = Vec::new();
+    for (method, path, body, admin_status) in &rows {
+        let anonymous = if *path == "/admin" { 303 } else { 401 };
+        for (who, token, status) in
+            [("anonymous", None, anonymous), ("a user", Some(user_token.as_str()), 403), ("the admin", Some(admin_token.as_str()), *admin_status)]
+        {
+            let reply = plaza.send(method, path, body.clone(), token, &[]);
+            if reply.status != status {
+                wrong.push(format!("{method} {path} as {who}: {} (expected {status}) {}", reply.status, reply.body));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let status = plaza.send("GET", "/admin/projections", None, Some(&admin_token), &[]);
+    let names: Vec<&str> = status.body.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["accounts", "content", "counters", "conversations", "feeds"]);
+
+    // The page's cookie works for forms from this origin only.
+    let login = plaza.send_form("/admin/login", "login=operator&password=correct+horse+battery", &[]);
+    assert_eq!(login.status, 303, "{}", login.body);
+    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    assert!(login.header("set-cookie").unwrap().contains("HttpOnly; SameSite=Strict"));
+    let same = plaza.send_form("/admin/projections/content/pause", "", &[("Cookie", &cookie), ("Origin", &plaza.base)]);
+    assert_eq!(same.status, 303, "{}", same.body);
+    let cross = plaza.send_form("/admin/projections/content/resume", "", &[("Cookie", &cookie), ("Origin", "http://evil.example")]);
+    assert_eq!((cross.status, cross.code()), (403, "cross_origin"), "{}", cross.body);
+    let wrong_password = plaza.send_form("/admin/login", "login=operator&password=nope", &[]);
+    assert_eq!(wrong_password.status, 401);
+    let not_admin = plaza.send_form("/admin/login", "login=someone&password=correct+horse+battery", &[]);
+    assert_eq!(not_admin.status, 403);
+
+    // Revoked: refused at once.
+    let (ok, out, err) = plaza.cli(&["admin", "revoke", "operator"], &[]);
+    assert!(ok && out.contains("operator: role admin revoked"), "{out}{err}");
+    assert_eq!(plaza.send("GET", "/admin/projections", None, Some(&admin_token), &[]).status, 403);
+}

@@ -186,6 +186,55 @@ fn a_rebuild_refuses_a_second_one_and_resumes_after_sigkill(profile: Profile) {
     assert_eq!(messages["conversation"]["lastMessage"]["seq"], 1200, "every message is in the rebuilt read model");
 }
 
+fn update_bio(plaza: &Plaza, user: &str, token: &str, bio: &str) -> u64 {
+    let reply = plaza.send("PUT", &format!("/api/v1/users/{user}"), Some(json!({ "bio": bio })), Some(token), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.position()
+}
+
+fn a_poison_event_is_parked_and_retried_after_the_fix(profile: Profile) {
+    let plaza = Plaza::start_with(
+        profile,
+        &[("PLAZA_TEST_POISON_PROJECTION", "true"), ("PLAZA_PROJECTION_MAX_ATTEMPTS", "2"), ("PLAZA_RATE_LIMIT_USER_PER_SEC", "0")],
+    );
+    let (alice, alice_token, _) = plaza.register("alice");
+    let (bob, bob_token, _) = plaza.register("bob");
+    update_bio(&plaza, &alice, &alice_token, "one");
+    let poison = update_bio(&plaza, &alice, &alice_token, "poison");
+    let behind = update_bio(&plaza, &alice, &alice_token, "three");
+    let other = update_bio(&plaza, &bob, &bob_token, "other");
+
+    // Parked with the later event of its stream; bob's goes on.
+    let status =
+        wait_for_status(&plaza, "poison_test", "parked the poison", |s| s["dead_letters"] == 2 && s["applied_position"].as_u64() >= Some(other));
+    assert!(status["last_error"].as_str().unwrap_or_default().to_lowercase().contains("null"), "{status:#}");
+    let (ok, out, err) = plaza.cli(&["projections", "dead-letters", "list", "--json"], &[]);
+    assert!(ok, "{err}");
+    let letters: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let parked: Vec<(u64, &str)> = letters.iter().map(|d| (d["position"].as_u64().unwrap(), d["state"].as_str().unwrap())).collect();
+    assert_eq!(parked, vec![(poison, "failed"), (behind, "blocked")]);
+    assert!(letters.iter().all(|d| d["stream_id"] == format!("user-{alice}") && d["event_type"] == "ProfileUpdated"), "{out}");
+
+    let (ok, out, err) = plaza.cli(&["projections", "dead-letters", "retry", "poison_test", "--all", "--dry-run"], &[]);
+    assert!(ok && out.contains("poison_test: would replay 2 events"), "{out}{err}");
+    let (ok, _, err) = plaza.cli(&["projections", "dead-letters", "retry", "poison_test", "--id", "999999"], &[]);
+    assert!(!ok && err.contains("no dead letter at position 999999"), "{err}");
+    let (ok, _, err) = plaza.cli(&["projections", "dead-letters", "retry", "poison_test"], &[]);
+    assert!(!ok && err.contains("--id"), "neither --id nor --all: {err}");
+
+    // The fix, then the retry applies both, in order.
+    plaza.read_models_sql("INSERT INTO poison_fixes__g1 (fixed) VALUES (1)");
+    let (ok, out, err) = plaza.cli(&["projections", "dead-letters", "retry", "poison_test", "--all"], &[]);
+    assert!(ok && out.contains("poison_test: replayed 2 events; 0 still parked"), "{out}{err}");
+    let after = status_of(&plaza, "poison_test");
+    assert_eq!(after["dead_letters"], 0, "{after:#}");
+    let (ok, out, _) = plaza.cli(&["projections", "dead-letters", "list"], &[]);
+    assert!(ok && out.contains("no dead letters"), "{out}");
+    // Alice's stream flows again.
+    let later = update_bio(&plaza, &alice, &alice_token, "five");
+    wait_for_status(&plaza, "poison_test", "applied the stream again", |s| s["applied_position"].as_u64() >= Some(later) && s["dead_letters"] == 0);
+}
+
 /// Operator commands send many commands: no rate limit in these deployments.
 fn start(profile: Profile) -> Plaza {
     Plaza::start_with(profile, &[("PLAZA_RATE_LIMIT_USER_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_IP_PER_SEC", "0")])
@@ -206,6 +255,7 @@ on_embedded_and_cluster!(
     status_shows_lag_while_paused_and_none_after_resume,
     a_rebuild_under_load_keeps_every_query_answering,
     a_rebuild_refuses_a_second_one_and_resumes_after_sigkill,
+    a_poison_event_is_parked_and_retried_after_the_fix,
 );
 
 mod embedded_only {

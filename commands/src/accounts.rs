@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use plaza_domain::accounts::{Account, AccountCommand, Email, Password, ProfileChanges, Registered, Username, user_stream};
+use plaza_domain::accounts::{Account, AccountCommand, Email, Password, ProfileChanges, Registered, Role, Username, user_stream};
 use plaza_domain::follows::{Follow, FollowCommand, follow_stream};
 use plaza_domain::reservation::{Kind, Reservation, ReservationCommand, reservation_stream};
 use plaza_domain::{DomainError, EventStore};
@@ -154,6 +154,24 @@ impl Accounts {
         }
         let command = if follow { FollowCommand::Follow { follower, followee } } else { FollowCommand::Unfollow { follower, followee } };
         self.pipeline.execute(&follow_stream(follower, followee), ctx, |_: &Follow| command).await
+    }
+
+    /// Gives (or takes back) a role to the user named `username`; the operator's
+    /// command, so no actor is checked here: whoever can run `plaza admin` owns the
+    /// deployment. Returns the user's id and the outcome.
+    pub async fn set_role(&self, username: &str, role: Role, grant: bool, ctx: &CommandContext) -> Result<(Uuid, Outcome), CommandError> {
+        let account = match Username::parse(username) {
+            Ok(_) => self.find_login(username).await?,
+            Err(_) => None,
+        };
+        let user_id = account.ok_or(DomainError::UserNotFound)?.user_id;
+        let command = move |_: &Account| if grant { AccountCommand::GrantRole(role) } else { AccountCommand::RevokeRole(role) };
+        Ok((user_id, self.pipeline.execute(&user_stream(user_id), ctx, command).await?))
+    }
+
+    /// The roles a user holds now (none for an unknown user).
+    pub async fn roles(&self, user_id: Uuid) -> Result<Vec<String>, CommandError> {
+        Ok(self.pipeline.load::<Account>(&user_stream(user_id)).await?.state.roles)
     }
 
     /// Whether a user with this id is registered.

@@ -149,16 +149,43 @@ pub struct Registered {
     pub profile: Profile,
 }
 
+/// A role a user can be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// May use the operators' routes (`/admin`).
+    Admin,
+}
+
+impl Role {
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        match input.trim() {
+            "admin" => Ok(Self::Admin),
+            _ => Err(DomainError::InvalidRole),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+        }
+    }
+}
+
 /// The `user-{id}` stream.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Account {
     pub registered: Option<Registered>,
+    /// Roles held now, sorted.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug)]
 pub enum AccountCommand {
     Register { user_id: Uuid, username: Username, email: Email, password_hash: String },
     UpdateProfile(ProfileChanges),
+    GrantRole(Role),
+    RevokeRole(Role),
 }
 
 impl Aggregate for Account {
@@ -180,6 +207,12 @@ impl Aggregate for Account {
                     account.profile = Profile { display_name: display_name.clone(), bio: bio.clone(), avatar_url: avatar_url.clone() };
                 }
             }
+            Event::RoleGranted { role, .. } => {
+                if let Err(at) = self.roles.binary_search(role) {
+                    self.roles.insert(at, role.clone());
+                }
+            }
+            Event::RoleRevoked { role, .. } => self.roles.retain(|r| r != role),
             _ => {}
         }
         self
@@ -194,7 +227,16 @@ impl Aggregate for Account {
                 email: email.as_str().to_owned(),
                 password_hash: password_hash.clone(),
             }]),
-            (AccountCommand::UpdateProfile(_), None) => Err(DomainError::UserNotFound),
+            (AccountCommand::UpdateProfile(_) | AccountCommand::GrantRole(_) | AccountCommand::RevokeRole(_), None) => Err(DomainError::UserNotFound),
+            // Granting a role held, or revoking one not held, records nothing.
+            (AccountCommand::GrantRole(role), Some(account)) => Ok(match self.roles.iter().any(|r| r == role.as_str()) {
+                true => vec![],
+                false => vec![Event::RoleGranted { user_id: account.user_id, role: role.as_str().to_owned() }],
+            }),
+            (AccountCommand::RevokeRole(role), Some(account)) => Ok(match self.roles.iter().any(|r| r == role.as_str()) {
+                true => vec![Event::RoleRevoked { user_id: account.user_id, role: role.as_str().to_owned() }],
+                false => vec![],
+            }),
             (AccountCommand::UpdateProfile(changes), Some(account)) => {
                 let profile = changes.apply_to(&account.profile);
                 if profile == account.profile {
@@ -287,6 +329,19 @@ mod tests {
         let history = [registered(id), Event::ProfileUpdated { user_id: id, display_name: Some("Al".into()), bio: None, avatar_url: None }];
         let same = ProfileChanges::parse(Some(Some("Al".into())), Some(None), None).unwrap();
         assert_eq!(given::<Account>(&history, AccountCommand::UpdateProfile(same)).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn roles_are_granted_and_revoked_once() {
+        let id = Uuid::new_v4();
+        let granted = Event::RoleGranted { user_id: id, role: "admin".into() };
+        assert_eq!(given::<Account>(&[registered(id)], AccountCommand::GrantRole(Role::Admin)).unwrap(), vec![granted.clone()]);
+        assert_eq!(given::<Account>(&[registered(id), granted.clone()], AccountCommand::GrantRole(Role::Admin)).unwrap(), vec![]);
+        let revoked = Event::RoleRevoked { user_id: id, role: "admin".into() };
+        assert_eq!(given::<Account>(&[registered(id), granted.clone()], AccountCommand::RevokeRole(Role::Admin)).unwrap(), vec![revoked.clone()]);
+        assert_eq!(given::<Account>(&[registered(id), granted, revoked], AccountCommand::RevokeRole(Role::Admin)).unwrap(), vec![]);
+        assert_eq!(given::<Account>(&[], AccountCommand::GrantRole(Role::Admin)), Err(DomainError::UserNotFound));
+        assert_eq!(Role::parse("root"), Err(DomainError::InvalidRole));
     }
 
     #[test]

@@ -4,6 +4,9 @@
 pub enum DomainError {
     #[error("username must be 3 to 30 characters of a-z, 0-9 and _")]
     InvalidUsername,
+    /// Not a role Plaza knows.
+    #[error("unknown role; the roles are: admin")]
+    InvalidRole,
     #[error("email address is not valid")]
     InvalidEmail,
     #[error("password must be at least 8 characters (and at most 1024)")]
@@ -79,6 +82,7 @@ impl DomainError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidUsername => "invalid_username",
+            Self::InvalidRole => "invalid_role",
             Self::InvalidEmail => "invalid_email",
             Self::InvalidPassword => "invalid_password",
             Self::InvalidProfile(_) => "invalid_profile",

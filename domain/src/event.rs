@@ -37,6 +37,15 @@ pub enum Event {
         bio: Option<String>,
         avatar_url: Option<String>,
     },
+    /// A user was given a role (`admin`: may use the operators' routes and page).
+    RoleGranted {
+        user_id: Uuid,
+        role: String,
+    },
+    RoleRevoked {
+        user_id: Uuid,
+        role: String,
+    },
     UserFollowed {
         follower_id: Uuid,
         followee_id: Uuid,
@@ -223,6 +232,8 @@ impl Event {
             Self::EmailReleased { .. } => "EmailReleased",
             Self::UserRegistered { .. } => "UserRegistered",
             Self::ProfileUpdated { .. } => "ProfileUpdated",
+            Self::RoleGranted { .. } => "RoleGranted",
+            Self::RoleRevoked { .. } => "RoleRevoked",
             Self::UserFollowed { .. } => "UserFollowed",
             Self::UserUnfollowed { .. } => "UserUnfollowed",
             Self::VideoPublished { .. } => "VideoPublished",

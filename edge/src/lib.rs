@@ -5,6 +5,7 @@
 pub mod body;
 pub mod ids;
 pub mod limits;
+pub mod request_id;
 pub mod server;
 pub mod tokens;
 
@@ -15,6 +16,7 @@ use axum::response::IntoResponse;
 pub use body::{BodyError, is_json, is_object, read_json};
 pub use ids::canonical_uuid;
 pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits, client_ip, retry_after_secs};
+pub use request_id::{RequestId, request_id};
 pub use server::{BodyTimeout, ConnectionSlot, ServerSettings, serve};
 pub use tokens::{TokenError, Tokens};
 

@@ -28,6 +28,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_json::<MessageRequest>(data);
     let _ = decode_json::<EditRequest>(data);
     let _ = decode_json::<ReadRequest>(data);
+    // The operators' routes: a form or JSON naming dead letters, the page's login form.
+    for form in [true, false] {
+        let _ = plaza_write_api::admin_forms::decode_which(data, form);
+    }
+    let _ = plaza_write_api::admin_forms::decode_login(data);
     if decode_json::<serde_json::Value>(data).is_ok() {
         assert_eq!(data.iter().find(|b| !b.is_ascii_whitespace()), Some(&b'{'), "only objects are bodies");
     }
@@ -35,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let (first, second) = text.split_at(text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i));
     let _ = Username::parse(text);
+    let _ = plaza_domain::accounts::Role::parse(text);
     let _ = Email::parse(text);
     let _ = Password::parse(text.to_owned());
     let _ = ProfileChanges::parse(Some(Some(first.to_owned())), Some(Some(second.to_owned())), Some(Some(text.to_owned())));

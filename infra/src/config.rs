@@ -62,8 +62,19 @@ pub struct Config {
     pub message_edit_window_secs: u64,
     /// How long a user counts as online after their last heartbeat.
     pub presence_ttl_secs: u64,
+    /// Log lines as `text` or `json` (one object per line).
+    pub log_format: String,
     /// Events a rebuild applies per transaction.
     pub rebuild_batch_size: usize,
+    /// Attempts at an event a projection fails on before it counts as failing.
+    pub projection_max_attempts: u32,
+    /// Then: `park` it as a dead letter and go on, or `stop` and keep retrying.
+    pub projection_on_failure: OnFailure,
+    /// A projection with events waiting that applied nothing for this long is stalled.
+    pub projection_stall_secs: u64,
+    /// Test only: adds the `poison_test` projection, which fails on profile updates whose
+    /// bio is "poison" until a row is in its `poison_fixes` table.
+    pub test_poison_projection: bool,
     /// GraphQL requests per second a signed-in user may send (0: unlimited), and the
     /// burst; buckets apart from the commands'.
     pub graphql_rate_limit_user_per_sec: u32,
@@ -102,6 +113,14 @@ pub enum Distribution {
     Kafka,
 }
 
+/// What a projection does with an event it keeps failing on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Park,
+    Stop,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -129,7 +148,12 @@ impl Default for Config {
             group_max_members: 10_000,
             message_edit_window_secs: 900,
             presence_ttl_secs: 300,
+            log_format: "text".into(),
             rebuild_batch_size: 5000,
+            projection_max_attempts: 5,
+            projection_on_failure: OnFailure::Park,
+            projection_stall_secs: 60,
+            test_poison_projection: false,
             graphql_rate_limit_user_per_sec: 50,
             graphql_rate_limit_user_burst: 100,
             graphql_rate_limit_ip_per_sec: 200,

@@ -20,6 +20,31 @@ use plaza_projections::ReadModelDb;
 
 pub use config::{Config, Distribution};
 
+/// Records one committed group of appends: how long the transaction took, how many
+/// appends it carried and how many events they held.
+pub(crate) fn record_append(took: std::time::Duration, appends: usize, events: usize) {
+    metrics::histogram!("plaza_append_seconds").record(took.as_secs_f64());
+    metrics::histogram!("plaza_append_batch_appends").record(appends as f64);
+    metrics::counter!("plaza_events_appended_total").increment(events as u64);
+}
+
+/// Every projection this deployment maintains (the test-only one when configured).
+pub fn projections(config: &Config) -> Vec<Arc<dyn plaza_projections::Projection>> {
+    let mut all = plaza_projections::all(plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit });
+    if config.test_poison_projection {
+        all.push(Arc::new(plaza_projections::poison::PoisonTestProjection));
+    }
+    all
+}
+
+/// What projectors do with an event they keep failing on, as the configuration says.
+pub fn failure_policy(config: &Config) -> plaza_projections::runtime::FailurePolicy {
+    plaza_projections::runtime::FailurePolicy {
+        max_attempts: config.projection_max_attempts.max(1),
+        park: config.projection_on_failure == config::OnFailure::Park,
+    }
+}
+
 /// The Kafka settings the configuration names.
 pub fn kafka_settings(config: &Config) -> kafka::KafkaSettings {
     kafka::KafkaSettings { brokers: config.kafka_brokers.clone(), topic: config.kafka_topic.clone(), partitions: config.kafka_partitions }

@@ -13,7 +13,7 @@ use plaza_projections::accounts::AccountsProjection;
 use plaza_projections::db::APPLIED_POSITIONS;
 use plaza_projections::generations::{self, Tables};
 use plaza_projections::partitions::{Consumed, Message};
-use plaza_projections::{Progress, Projection, Projector, ReadModelDb, SqlValue, Statement};
+use plaza_projections::{Changes, Progress, Projection, Projector, ReadModelDb, SqlValue, Statement};
 use uuid::Uuid;
 
 async fn append(store: &dyn EventStore, stream: &str, event: Event) -> u64 {
@@ -152,7 +152,8 @@ impl Projection for Recorder {
 
 fn consumed(partition: i32, offset: i64, position: u64) -> Consumed {
     let statement = Statement::new("INSERT INTO applied (position) VALUES ($1)", [SqlValue::Int(position as i64)]);
-    Consumed { partition, offset, message: Message::Event { position, statements: vec![statement] } }
+    let changes = Changes { position, stream_id: format!("s{position}"), event_type: "E".into(), statements: vec![statement], dead_letter: false };
+    Consumed { partition, offset, message: Message::Event(changes) }
 }
 
 async fn applied(db: &dyn ReadModelDb) -> Vec<i64> {
@@ -237,7 +238,8 @@ async fn members_applying_other_partitions_see_each_others_changes(db: Arc<dyn R
         };
         let mut statements = Vec::new();
         feeds.apply(&event, &envelope, &mut statements);
-        Consumed { partition, offset, message: Message::Event { position, statements } }
+        let changes = Changes { position, stream_id: envelope.stream_id, event_type: envelope.event_type, statements, dead_letter: false };
+        Consumed { partition, offset, message: Message::Event(changes) }
     };
     const PAIRS: i64 = 60;
     for i in 0..PAIRS {
@@ -524,6 +526,108 @@ async fn read_models_from_before_generations_are_kept_then_rebuilt(db: Arc<dyn R
     assert_eq!(rows_of(&*db, "SELECT id, username FROM users").await, vec![format!("[Text(\"{a}\"), Text(\"a\")]")]);
 }
 
+async fn update_bio(store: &dyn EventStore, user: Uuid, bio: &str) -> u64 {
+    append(store, &format!("user-{user}"), Event::ProfileUpdated { user_id: user, display_name: None, bio: Some(bio.into()), avatar_url: None }).await
+}
+
+/// An event the projection keeps failing on is parked with the later events of its
+/// stream; other streams go on; after the fix, a retry applies them in order.
+async fn a_poison_event_is_parked_with_its_streams_later_events(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::dead_letters::{self, Selection};
+    use plaza_projections::poison::PoisonTestProjection;
+    use plaza_projections::runtime::FailurePolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    update_bio(&*store, a, "one").await;
+    let poison = update_bio(&*store, a, "poison").await;
+    let behind = update_bio(&*store, a, "three").await;
+    let head = update_bio(&*store, b, "other").await;
+
+    let projector = projector(&store, &db, Arc::new(PoisonTestProjection)).with_failure_policy(FailurePolicy { max_attempts: 2, park: true });
+    projector.prepare().await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while checkpoint(&*db, "poison_test").await < head {
+        assert!(std::time::Instant::now() < deadline, "the projection does not get past the poison");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let letters = dead_letters::list(&*db).await.unwrap();
+    let parked: Vec<(u64, &str)> = letters.iter().map(|d| (d.position, d.state.as_str())).collect();
+    assert_eq!(parked, vec![(poison, "failed"), (behind, "blocked")]);
+    assert!(letters[0].error.to_lowercase().contains("null"), "{}", letters[0].error);
+    assert_eq!(rows_of(&*db, "SELECT bio FROM poison_log").await, vec!["[Text(\"one\")]", "[Text(\"other\")]"]);
+
+    // Not fixed yet: the retry fails again and keeps both.
+    let outcome = dead_letters::retry(&*db, &*store, &PoisonTestProjection, Selection::All).await.unwrap();
+    assert_eq!((outcome.applied, outcome.still_parked, outcome.errors.len()), (0, 2, 1));
+    // A later event of the stream queues behind them.
+    let later = update_bio(&*store, a, "five").await;
+    while checkpoint(&*db, "poison_test").await < later {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(dead_letters::count(&*db, "poison_test", Selection::All).await.unwrap(), 3);
+
+    // Fixed: the retry applies them in order.
+    let fixes = live_tables(&*db, &PoisonTestProjection).await.physical("poison_fixes");
+    db.execute(Statement::owned(format!("INSERT INTO {fixes} (fixed) VALUES (1)"), [])).await.unwrap();
+    let outcome = dead_letters::retry(&*db, &*store, &PoisonTestProjection, Selection::All).await.unwrap();
+    assert_eq!((outcome.applied, outcome.still_parked), (3, 0), "{outcome:?}");
+    let log = db.query("SELECT bio FROM poison_log ORDER BY seq", vec![]).await.unwrap();
+    let bios: Vec<&str> = log.iter().map(|r| r.text(0).unwrap()).collect();
+    assert_eq!(bios, ["one", "other", "poison", "three", "five"]);
+    // And the stream flows again.
+    let last = update_bio(&*store, a, "six").await;
+    while checkpoint(&*db, "poison_test").await < last {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows_of(&*db, "SELECT count(*) FROM poison_log").await, vec!["[Int(6)]"]);
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+/// Configured to stop on failure, a projection stays before the failing event, says it
+/// has failed, and goes on by itself once fixed.
+async fn a_projection_set_to_stop_on_failure_waits_for_the_fix(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::poison::PoisonTestProjection;
+    use plaza_projections::runtime::FailurePolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let a = Uuid::now_v7();
+    let first = update_bio(&*store, a, "one").await;
+    update_bio(&*store, a, "poison").await;
+    let head = update_bio(&*store, Uuid::now_v7(), "other").await;
+    let projector = projector(&store, &db, Arc::new(PoisonTestProjection)).with_failure_policy(FailurePolicy { max_attempts: 1, park: false });
+    projector.prepare().await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    let projections: Vec<Arc<dyn Projection>> = vec![Arc::new(PoisonTestProjection)];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = plaza_projections::status::collect(&projections, &*db, &*store, std::time::Duration::from_secs(60)).await.unwrap();
+        // Failing on the poison (a busy machine may fail an attempt for other reasons),
+        // stopped right before it. (The status reads its parts one after another, so
+        // one read may see the failure before the checkpoint it follows.)
+        let on_poison = status[0].last_error.as_deref().is_some_and(|e| e.to_lowercase().contains("null"));
+        if status[0].state == "failed" && on_poison && status[0].applied_position == first {
+            assert_eq!(status[0].dead_letters, 0, "nothing parked");
+            break;
+        }
+        assert!(status[0].applied_position <= first, "went past the failing event: {:?}", status[0]);
+        assert!(std::time::Instant::now() < deadline, "never reported failed: {status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fixes = live_tables(&*db, &PoisonTestProjection).await.physical("poison_fixes");
+    db.execute(Statement::owned(format!("INSERT INTO {fixes} (fixed) VALUES (1)"), [])).await.unwrap();
+    while checkpoint(&*db, "poison_test").await < head {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(15), "not going on after the fix");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
 macro_rules! on_both_engines {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -561,4 +665,6 @@ on_both_engines!(
     a_paused_projection_applies_nothing_until_resumed,
     a_newer_projection_version_rebuilds_by_itself,
     read_models_from_before_generations_are_kept_then_rebuilt,
+    a_poison_event_is_parked_with_its_streams_later_events,
+    a_projection_set_to_stop_on_failure_waits_for_the_fix,
 );

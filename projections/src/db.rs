@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::dead_letters::Changes;
 use crate::generations::{Step, Tables};
 use crate::partitions::{Consumed, Tally};
 
@@ -122,10 +123,12 @@ pub trait ReadModelDb: Send + Sync + 'static {
     /// needed. Returns false, having changed nothing, if a required step changed no row.
     async fn transact(&self, steps: Vec<Step>) -> Result<bool, ReadModelError>;
 
-    /// Runs a projection's statements on the tables of one generation and moves that
+    /// Applies events' changes to the tables of one generation and moves that
     /// generation's checkpoint to `position`, in one transaction, if the generation may
     /// take changes ([`crate::generations::GUARD`]); else [`ReadModelError::Stopped`].
-    async fn apply(&self, tables: Arc<Tables>, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError>;
+    /// Events of a stream with a dead letter are parked behind it
+    /// ([`crate::dead_letters::plan`]).
+    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError>;
 
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError>;
 

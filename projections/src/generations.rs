@@ -31,6 +31,7 @@ pub const BOOKKEEPING_DDL: &[&str] = &[
         paused BIGINT NOT NULL DEFAULT 0,
         started_at BIGINT NOT NULL,
         live_at BIGINT,
+        applied_at BIGINT,
         PRIMARY KEY (projection, generation)
     )",
     "CREATE TABLE IF NOT EXISTS generation_partitions (
@@ -43,6 +44,29 @@ pub const BOOKKEEPING_DDL: &[&str] = &[
         owner TEXT,
         owner_seen_at BIGINT,
         PRIMARY KEY (projection, generation, topic, kafka_partition)
+    )",
+    "CREATE TABLE IF NOT EXISTS dead_letters (
+        projection TEXT NOT NULL,
+        generation BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        stream_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        parked_at BIGINT NOT NULL,
+        PRIMARY KEY (projection, generation, position)
+    )",
+    "CREATE INDEX IF NOT EXISTS dead_letters_by_stream ON dead_letters (projection, generation, stream_id)",
+    "CREATE TABLE IF NOT EXISTS projection_health (
+        projection TEXT NOT NULL,
+        reporter TEXT NOT NULL,
+        events_last_minute BIGINT NOT NULL,
+        failing BIGINT NOT NULL,
+        last_error TEXT,
+        last_error_at BIGINT,
+        reported_at BIGINT NOT NULL,
+        PRIMARY KEY (projection, reporter)
     )",
 ];
 
@@ -88,6 +112,8 @@ pub struct Generation {
     /// Unix milliseconds.
     pub started_at: i64,
     pub live_at: Option<i64>,
+    /// When it last applied a batch (Unix milliseconds).
+    pub applied_at: Option<i64>,
 }
 
 impl Generation {
@@ -103,11 +129,15 @@ impl Generation {
                 Some(SqlValue::Int(at)) => Some(*at),
                 _ => None,
             },
+            applied_at: match row.0.get(7) {
+                Some(SqlValue::Int(at)) => Some(*at),
+                _ => None,
+            },
         })
     }
 }
 
-const GENERATIONS: &str = "SELECT generation, version, state, position, paused, started_at, live_at
+const GENERATIONS: &str = "SELECT generation, version, state, position, paused, started_at, live_at, applied_at
      FROM projection_generations WHERE projection = $1 ORDER BY generation";
 
 /// Every generation of `projection`, oldest first.
@@ -120,7 +150,7 @@ pub async fn live(db: &dyn ReadModelDb, projection: &str) -> Result<Option<Gener
     Ok(generations(db, projection).await?.into_iter().find(|g| g.state == State::Live))
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -293,7 +323,8 @@ impl Step {
 }
 
 /// Why a projector may not apply to its generation right now.
-pub const GUARD: &str = "UPDATE projection_generations SET position = CASE WHEN $3 > position THEN $3 ELSE position END
+/// `$4` is the time (Unix milliseconds), kept as when the generation last applied.
+pub const GUARD: &str = "UPDATE projection_generations SET position = CASE WHEN $3 > position THEN $3 ELSE position END, applied_at = $4
      WHERE projection = $1 AND generation = $2 AND (state = 'building' OR (state = 'live' AND paused = 0))";
 
 /// One generation's physical names: `videos` is `videos__g3`, and so are its indexes.

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::Statement;
+use crate::dead_letters::Changes;
 
 /// The stored state of one partition for one projection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,8 +38,8 @@ pub struct Consumed {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// An event at a global position, and what applying it takes.
-    Event { position: u64, statements: Vec<Statement> },
+    /// An event, and what applying it takes.
+    Event(Changes),
     /// The relay's mark: every event up to `position` of this partition came before.
     Watermark { position: u64 },
     /// A message this build cannot read; consumed (its offset moves on) and skipped.
@@ -56,8 +56,8 @@ pub struct Tally {
 /// What `admit` decided for a batch.
 #[derive(Debug, Default, PartialEq)]
 pub struct Admitted {
-    /// Statements of the events applied for the first time, in consumption order.
-    pub statements: Vec<Statement>,
+    /// Changes of the events applied for the first time, in consumption order.
+    pub changes: Vec<Changes>,
     pub tally: Tally,
 }
 
@@ -69,19 +69,19 @@ pub fn admit(states: &mut BTreeMap<i32, PartitionState>, batch: Vec<Consumed>) -
     for consumed in batch {
         let state = states.entry(consumed.partition).or_default();
         if consumed.offset < state.next_offset {
-            if matches!(consumed.message, Message::Event { .. }) {
+            if matches!(consumed.message, Message::Event(_)) {
                 admitted.tally.skipped += 1;
             }
             continue;
         }
         state.next_offset = consumed.offset + 1;
         match consumed.message {
-            Message::Event { position, statements } if position > state.position => {
-                admitted.statements.extend(statements);
-                state.position = position;
+            Message::Event(changes) if changes.position > state.position => {
+                state.position = changes.position;
+                admitted.changes.push(changes);
                 admitted.tally.applied += 1;
             }
-            Message::Event { .. } => admitted.tally.skipped += 1,
+            Message::Event(_) => admitted.tally.skipped += 1,
             Message::Watermark { position } => state.position = state.position.max(position),
             Message::Unreadable => {}
         }
@@ -94,8 +94,9 @@ mod tests {
     use super::*;
 
     fn event(partition: i32, offset: i64, position: u64) -> Consumed {
-        let statement = Statement::new("INSERT INTO t VALUES ($1)", [crate::SqlValue::Int(position as i64)]);
-        Consumed { partition, offset, message: Message::Event { position, statements: vec![statement] } }
+        let statement = crate::Statement::new("INSERT INTO t VALUES ($1)", [crate::SqlValue::Int(position as i64)]);
+        let changes = Changes { position, stream_id: "s".into(), event_type: "E".into(), statements: vec![statement], dead_letter: false };
+        Consumed { partition, offset, message: Message::Event(changes) }
     }
 
     fn watermark(partition: i32, offset: i64, position: u64) -> Consumed {
@@ -106,7 +107,7 @@ mod tests {
     fn fresh_events_are_applied_and_move_the_partition() {
         let mut states = BTreeMap::new();
         let admitted = admit(&mut states, vec![event(0, 0, 1), event(1, 0, 2), event(0, 1, 3)]);
-        assert_eq!((admitted.tally.applied, admitted.tally.skipped, admitted.statements.len()), (3, 0, 3));
+        assert_eq!((admitted.tally.applied, admitted.tally.skipped, admitted.changes.len()), (3, 0, 3));
         assert_eq!(states[&0], PartitionState { next_offset: 2, position: 3 });
         assert_eq!(states[&1], PartitionState { next_offset: 1, position: 2 });
     }
@@ -140,7 +141,7 @@ mod tests {
     fn unreadable_messages_are_consumed_without_effect() {
         let mut states = BTreeMap::new();
         let admitted = admit(&mut states, vec![Consumed { partition: 0, offset: 4, message: Message::Unreadable }]);
-        assert_eq!((admitted.tally.applied, admitted.statements.len()), (0, 0));
+        assert_eq!((admitted.tally.applied, admitted.changes.len()), (0, 0));
         assert_eq!(states[&0], PartitionState { next_offset: 5, position: 0 });
     }
 }

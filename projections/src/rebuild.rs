@@ -13,8 +13,10 @@ use plaza_domain::{EventStore, StoreError};
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::dead_letters::Changes;
 use crate::generations::{self, Generation, Tables};
-use crate::runtime::{sleep_or_shutdown, statements_of};
+use crate::health::Health;
+use crate::runtime::{FailurePolicy, apply_changes, sleep_or_shutdown};
 use crate::{ChangeNotices, LocalNotices, Projection, ReadModelDb, ReadModelError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +48,18 @@ pub struct Rebuild {
     db: Arc<dyn ReadModelDb>,
     notices: Arc<dyn ChangeNotices>,
     batch_size: usize,
+    policy: FailurePolicy,
 }
 
 impl Rebuild {
     pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>) -> Self {
-        Self { projection, store, db, notices: Arc::new(LocalNotices::default()), batch_size: 5_000 }
+        Self { projection, store, db, notices: Arc::new(LocalNotices::default()), batch_size: 5_000, policy: FailurePolicy::default() }
+    }
+
+    /// What to do with an event the projection keeps failing on (as its projectors do).
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Announces the switch-over here.
@@ -80,6 +89,7 @@ impl Rebuild {
         let mut progress =
             RebuildProgress { generation: building.generation, position: building.position, head: 0, events: 0, started: Instant::now() };
         info!(projection = name, generation = building.generation, from = building.position, "rebuild started");
+        let mut health = Health::new(name);
         loop {
             if *shutdown.borrow() {
                 return Ok(None);
@@ -88,9 +98,13 @@ impl Rebuild {
             while progress.position < progress.head {
                 let events = self.store.read_all(progress.position, self.batch_size).await?;
                 let Some(last) = events.last().map(|e| e.position) else { break };
-                self.db.apply(tables.clone(), statements_of(&*self.projection, &events), last).await?;
-                progress.position = last;
-                progress.events += events.len() as u64;
+                let changes = events.iter().map(|e| Changes::of(&*self.projection, e)).collect();
+                let applied = apply_changes(db, &tables, changes, self.policy, &mut health, &mut shutdown).await?;
+                progress.events += events.iter().filter(|e| e.position <= applied).count() as u64;
+                progress.position = progress.position.max(applied);
+                if applied < last {
+                    return Ok(None);
+                }
                 report(&progress);
                 if *shutdown.borrow() {
                     return Ok(None);

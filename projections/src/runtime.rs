@@ -5,7 +5,9 @@ use plaza_domain::{Event, EventStore, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::dead_letters::{Changes, FAILED};
 use crate::generations::{self, Generation, Tables};
+use crate::health::Health;
 use crate::rebuild::{Rebuild, RebuildError};
 use crate::{ChangeNotices, LocalNotices, Progress, ReadModelDb, ReadModelError, Statement};
 
@@ -51,6 +53,22 @@ pub struct Projector {
     progress: Progress,
     notices: Arc<dyn ChangeNotices>,
     batch_size: usize,
+    policy: FailurePolicy,
+}
+
+/// What a projector does with an event its projection keeps failing on.
+#[derive(Debug, Clone, Copy)]
+pub struct FailurePolicy {
+    /// Attempts (with backoff from 100 ms, doubling) before the event counts as failing.
+    pub max_attempts: u32,
+    /// Park it as a dead letter and go on (true), or stop and keep retrying (false).
+    pub park: bool,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        Self { max_attempts: 5, park: true }
+    }
 }
 
 /// How long a projector with nothing to do waits before it looks again at its
@@ -59,7 +77,12 @@ const IDLE: Duration = Duration::from_secs(1);
 
 impl Projector {
     pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>, progress: Progress) -> Self {
-        Self { projection, store, db, progress, notices: Arc::new(LocalNotices::default()), batch_size: 500 }
+        Self { projection, store, db, progress, notices: Arc::new(LocalNotices::default()), batch_size: 500, policy: FailurePolicy::default() }
+    }
+
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Announces each committed batch here (for read APIs in other processes).
@@ -92,8 +115,8 @@ impl Projector {
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(checkpoint);
         };
-        let statements = statements_of(&*self.projection, &events);
-        self.db.apply(tables.clone(), statements, last).await?;
+        let changes = events.iter().map(|e| Changes::of(&*self.projection, e)).collect();
+        self.db.apply(tables.clone(), changes, last).await?;
         debug!(projection = self.name(), position = last, events = events.len(), "batch applied");
         Ok(last)
     }
@@ -131,7 +154,9 @@ impl Projector {
             let version = self.projection.version();
             if live.version < version {
                 info!(projection = self.name(), live = live.version, version, "live generation is an older version: rebuilding beside it");
-                let rebuild = Rebuild::new(self.projection.clone(), self.store.clone(), self.db.clone()).with_notices(self.notices.clone());
+                let rebuild = Rebuild::new(self.projection.clone(), self.store.clone(), self.db.clone())
+                    .with_notices(self.notices.clone())
+                    .with_failure_policy(self.policy);
                 match rebuild.run(&mut |_| {}, shutdown.clone()).await {
                     Ok(_) => {}
                     Err(RebuildError::Busy) => debug!(projection = self.name(), "another process is rebuilding"),
@@ -161,50 +186,109 @@ impl Projector {
     async fn tail(&self, live: &Generation, shutdown: &mut watch::Receiver<bool>) {
         let tables = Arc::new(Tables::of(&*self.projection, live.generation));
         let mut checkpoint = live.position;
+        let mut health = Health::new(self.name());
         info!(projection = self.name(), generation = live.generation, checkpoint, "projector applying");
-        let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
-            match self.step(&tables, checkpoint).await {
-                Ok(next) if next == checkpoint => {
-                    tokio::select! {
-                        _ = self.store.wait_for_events(checkpoint, IDLE) => {}
-                        _ = shutdown.changed() => {}
+            health.report(&*self.db).await;
+            let events = match self.store.read_all(checkpoint, self.batch_size).await {
+                Ok(events) => events,
+                Err(error) => {
+                    warn!(projection = self.name(), %error, "cannot read the event store, retrying");
+                    health.failed(&error);
+                    if sleep_or_shutdown(IDLE, shutdown).await {
+                        break;
                     }
+                    continue;
                 }
-                Ok(next) => {
-                    checkpoint = next;
+            };
+            if events.is_empty() {
+                tokio::select! {
+                    _ = self.store.wait_for_events(checkpoint, IDLE) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let changes = events.iter().map(|e| Changes::of(&*self.projection, e)).collect();
+            match apply_changes(&*self.db, &tables, changes, self.policy, &mut health, shutdown).await {
+                Ok(applied) if applied > checkpoint => {
+                    checkpoint = applied;
                     self.progress.advance(self.name(), checkpoint);
                     self.notices.publish(self.name());
-                    backoff = Duration::from_millis(100);
                 }
-                Err(ProjectorError::ReadModel(ReadModelError::Stopped(..))) => {
+                Ok(_) => {}
+                Err(ReadModelError::Stopped(..)) => {
                     info!(projection = self.name(), generation = live.generation, "generation paused or replaced");
                     return;
                 }
-                Err(error) => {
-                    warn!(projection = self.name(), checkpoint, %error, "projection batch failed, retrying");
-                    if sleep_or_shutdown(backoff, shutdown).await {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(error) => warn!(projection = self.name(), checkpoint, %error, "projection batch failed"),
             }
         }
+        health.report(&*self.db).await;
         info!(projection = self.name(), checkpoint, "projector stopped");
     }
 }
 
-/// What applying `events` takes. An event this version cannot read (written by a newer
-/// Plaza) is skipped rather than stopping every read model behind it.
-pub fn statements_of(projection: &dyn Projection, events: &[RecordedEvent]) -> Vec<Statement> {
-    let mut statements = Vec::with_capacity(events.len() * 2);
-    for envelope in events {
-        match envelope.decode() {
-            Ok(event) => projection.apply(&event, envelope, &mut statements),
-            Err(error) => warn!(projection = projection.name(), position = envelope.position, %error, "skipping undecodable event"),
+/// Applies a batch of events' changes to a generation, in one transaction when it can.
+/// When the batch fails, its events are applied one at a time to find the one that
+/// fails: that one is retried `policy.max_attempts` times with backoff, then parked as
+/// a dead letter (if the policy parks and the database answers, so the failure is the
+/// event's) or retried on until it applies. Returns the position applied up to (less
+/// than the batch's last when shutdown came first); `Stopped` when the generation takes
+/// no more changes.
+pub(crate) async fn apply_changes(
+    db: &dyn ReadModelDb,
+    tables: &Arc<Tables>,
+    changes: Vec<Changes>,
+    policy: FailurePolicy,
+    health: &mut Health,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<u64, ReadModelError> {
+    let (Some(first), Some(last)) = (changes.first().map(|c| c.position), changes.last().map(|c| c.position)) else { return Ok(0) };
+    let count = changes.len() as u64;
+    match db.apply(tables.clone(), changes.clone(), last).await {
+        Ok(()) => {
+            health.applied(count);
+            return Ok(last);
         }
+        Err(stopped @ ReadModelError::Stopped(..)) => return Err(stopped),
+        Err(error) if count > 1 => debug!(projection = tables.projection(), %error, "batch failed; applying its events one at a time"),
+        Err(_) => {}
     }
-    statements
+    let mut applied = first - 1;
+    for change in changes {
+        let mut attempts = 0;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let error = match db.apply(tables.clone(), vec![change.clone()], change.position).await {
+                Ok(()) => break,
+                Err(stopped @ ReadModelError::Stopped(..)) => return Err(stopped),
+                Err(error) => error,
+            };
+            attempts += 1;
+            health.failed(&error);
+            health.report(db).await;
+            warn!(projection = tables.projection(), position = change.position, stream = %change.stream_id, attempts, %error, "event failed");
+            if attempts >= policy.max_attempts && policy.park && db.query("SELECT 1", vec![]).await.is_ok() {
+                let parked = change.parked(tables, FAILED, &error.to_string(), attempts);
+                match db.apply(tables.clone(), vec![parked], change.position).await {
+                    Ok(()) => {
+                        warn!(projection = tables.projection(), position = change.position, stream = %change.stream_id, "event parked as a dead letter");
+                        metrics::counter!("plaza_projection_dead_letters_parked_total", "projection" => tables.projection()).increment(1);
+                        break;
+                    }
+                    Err(stopped @ ReadModelError::Stopped(..)) => return Err(stopped),
+                    Err(error) => warn!(projection = tables.projection(), %error, "cannot park the event"),
+                }
+            }
+            if sleep_or_shutdown(backoff, shutdown).await {
+                return Ok(applied);
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        health.applied(1);
+        applied = change.position;
+    }
+    Ok(applied)
 }
 
 /// Sleeps; returns true if shutdown was requested meanwhile.

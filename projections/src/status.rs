@@ -17,7 +17,9 @@ pub const CATCHING_UP_AFTER: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectionStatus {
     pub name: String,
-    /// `running`, `catching_up`, `rebuilding`, `paused` or `missing` (never run).
+    /// `running`, `catching_up`, `stalled` (events wait and nothing was applied for
+    /// the stall time), `failed` (an event keeps failing), `rebuilding`, `paused`, or
+    /// `missing` (never run).
     pub state: &'static str,
     /// Version of the live generation's tables, and of this binary's projection code.
     pub version: Option<u64>,
@@ -31,6 +33,14 @@ pub struct ProjectionStatus {
     /// Age of the oldest event not applied yet (0 when none).
     pub lag_seconds: f64,
     pub paused: bool,
+    pub stalled: bool,
+    /// Events applied per second over the last minute, by every projector of it.
+    pub events_per_sec: f64,
+    /// Dead letters of the live generation (failed events and those queued behind).
+    pub dead_letters: u64,
+    /// The newest error a projector of it reported, and when (Unix milliseconds).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
     /// A generation being built beside the live one.
     pub rebuild: Option<BuildStatus>,
     /// Per Kafka partition, when Kafka feeds the projection.
@@ -63,17 +73,22 @@ pub struct PartitionStatus {
 const PARTITIONS: &str = "SELECT topic, kafka_partition, next_offset, position FROM generation_partitions
      WHERE projection = $1 AND generation = $2 ORDER BY topic, kafka_partition";
 
-/// The status of every projection in `projections`.
+const HEALTH: &str = "SELECT events_last_minute, failing, last_error, last_error_at, reported_at FROM projection_health WHERE projection = $1";
+const DEAD_LETTERS: &str = "SELECT count(*) FROM dead_letters WHERE projection = $1 AND generation = $2";
+
+/// The status of every projection in `projections`. A projection with events waiting
+/// that applied nothing for `stall` is stalled.
 pub async fn collect(
     projections: &[std::sync::Arc<dyn Projection>],
     db: &dyn ReadModelDb,
     store: &dyn EventStore,
+    stall: Duration,
 ) -> anyhow::Result<Vec<ProjectionStatus>> {
     let head = store.head().await?;
     let mut out = Vec::with_capacity(projections.len());
     for projection in projections {
         let all = generations::generations(db, projection.name()).await?;
-        out.push(status_of(projection.as_ref(), &all, db, store, head).await?);
+        out.push(status_of(projection.as_ref(), &all, db, store, head, stall).await?);
     }
     Ok(out)
 }
@@ -84,7 +99,9 @@ async fn status_of(
     db: &dyn ReadModelDb,
     store: &dyn EventStore,
     head: u64,
+    stall: Duration,
 ) -> anyhow::Result<ProjectionStatus> {
+    let now = crate::generations::now_millis();
     let live = all.iter().find(|g| g.state == State::Live);
     let rebuild = all.iter().find(|g| g.state == State::Building).map(|g| BuildStatus {
         generation: g.generation,
@@ -122,12 +139,35 @@ async fn status_of(
         },
     };
     let paused = live.is_some_and(|g| g.paused);
+    let last_applied = live.and_then(|g| g.applied_at.or(g.live_at)).unwrap_or(now);
+    let stalled = lag_events > 0 && !paused && now - last_applied >= stall.as_millis() as i64;
+    let (mut events_last_minute, mut failing, mut last_error) = (0, false, None::<(String, i64)>);
+    for row in db.query(HEALTH, vec![projection.name().into()]).await? {
+        let fresh = row.int(4)? >= now - crate::health::REPORT_STALE_MS;
+        if fresh {
+            events_last_minute += row.int(0)?;
+            failing |= row.int(1)? != 0;
+        }
+        if let (Some(error), Ok(at)) = (row.opt_text(2)?, row.int(3))
+            && last_error.as_ref().is_none_or(|(_, newest)| at > *newest)
+        {
+            last_error = Some((error.to_owned(), at));
+        }
+    }
+    let dead_letters = match live {
+        Some(live) => db.query(DEAD_LETTERS, vec![projection.name().into(), SqlValue::Int(live.generation as i64)]).await?[0].int(0)? as u64,
+        None => 0,
+    };
     let state = if live.is_none() {
         "missing"
     } else if paused {
         "paused"
     } else if rebuild.is_some() {
         "rebuilding"
+    } else if failing {
+        "failed"
+    } else if stalled {
+        "stalled"
     } else if lag_seconds >= CATCHING_UP_AFTER.as_secs_f64() {
         "catching_up"
     } else {
@@ -144,6 +184,11 @@ async fn status_of(
         lag_events,
         lag_seconds: (lag_seconds * 10.0).round() / 10.0,
         paused,
+        stalled,
+        events_per_sec: (events_last_minute as f64 / 6.0).round() / 10.0,
+        dead_letters,
+        last_error_at: last_error.as_ref().map(|(_, at)| *at),
+        last_error: last_error.map(|(error, _)| error),
         rebuild,
         partitions,
     })

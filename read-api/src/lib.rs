@@ -7,6 +7,7 @@
 //! time limits, and a bound on nesting ([`nesting`]). Every refusal has GraphQL's error
 //! shape, `{"errors": [{"message", "extensions": {"code"}}]}`.
 
+mod graphiql;
 mod hub;
 mod nesting;
 mod render;
@@ -17,11 +18,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use plaza_domain::EventStore;
 use plaza_edge::RateLimiter;
@@ -88,14 +88,11 @@ impl ReadApi {
 
 pub fn router(api: ReadApi) -> Router {
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphiql::page).post(graphql))
+        .route("/graphql/assets/{name}", get(graphiql::asset))
         .route("/graphql/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
 /// The signed-in viewer, if any, as GraphQL context data. Resolvers read it through

@@ -111,6 +111,24 @@ type Tagged = Abortable<BoxStream<'static, (String, Option<GraphQLResponse>)>>;
 struct Running {
     stop: AbortHandle,
     started: bool,
+    _counted: Counted,
+}
+
+/// Counts itself in a gauge while it lives (`plaza_subscriptions`,
+/// `plaza_websocket_connections`).
+struct Counted(&'static str);
+
+impl Counted {
+    fn new(gauge: &'static str) -> Self {
+        metrics::gauge!(gauge).increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
 }
 
 struct Session {
@@ -128,6 +146,7 @@ struct Session {
 
 impl Session {
     async fn run(mut self, accepted: bool) {
+        let _connection = Counted::new("plaza_websocket_connections");
         if !accepted {
             return self.close(Close(4406, "Subprotocol not acceptable")).await;
         }
@@ -258,7 +277,7 @@ impl Session {
                 let stream = stream.chain(futures_util::stream::once(async move { (end, None) })).boxed();
                 let (stop, registration) = AbortHandle::new_pair();
                 self.results.push(Abortable::new(stream, registration));
-                self.running.insert(id, Running { stop, started: false });
+                self.running.insert(id, Running { stop, started: false, _counted: Counted::new("plaza_subscriptions") });
                 Ok(())
             }
             ClientMessage::Complete { id } => {

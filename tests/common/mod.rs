@@ -191,7 +191,14 @@ impl Plaza {
                 env.push(((*key).to_owned(), (*value).to_owned()));
             }
         }
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            // Redirects are answers the tests check, not steps to follow.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .build()
+            .into();
         let base = format!("http://127.0.0.1:{}", processes[0].port);
         let read_base = format!("http://127.0.0.1:{}", processes[processes.len().min(2) - 1].port);
         let plaza = Self { base, read_base, processes, dir, env, database, agent };
@@ -249,6 +256,27 @@ impl Plaza {
     pub fn cli(&self, args: &[&str], extra: &[(&str, &str)]) -> (bool, String, String) {
         let output = self.command(args, extra).output().expect("run plaza");
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// Runs SQL on the deployment's read-model database (PostgreSQL, or the embedded
+    /// profile's SQLite `read.db`), as an operator with a SQL shell would.
+    pub fn read_models_sql(&self, sql: &str) {
+        match self.database_url() {
+            Some(url) => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async move {
+                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    client.batch_execute(sql).await.unwrap();
+                });
+            }
+            None => {
+                let path = PathBuf::from(self.setting("PLAZA_DATA_DIR").unwrap()).join("read.db");
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+        }
     }
 
     /// Kills one process with SIGKILL: no shutdown, no flushing.
@@ -361,6 +389,13 @@ impl Plaza {
         }
         let bytes = body.map(|b| b.to_string().into_bytes());
         self.request(method, path, bytes.as_deref(), &all)
+    }
+
+    /// POSTs an HTML form (`a=1&b=2`) with extra headers, as a browser would.
+    pub fn send_form(&self, path: &str, form: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        all.push(("content-type", "application/x-www-form-urlencoded"));
+        self.request("POST", path, Some(form.as_bytes()), &all)
     }
 
     pub fn send_raw(&self, method: &str, path: &str, body: &[u8]) -> Reply {

@@ -47,6 +47,7 @@ impl IntoResponse for ApiError {
 fn domain_status(error: &DomainError) -> StatusCode {
     match error {
         DomainError::InvalidUsername
+        | DomainError::InvalidRole
         | DomainError::InvalidEmail
         | DomainError::InvalidPassword
         | DomainError::InvalidProfile(_)

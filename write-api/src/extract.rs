@@ -96,6 +96,8 @@ pub fn request_id(method: &str, path: &str, body: &[u8]) -> String {
 pub struct Caller {
     pub user_id: Option<Uuid>,
     pub idempotency_key: Option<String>,
+    /// The request's id (`X-Request-Id`), the correlation id of the events it appends.
+    pub request_id: Option<Uuid>,
 }
 
 impl Caller {
@@ -106,7 +108,10 @@ impl Caller {
     /// The command context; `request` identifies the request for idempotency. (The
     /// key is claimed by [`WriteApi::context`].)
     pub fn context(&self, request: &str) -> CommandContext {
-        let ctx = CommandContext::new(self.user_id);
+        let mut ctx = CommandContext::new(self.user_id);
+        if let Some(id) = self.request_id {
+            ctx.correlation_id = Some(id);
+        }
         match &self.idempotency_key {
             Some(key) => ctx.with_idempotency_key(key.clone(), request),
             None => ctx,
@@ -149,6 +154,7 @@ impl FromRequestParts<WriteApi> for Caller {
                 }
             },
         };
-        Ok(Self { user_id, idempotency_key })
+        let request_id = parts.extensions.get::<plaza_edge::RequestId>().map(|id| id.0);
+        Ok(Self { user_id, idempotency_key, request_id })
     }
 }

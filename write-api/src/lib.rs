@@ -1,6 +1,7 @@
 //! The write side over REST/JSON: `/api/v1/...` commands, bearer-token auth, request
 //! validation, and one error shape, `{"error": "snake_case_code", "message": "..."}`.
 
+pub mod admin_forms;
 mod answers;
 mod content;
 mod conversations;

@@ -5,9 +5,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
 use plaza_domain::EventStore;
+use plaza_projections::dead_letters::{Changes, FAILED};
 use plaza_projections::generations::{self, Tables};
+use plaza_projections::health::Health;
 use plaza_projections::partitions::{Consumed, Message};
 use plaza_projections::rebuild::RebuildError;
+use plaza_projections::runtime::FailurePolicy;
 use plaza_projections::{ChangeNotices, Projection, ReadModelDb, ReadModelError, Rebuild, SqlValue, Statement};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
@@ -76,6 +79,7 @@ pub struct KafkaProjector {
     notices: Arc<dyn ChangeNotices>,
     settings: KafkaSettings,
     batch_size: usize,
+    policy: FailurePolicy,
     /// This member's name in the `owner` column.
     member: String,
     membership: Arc<Mutex<Membership>>,
@@ -173,6 +177,7 @@ impl KafkaProjector {
             notices,
             settings: settings.clone(),
             batch_size: 1000,
+            policy: FailurePolicy::default(),
             member,
             membership,
             joined: Arc::default(),
@@ -183,6 +188,12 @@ impl KafkaProjector {
     /// an older version of the projection.
     pub fn with_store(mut self, store: Arc<dyn EventStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// What to do with an event the projection keeps failing on.
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -216,7 +227,9 @@ impl KafkaProjector {
                 anyhow::bail!("the live generation is version {}, this Plaza's is {version}, and no event store to rebuild from", live.version);
             };
             info!(projection = self.name(), live = live.version, version, "live generation is an older version: rebuilding beside it");
-            let rebuild = Rebuild::new(self.projection.clone(), store.clone(), self.db.clone()).with_notices(self.notices.clone());
+            let rebuild = Rebuild::new(self.projection.clone(), store.clone(), self.db.clone())
+                .with_notices(self.notices.clone())
+                .with_failure_policy(self.policy);
             match rebuild.run(&mut |_| {}, shutdown.clone()).await {
                 Ok(Some(rebuilt)) => live = rebuilt,
                 Ok(None) | Err(RebuildError::Busy) => return Ok(false),
@@ -286,11 +299,13 @@ impl KafkaProjector {
         info!(projection = self.name(), topic = %self.settings.topic, group = %self.group(), member = %self.member, "kafka projector started");
         let mut ticks = tokio::time::interval(TOUCH_EVERY);
         let mut rejoin = Rejoin { last: Instant::now(), planned: None };
+        let mut health = Health::new(self.name());
         while !*shutdown.borrow() {
             let first = tokio::select! {
                 message = consumer.recv() => message,
                 _ = ticks.tick() => {
                     self.look_after_partitions(&consumer, &mut rejoin).await;
+                    health.report(&*self.db).await;
                     continue;
                 }
                 _ = shutdown.changed() => break,
@@ -311,11 +326,13 @@ impl KafkaProjector {
                     _ => break,
                 }
             }
-            if !self.apply(batch, &mut shutdown).await {
+            if !self.apply(batch, &mut health, &mut shutdown).await {
                 break;
             }
             self.notices.publish(self.name());
+            health.report(&*self.db).await;
         }
+        health.report(&*self.db).await;
         self.joined.store(false, Ordering::Relaxed);
         info!(projection = self.name(), "kafka projector stopped");
     }
@@ -383,19 +400,65 @@ impl KafkaProjector {
         }
     }
 
-    /// Applies a batch, retrying until it commits. Returns false if shutdown was asked
-    /// for before it could (the batch is then read again by whoever comes next).
-    async fn apply(&self, batch: Vec<Consumed>, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let mut backoff = Duration::from_millis(100);
+    /// Applies a batch until it commits. A batch that fails is applied one message at a
+    /// time, to find the one that fails: it is retried `max_attempts` times with backoff,
+    /// then parked as a dead letter when the policy says so and the database answers (so
+    /// the failure is the event's), or retried on. Returns false if shutdown was asked
+    /// for first (the batch is then read again by whoever comes next).
+    async fn apply(&self, batch: Vec<Consumed>, health: &mut Health, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let events = batch.iter().filter(|c| matches!(c.message, Message::Event(_))).count() as u64;
+        match self.try_apply(batch.clone(), shutdown).await {
+            Attempt::Done => {
+                health.applied(events);
+                return true;
+            }
+            Attempt::Shutdown => return false,
+            Attempt::Failed(error) => debug!(projection = self.name(), %error, "batch failed; applying its messages one at a time"),
+        }
+        for mut consumed in batch {
+            let (mut attempts, mut backoff) = (0, Duration::from_millis(100));
+            loop {
+                let error = match self.try_apply(vec![consumed.clone()], shutdown).await {
+                    Attempt::Done => break,
+                    Attempt::Shutdown => return false,
+                    Attempt::Failed(error) => error,
+                };
+                attempts += 1;
+                health.failed(&error);
+                health.report(&*self.db).await;
+                warn!(projection = self.name(), partition = consumed.partition, offset = consumed.offset, attempts, %error, "message failed");
+                if let Message::Event(changes) = &consumed.message
+                    && attempts >= self.policy.max_attempts
+                    && self.policy.park
+                    && !changes.dead_letter
+                    && self.db.query("SELECT 1", vec![]).await.is_ok()
+                {
+                    warn!(projection = self.name(), position = changes.position, stream = %changes.stream_id, "parking the event as a dead letter");
+                    consumed.message = Message::Event(changes.parked(&self.tables(), FAILED, &error.to_string(), attempts));
+                    continue;
+                }
+                if sleep_or_shutdown(backoff, shutdown).await {
+                    return false;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            if matches!(consumed.message, Message::Event(_)) {
+                health.applied(1);
+            }
+        }
+        true
+    }
+
+    /// One attempt at applying a batch, first waiting out a generation that is paused or
+    /// was replaced (a rebuild's switch hands its offsets to the new one).
+    async fn try_apply(&self, batch: Vec<Consumed>, shutdown: &mut watch::Receiver<bool>) -> Attempt {
         loop {
             match self.db.apply_consumed(self.tables(), &self.settings.topic, batch.clone()).await {
                 Ok(tally) => {
                     debug!(projection = self.name(), applied = tally.applied, skipped = tally.skipped, "kafka batch applied");
-                    return true;
+                    return Attempt::Done;
                 }
                 Err(ReadModelError::Stopped(..)) => {
-                    // Paused, or a rebuild switched the views to another generation (which
-                    // took over this one's offsets): wait until there is one to apply to.
                     info!(projection = self.name(), generation = self.tables().generation(), "generation paused or replaced");
                     loop {
                         match self.prepare(shutdown).await {
@@ -404,17 +467,11 @@ impl KafkaProjector {
                             Err(error) => warn!(projection = self.name(), %error, "cannot find the live generation"),
                         }
                         if sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
-                            return false;
+                            return Attempt::Shutdown;
                         }
                     }
                 }
-                Err(error) => {
-                    warn!(projection = self.name(), %error, "kafka batch failed, retrying");
-                    if sleep_or_shutdown(backoff, shutdown).await {
-                        return false;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(error) => return Attempt::Failed(error),
             }
         }
     }
@@ -427,16 +484,7 @@ impl KafkaProjector {
             Message::Watermark { position }
         } else {
             match recorded_event(message) {
-                Ok(envelope) => {
-                    let mut statements = Vec::new();
-                    match envelope.decode() {
-                        Ok(event) => self.projection.apply(&event, &envelope, &mut statements),
-                        // Written by a newer Plaza: skipped rather than stopping every
-                        // read model behind it (as the store-tailing projector does).
-                        Err(error) => warn!(projection = self.name(), position = envelope.position, %error, "skipping undecodable event"),
-                    }
-                    Message::Event { position: envelope.position, statements }
-                }
+                Ok(envelope) => Message::Event(Changes::of(&*self.projection, &envelope)),
                 Err(error) => {
                     warn!(projection = self.name(), partition, offset, %error, "skipping a message that is not a relayed event");
                     Message::Unreadable
@@ -445,6 +493,13 @@ impl KafkaProjector {
         };
         Consumed { partition, offset, message }
     }
+}
+
+/// How one attempt at applying a batch ended.
+enum Attempt {
+    Done,
+    Failed(ReadModelError),
+    Shutdown,
 }
 
 fn epoch_millis(time: SystemTime) -> i64 {

@@ -94,6 +94,8 @@ impl Relay {
             }
             self.checkpoints.save(&name, last).await?;
             debug!(position = last, events = events.len(), "relay batch acknowledged");
+            metrics::gauge!("plaza_relay_position").set(last as f64);
+            metrics::counter!("plaza_relay_events_total").increment(events.len() as u64);
             position = last;
         }
         info!(topic = %self.settings.topic, position, "relay stopped");

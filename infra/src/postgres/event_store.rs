@@ -260,6 +260,7 @@ async fn writer_task(config: tokio_postgres::Config, mut jobs: mpsc::UnboundedRe
         if writer.as_ref().is_none_or(|w| w.client.is_closed()) {
             writer = Writer::connect(&config).await.inspect_err(|error| error!(%error, "cannot connect the event store writer")).ok();
         }
+        let started = std::time::Instant::now();
         let outcome = match writer.as_mut() {
             Some(writer) => write_batch(writer, &batch).await.map_err(pg_unavailable),
             None => Err(unavailable("cannot connect to PostgreSQL")),
@@ -267,6 +268,7 @@ async fn writer_task(config: tokio_postgres::Config, mut jobs: mpsc::UnboundedRe
         match outcome {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                crate::record_append(started.elapsed(), batch.len(), batch.iter().map(|job| job.events.len()).sum());
                 if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.last_position).max() {
                     head.advance(last);
                 }

@@ -3,11 +3,12 @@ use std::error::Error;
 use bytes::BytesMut;
 use deadpool_postgres::{Pool, Transaction};
 use futures_util::future::try_join_all;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use std::sync::Arc;
 
 use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::dead_letters::{Changes, PARKED_STREAMS, plan};
 use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, Tables};
 use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
@@ -100,9 +101,19 @@ fn stopped(tables: &Tables) -> ReadModelError {
 /// Whether a generation may take changes now; the first statement of every applying
 /// transaction, so it holds the generation's row until the transaction ends.
 async fn guard(tx: &Transaction<'_>, tables: &Tables, position: u64) -> Result<bool, ReadModelError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let statement = tx.prepare_cached(GUARD).await.map_err(db_error)?;
-    let changed = tx.execute(&statement, &[&tables.projection(), &(tables.generation() as i64), &(position as i64)]).await.map_err(db_error)?;
+    let changed = tx.execute(&statement, &[&tables.projection(), &(tables.generation() as i64), &(position as i64), &now]).await.map_err(db_error)?;
     Ok(changed > 0)
+}
+
+/// The statements applying `changes`, after the guard: events of streams with a dead
+/// letter are parked behind it.
+async fn planned(tx: &Transaction<'_>, tables: &Tables, changes: Vec<Changes>) -> Result<Vec<Statement>, ReadModelError> {
+    let statement = tx.prepare_cached(PARKED_STREAMS).await.map_err(db_error)?;
+    let rows = tx.query(&statement, &[&tables.projection(), &(tables.generation() as i64)]).await.map_err(db_error)?;
+    let mut parked: HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(plan(tables, changes, &mut parked))
 }
 
 #[async_trait::async_trait]
@@ -123,12 +134,13 @@ impl ReadModelDb for PgReadModels {
         Ok(true)
     }
 
-    async fn apply(&self, tables: Arc<Tables>, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
         if !guard(&tx, &tables, position).await? {
             return Err(stopped(&tables));
         }
+        let statements = planned(&tx, &tables, changes).await?;
         execute_pipelined(&tx, &statements, Some(&tables)).await?;
         tx.commit().await.map_err(db_error)
     }
@@ -186,7 +198,8 @@ impl ReadModelDb for PgReadModels {
         }
 
         let admitted = admit(&mut states, batch);
-        execute_pipelined(&tx, &admitted.statements, Some(&tables)).await?;
+        let statements = planned(&tx, &tables, admitted.changes).await?;
+        execute_pipelined(&tx, &statements, Some(&tables)).await?;
         let stored: Vec<Statement> = partitions
             .iter()
             .map(|partition| {

@@ -205,9 +205,12 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, c
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         match write_batch(&mut conn, &batch) {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                let events = batch.iter().map(|w| if let Write::Append { events, .. } = w { events.len() } else { 0 }).sum::<usize>();
+                crate::record_append(started.elapsed(), batch.len(), events);
                 if let Some(last) = results.iter().filter_map(|r| r.as_ref().ok().copied().flatten()).map(|a| a.last_position).max() {
                     head.advance(last);
                 }

@@ -2,9 +2,10 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
+use plaza_projections::dead_letters::{Changes, PARKED_STREAMS, plan};
 use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, Tables};
 use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
@@ -88,8 +89,21 @@ fn from_sqlite(value: ValueRef<'_>) -> SqlValue {
 /// Whether a generation may take changes now; the first statement of every applying
 /// transaction (BEGIN IMMEDIATE: nobody else writes until it ends).
 fn guard(tx: &rusqlite::Transaction<'_>, tables: &Tables, position: u64) -> rusqlite::Result<bool> {
-    let changed = tx.prepare_cached(&sqlite_sql(GUARD))?.execute(params![tables.projection(), tables.generation() as i64, position as i64])?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let changed = tx.prepare_cached(&sqlite_sql(GUARD))?.execute(params![tables.projection(), tables.generation() as i64, position as i64, now])?;
     Ok(changed > 0)
+}
+
+/// The statements applying `changes`, after the guard: events of streams with a dead
+/// letter are parked behind it.
+fn planned(tx: &rusqlite::Transaction<'_>, tables: &Tables, changes: Vec<Changes>) -> rusqlite::Result<Vec<Statement>> {
+    let mut parked = HashSet::new();
+    let mut read = tx.prepare_cached(&sqlite_sql(PARKED_STREAMS))?;
+    let mut rows = read.query(params![tables.projection(), tables.generation() as i64])?;
+    while let Some(row) = rows.next()? {
+        parked.insert(row.get::<_, String>(0)?);
+    }
+    Ok(plan(tables, changes, &mut parked))
 }
 
 fn stopped(tables: &Tables) -> ReadModelError {
@@ -114,7 +128,7 @@ impl ReadModelDb for SqliteReadModels {
         .await
     }
 
-    async fn apply(&self, tables: Arc<Tables>, statements: Vec<Statement>, position: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError> {
         let applied = {
             let tables = tables.clone();
             self.with_writer(move |conn| {
@@ -122,6 +136,7 @@ impl ReadModelDb for SqliteReadModels {
                 if !guard(&tx, &tables, position)? {
                     return Ok(false);
                 }
+                let statements = planned(&tx, &tables, changes)?;
                 execute_all(&tx, statements, Some(&tables))?;
                 tx.commit().map(|()| true)
             })
@@ -201,7 +216,8 @@ impl ReadModelDb for SqliteReadModels {
                     }
                 }
                 let admitted = admit(&mut states, batch);
-                execute_all(&tx, admitted.statements, Some(&tables))?;
+                let statements = planned(&tx, &tables, admitted.changes)?;
+                execute_all(&tx, statements, Some(&tables))?;
                 for partition in &partitions {
                     let state = states[partition];
                     tx.prepare_cached(&sqlite_sql(UPSERT_PARTITION))?.execute(params![
