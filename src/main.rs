@@ -28,6 +28,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{error, info, warn};
 
 mod admin;
+mod events;
 mod metrics;
 mod ops;
 
@@ -131,6 +132,9 @@ enum Command {
     /// Give or take back roles: `plaza admin grant alice` lets alice use /admin.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The event history for analysts: tail, export, one stream.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -169,6 +173,7 @@ async fn start() -> anyhow::Result<()> {
         }
         Command::Projections(command) => ops::projections(&config, command).await,
         Command::Admin(command) => admin::command(&config, command).await,
+        Command::Events(command) => events::command(&config, command).await,
     }
 }
 

@@ -35,6 +35,15 @@ pub enum ProjectionsCommand {
     Pause { name: String },
     /// Let NAME's projectors apply again.
     Resume { name: String },
+    /// Time travel: build NAME as it stood at global position P into a new SQLite file
+    /// that any SQL tool can open (its tables under their usual names).
+    Build {
+        name: String,
+        #[arg(long, value_name = "P")]
+        to_position: u64,
+        #[arg(long, value_name = "FILE")]
+        into: std::path::PathBuf,
+    },
     /// Events a projection kept failing on, parked with their errors (and the later
     /// events of their streams, queued behind them).
     #[command(subcommand)]
@@ -110,6 +119,7 @@ pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow
         ProjectionsCommand::Pause { name } => pause(config, &name, true).await,
         ProjectionsCommand::Resume { name } => pause(config, &name, false).await,
         ProjectionsCommand::DeadLetters(command) => dead_letters_command(config, command).await,
+        ProjectionsCommand::Build { name, to_position, into } => build(config, projection(&name, config)?, to_position, &into).await,
     }
 }
 
@@ -337,4 +347,33 @@ async fn dead_letters_command(config: &Config, command: DeadLettersCommand) -> a
             Ok(())
         }
     }
+}
+
+/// Builds `projection` from the store's history up to `to` into a new SQLite file.
+async fn build(config: &Config, projection: Arc<dyn Projection>, to: u64, into: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(!into.exists(), "{} exists; give a new file", into.display());
+    let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+    let head = store.head().await?;
+    anyhow::ensure!(to <= head, "--to-position {to} is beyond the event log's head ({head})");
+    let db = plaza_infra::sqlite::SqliteReadModels::open(into).with_context(|| format!("cannot create {}", into.display()))?;
+    let live = generations::ensure_live(&db, projection.as_ref()).await?;
+    let tables = Arc::new(plaza_projections::Tables::of(projection.as_ref(), live.generation));
+    let bar = std::io::stderr().is_terminal().then(|| ProgressBar::new(to));
+    let (mut position, mut events) = (0, 0);
+    while position < to {
+        let page = store.read_all(position, config.rebuild_batch_size.max(1)).await?;
+        let page: Vec<_> = page.into_iter().take_while(|e| e.position <= to).collect();
+        let Some(last) = page.last().map(|e| e.position) else { break };
+        let changes = page.iter().map(|e| plaza_projections::Changes::of(projection.as_ref(), e)).collect();
+        db.apply(tables.clone(), changes, last).await.with_context(|| format!("cannot apply the events up to position {last}"))?;
+        (position, events) = (last, events + page.len());
+        if let Some(bar) = &bar {
+            bar.set_position(position);
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    println!("{}: built at position {to} into {} ({events} events)", projection.name(), into.display());
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use plaza_projections::db::LockGuard;
 use plaza_projections::generations::{Step, Tables};
 use plaza_projections::partitions::{Consumed, Tally};
-use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
+use plaza_projections::{Changes, ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use plaza_read_api::{Hub, Live, PlazaSchema, RequestCache, Viewer, build_schema};
 
 struct Empty;
@@ -17,7 +17,7 @@ impl ReadModelDb for Empty {
     async fn transact(&self, _: Vec<Step>) -> Result<bool, ReadModelError> {
         Ok(true)
     }
-    async fn apply(&self, _: Arc<Tables>, _: Vec<Statement>, _: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, _: Arc<Tables>, _: Vec<Changes>, _: u64) -> Result<(), ReadModelError> {
         Ok(())
     }
     async fn query(&self, _: &'static str, _: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {

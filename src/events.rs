@@ -1,0 +1,426 @@
+//! `plaza events ...`: the event history for analysts. JSON Lines to pipe anywhere
+//! (`tail`), chunked exports with a manifest for incremental pulls (`export`), and one
+//! stream with its aggregate's state (`stream`).
+//!
+//! Every event is written as its envelope (position, stream, version, type, schema
+//! version, occurred-at, event id, metadata) with the event's JSON as `data`. Password
+//! hashes never leave: they are replaced by `"[redacted]"`.
+
+use std::fs;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use plaza_domain::{Aggregate, Event, EventStore, RecordedEvent};
+use plaza_infra::Config;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Events read from the store per call.
+const PAGE: usize = 5_000;
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// Print events as JSON Lines on stdout, in position order; with --follow, keep
+    /// printing new ones as they are appended.
+    Tail {
+        #[command(flatten)]
+        range: Range,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Write events into DIR as JSON Lines files of at most --chunk-events each, plus
+    /// manifest.json (the range, the counts, the last position). Run again on the same
+    /// DIR to continue an interrupted export; --since-manifest DIR exports only what is
+    /// newer than that export.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        range: Range,
+        /// Start after the last position of the export in DIR.
+        #[arg(long, value_name = "DIR")]
+        since_manifest: Option<PathBuf>,
+        #[arg(long, default_value_t = 100_000)]
+        chunk_events: usize,
+    },
+    /// Print one stream's events (up to --to-version) as JSON Lines, then the state of
+    /// its aggregate after them.
+    Stream {
+        stream_id: String,
+        /// The last version to include (versions start at 0).
+        #[arg(long)]
+        to_version: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Parquet,
+}
+
+/// Which events: a position range and filters.
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Range {
+    /// Only events after this position.
+    #[arg(long, value_name = "P")]
+    pub from_position: Option<u64>,
+    /// Only events up to and including this position.
+    #[arg(long, value_name = "Q")]
+    pub to_position: Option<u64>,
+    /// Only these event types (comma-separated), e.g. VideoLiked,VideoUnliked.
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    pub types: Vec<String>,
+    /// Only streams whose id starts with this, e.g. video-.
+    #[arg(long, value_name = "PREFIX")]
+    pub stream_prefix: Option<String>,
+}
+
+impl Range {
+    fn check(&self) -> anyhow::Result<()> {
+        if let (Some(from), Some(to)) = (self.from_position, self.to_position) {
+            anyhow::ensure!(from <= to, "--from-position ({from}) is after --to-position ({to})");
+        }
+        Ok(())
+    }
+
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        (self.types.is_empty() || self.types.contains(&event.event_type))
+            && self.stream_prefix.as_deref().is_none_or(|prefix| event.stream_id.starts_with(prefix))
+    }
+}
+
+pub async fn command(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
+    plaza_infra::telemetry::init(&config.log, &config.log_format);
+    match command {
+        EventsCommand::Tail { range, follow } => {
+            range.check()?;
+            let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+            tail(store.as_ref(), &range, follow).await
+        }
+        EventsCommand::Export { format, out, range, since_manifest, chunk_events } => {
+            range.check()?;
+            anyhow::ensure!(format == Format::Jsonl, "--format parquet is not built yet; use --format jsonl");
+            anyhow::ensure!(chunk_events > 0, "--chunk-events must be at least 1");
+            let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+            export(store.as_ref(), &out, range, since_manifest.as_deref(), chunk_events).await
+        }
+        EventsCommand::Stream { stream_id, to_version } => {
+            let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+            stream(store.as_ref(), &stream_id, to_version).await
+        }
+    }
+}
+
+/// One event as analysts get it.
+pub fn envelope(event: &RecordedEvent) -> Value {
+    let mut data: Value = serde_json::from_str(&event.data).unwrap_or(Value::String(event.data.clone()));
+    redact(&mut data);
+    json!({
+        "position": event.position,
+        "stream_id": event.stream_id,
+        "version": event.version,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "occurred_at": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "event_id": event.event_id,
+        "metadata": event.metadata,
+        "data": data,
+    })
+}
+
+/// Replaces every `password_hash` in a JSON value.
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if key == "password_hash" {
+                    *inner = Value::String("[redacted]".into());
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+async fn tail(store: &dyn EventStore, range: &Range, follow: bool) -> anyhow::Result<()> {
+    let mut position = range.from_position.unwrap_or(0);
+    let stdout = std::io::stdout();
+    loop {
+        let events = store.read_all(position, PAGE).await?;
+        let mut out = stdout.lock();
+        for event in &events {
+            if range.to_position.is_some_and(|to| event.position > to) {
+                return Ok(());
+            }
+            if range.wants(event) {
+                // A closed pipe (`| head`) ends the tail quietly.
+                if writeln!(out, "{}", envelope(event)).is_err() {
+                    return Ok(());
+                }
+            }
+            position = event.position;
+        }
+        if out.flush().is_err() {
+            return Ok(());
+        }
+        drop(out);
+        if events.len() < PAGE {
+            if !follow || range.to_position.is_some_and(|to| position >= to) {
+                return Ok(());
+            }
+            store.wait_for_events(position, Duration::from_secs(1)).await?;
+        }
+    }
+}
+
+/// `manifest.json` of an export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: Format,
+    /// Events after this position...
+    pub from_position: u64,
+    /// ...up to this one (the store's head when the export started, or --to-position).
+    pub to_position: u64,
+    /// The last position read so far: equal to `to_position` when complete.
+    pub last_position: u64,
+    pub complete: bool,
+    pub events: u64,
+    pub filters: Range,
+    pub chunks: Vec<Chunk>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Chunk {
+    pub file: String,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub events: u64,
+}
+
+fn read_manifest(dir: &Path) -> anyhow::Result<Option<Manifest>> {
+    let path = dir.join("manifest.json");
+    match fs::read(&path) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is not a Plaza export manifest", path.display()))?)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes the manifest atomically (a new file renamed over the old).
+fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let tmp = dir.join("manifest.json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(manifest)?)?;
+    fs::rename(&tmp, dir.join("manifest.json"))?;
+    Ok(())
+}
+
+async fn export(store: &dyn EventStore, out: &Path, range: Range, since: Option<&Path>, chunk_events: usize) -> anyhow::Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("cannot create the directory {}", out.display()))?;
+    let mut manifest = match read_manifest(out)? {
+        // An export in this directory: continue it (same range and filters).
+        Some(existing) if existing.complete => {
+            println!("{}: already complete up to position {} ({} events)", out.display(), existing.last_position, existing.events);
+            return Ok(());
+        }
+        Some(existing) => existing,
+        None => {
+            let from = match since {
+                Some(dir) => {
+                    let previous = read_manifest(dir)?.with_context(|| format!("no manifest.json in {}", dir.display()))?;
+                    anyhow::ensure!(previous.complete, "the export in {} is not complete; finish it first", dir.display());
+                    previous.last_position.max(range.from_position.unwrap_or(0))
+                }
+                None => range.from_position.unwrap_or(0),
+            };
+            let head = store.head().await?;
+            let to = range.to_position.map_or(head, |to| to.min(head));
+            Manifest {
+                format: Format::Jsonl,
+                from_position: from,
+                to_position: to.max(from),
+                last_position: from,
+                complete: false,
+                events: 0,
+                filters: range,
+                chunks: vec![],
+            }
+        }
+    };
+    let progress = Progress::new(manifest.to_position - manifest.from_position);
+    let started = Instant::now();
+    let mut position = manifest.last_position;
+    let mut chunk: Vec<String> = Vec::with_capacity(chunk_events.min(PAGE));
+    let mut chunk_first = None;
+    while position < manifest.to_position {
+        let events = store.read_all(position, PAGE).await?;
+        if events.is_empty() {
+            break;
+        }
+        for event in &events {
+            if event.position > manifest.to_position {
+                break;
+            }
+            if manifest.filters.wants(event) {
+                chunk_first.get_or_insert(event.position);
+                chunk.push(envelope(event).to_string());
+            }
+            position = event.position;
+            if chunk.len() >= chunk_events {
+                flush_chunk(out, &mut manifest, &mut chunk, &mut chunk_first, position)?;
+            }
+        }
+        progress.set(position - manifest.from_position);
+        if events.last().is_some_and(|e| e.position > manifest.to_position) || events.len() < PAGE {
+            break;
+        }
+    }
+    let to = manifest.to_position;
+    flush_chunk(out, &mut manifest, &mut chunk, &mut chunk_first, to)?;
+    manifest.complete = true;
+    write_manifest(out, &manifest)?;
+    progress.finish();
+    let rate = manifest.events as f64 / started.elapsed().as_secs_f64().max(0.001);
+    println!(
+        "{}: {} events in {} files, positions {}..={} ({rate:.0} events/s)",
+        out.display(),
+        manifest.events,
+        manifest.chunks.len(),
+        manifest.from_position + 1,
+        manifest.to_position
+    );
+    Ok(())
+}
+
+/// Writes the chunk in hand (renamed into place whole) and records it, with `position`
+/// as the last one read, in the manifest.
+fn flush_chunk(dir: &Path, manifest: &mut Manifest, chunk: &mut Vec<String>, first: &mut Option<u64>, position: u64) -> anyhow::Result<()> {
+    if let Some(first_position) = first.take() {
+        let last_position = position;
+        let file = format!("events-{first_position:012}-{last_position:012}.jsonl");
+        let tmp = dir.join(format!("{file}.tmp"));
+        let mut text = chunk.join("\n");
+        text.push('\n');
+        fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, dir.join(&file))?;
+        manifest.events += chunk.len() as u64;
+        manifest.chunks.push(Chunk { file, first_position, last_position, events: chunk.len() as u64 });
+        chunk.clear();
+    }
+    manifest.last_position = position;
+    write_manifest(dir, manifest)
+}
+
+/// Export progress on stderr: a bar on a terminal, else nothing until the summary.
+struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        Self(std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("export [{bar:40}] {pos}/{len} positions, {per_sec}, ETA {eta}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            bar
+        }))
+    }
+
+    fn set(&self, done: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn stream(store: &dyn EventStore, stream_id: &str, to_version: Option<u64>) -> anyhow::Result<()> {
+    let mut recorded = Vec::new();
+    loop {
+        let page = store.read_stream(stream_id, recorded.len() as u64, PAGE).await?;
+        let done = page.len() < PAGE;
+        recorded.extend(page.into_iter().filter(|e| to_version.is_none_or(|to| e.version <= to)));
+        if done || to_version.is_some_and(|to| recorded.len() as u64 > to) {
+            break;
+        }
+    }
+    anyhow::ensure!(!recorded.is_empty(), "stream {stream_id:?} has no events");
+    let mut out = std::io::stdout().lock();
+    let mut events = Vec::with_capacity(recorded.len());
+    for event in &recorded {
+        writeln!(out, "{}", envelope(event))?;
+        events.push(event.decode()?);
+    }
+    let (aggregate, mut state) = state_of(stream_id, &events);
+    redact(&mut state);
+    writeln!(out, "{}", json!({ "stream_id": stream_id, "version": recorded.last().map(|e| e.version), "aggregate": aggregate, "state": state }))?;
+    Ok(())
+}
+
+/// The aggregate a stream belongs to (by its id's prefix) and its state after `events`.
+fn state_of(stream_id: &str, events: &[Event]) -> (&'static str, Value) {
+    use plaza_domain::{accounts, conversations, feeds, follows, reservation, videos};
+    fn fold<A: Aggregate>(events: &[Event]) -> Value {
+        serde_json::to_value(A::replay(events)).unwrap_or(Value::Null)
+    }
+    /// (stream id prefix, aggregate, its fold)
+    type Kind = (&'static str, &'static str, fn(&[Event]) -> Value);
+    let prefixes: [Kind; 14] = [
+        ("user-", "Account", fold::<accounts::Account>),
+        ("username-", "Reservation", fold::<reservation::Reservation>),
+        ("email-", "Reservation", fold::<reservation::Reservation>),
+        ("follow-", "Follow", fold::<follows::Follow>),
+        ("video-", "Video", fold::<videos::Video>),
+        ("like-", "ReactionState", fold::<videos::ReactionState>),
+        ("favorite-", "ReactionState", fold::<videos::ReactionState>),
+        ("comment-like-", "ReactionState", fold::<videos::ReactionState>),
+        ("comment-", "Comment", fold::<videos::Comment>),
+        ("hashtag-", "HashtagPage", fold::<videos::HashtagPage>),
+        ("message-", "MessageChanges", fold::<conversations::MessageChanges>),
+        ("read-", "ReadMarker", fold::<conversations::ReadMarker>),
+        ("recommendations-", "Recommendations", fold::<feeds::Recommendations>),
+        ("conversation-", "Conversation", fold::<conversations::Conversation>),
+    ];
+    if stream_id.starts_with("conversation-") && stream_id.ends_with("-messages") {
+        return ("Messages", json!({ "messages": events.len() }));
+    }
+    // The longest matching prefix (comment-like- before comment-).
+    match prefixes.iter().filter(|(prefix, _, _)| stream_id.starts_with(prefix)).max_by_key(|(prefix, _, _)| prefix.len()) {
+        Some((_, name, fold)) => (name, fold(events)),
+        None => ("none", json!({ "events": events.len() })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hashes_never_leave() {
+        let mut value = json!({ "user_id": "u", "password_hash": "$argon2id$...", "nested": [{ "password_hash": "x" }] });
+        redact(&mut value);
+        assert_eq!(value, json!({ "user_id": "u", "password_hash": "[redacted]", "nested": [{ "password_hash": "[redacted]" }] }));
+    }
+
+    #[test]
+    fn a_range_from_after_its_end_is_refused() {
+        let range = Range { from_position: Some(5), to_position: Some(4), ..Default::default() };
+        assert!(range.check().unwrap_err().to_string().contains("--from-position (5) is after --to-position (4)"));
+    }
+}

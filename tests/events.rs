@@ -1,0 +1,176 @@
+//! End-to-end: `plaza events ...` for analysts. The ranges are exact, incremental
+//! exports add only what is new, password hashes never leave, bad arguments get clear
+//! errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use common::{Plaza, Profile};
+use serde_json::Value;
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+fn positions(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["position"].as_u64().unwrap()).collect()
+}
+
+fn tail(plaza: &Plaza, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["events", "tail"];
+    all.extend(args);
+    let (ok, out, err) = plaza.cli(&all, &[]);
+    assert!(ok, "{err}");
+    lines(&out)
+}
+
+fn tail_ranges_are_exact(profile: Profile) {
+    let plaza = Plaza::start(profile);
+    let (alice, _, _) = plaza.register("alice");
+    let (_, _, head) = plaza.register("bob");
+    let all = tail(&plaza, &[]);
+    assert_eq!(positions(&all), (1..=head).collect::<Vec<_>>(), "every event once, in order");
+    assert!(all.iter().all(|e| e["data"]["password_hash"].is_null() || e["data"]["password_hash"] == "[redacted]"), "hashes are redacted");
+    assert!(all.iter().any(|e| e["data"]["password_hash"] == "[redacted]"));
+    let first = &all[0];
+    for field in ["stream_id", "version", "event_type", "schema_version", "occurred_at", "event_id", "metadata", "data"] {
+        assert!(!first[field].is_null(), "{field} missing in {first}");
+    }
+    assert_eq!(positions(&tail(&plaza, &["--from-position", "2", "--to-position", "4"])), vec![3, 4]);
+    let registered = tail(&plaza, &["--types", "UserRegistered"]);
+    assert_eq!(registered.len(), 2);
+    assert!(registered.iter().all(|e| e["event_type"] == "UserRegistered"));
+    let alices = tail(&plaza, &["--stream-prefix", &format!("user-{alice}")]);
+    assert_eq!(alices.len(), 1);
+    assert_eq!(alices[0]["data"]["username"], "alice");
+
+    let (ok, _, err) = plaza.cli(&["events", "tail", "--from-position", "5", "--to-position", "4"], &[]);
+    assert!(!ok && err.contains("--from-position (5) is after --to-position (4)"), "{err}");
+
+    // --follow keeps printing what comes next.
+    let mut follower = plaza.command(&["events", "tail", "--follow", "--from-position", &head.to_string()], &[]).spawn().unwrap();
+    let (carol, _, _) = plaza.register("carol");
+    let mut reader = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["event_type"] == "UserRegistered" && e["data"]["user_id"] == carol.as_str()) {
+        assert!(Instant::now() < deadline, "--follow never printed carol: {seen:?}");
+        let line = reader.next().expect("a line").unwrap();
+        seen.push(serde_json::from_str(&line).unwrap());
+    }
+    assert!(positions(&seen).iter().all(|p| *p > head), "only what came after {head}");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+}
+
+fn exports_are_chunked_and_incremental(profile: Profile) {
+    let plaza = Plaza::start(profile);
+    plaza.register("alice");
+    let (_, _, head) = plaza.register("bob");
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let (ok, out, err) = plaza.cli(&["events", "export", "--format", "jsonl", "--out", first.to_str().unwrap(), "--chunk-events", "4"], &[]);
+    assert!(ok, "{out}{err}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(first.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (manifest["complete"].as_bool(), manifest["last_position"].as_u64(), manifest["events"].as_u64()),
+        (Some(true), Some(head), Some(head))
+    );
+    let mut exported = Vec::new();
+    for chunk in manifest["chunks"].as_array().unwrap() {
+        let text = std::fs::read_to_string(first.join(chunk["file"].as_str().unwrap())).unwrap();
+        let events = lines(&text);
+        assert!(events.len() <= 4);
+        assert_eq!(events.len() as u64, chunk["events"].as_u64().unwrap());
+        exported.extend(events);
+    }
+    assert_eq!(exported, tail(&plaza, &[]), "the export holds exactly what tail prints");
+
+    // Incremental: only what is newer than the first export.
+    let (_, _, newer) = plaza.register("carol");
+    let second = dir.path().join("second");
+    let (ok, out, err) = plaza.cli(&["events", "export", "--out", second.to_str().unwrap(), "--since-manifest", first.to_str().unwrap()], &[]);
+    assert!(ok, "{out}{err}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(second.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!((manifest["from_position"].as_u64(), manifest["last_position"].as_u64()), (Some(head), Some(newer)));
+    let files: Vec<String> = manifest["chunks"].as_array().unwrap().iter().map(|c| c["file"].as_str().unwrap().to_owned()).collect();
+    let added: Vec<Value> = files.iter().flat_map(|f| lines(&std::fs::read_to_string(second.join(f)).unwrap())).collect();
+    assert_eq!(positions(&added), (head + 1..=newer).collect::<Vec<_>>());
+    // Run again on a complete export: nothing to do.
+    let (ok, out, _) = plaza.cli(&["events", "export", "--out", second.to_str().unwrap()], &[]);
+    assert!(ok && out.contains("already complete"), "{out}");
+
+    let (ok, _, err) = plaza.cli(&["events", "export", "--out", "/proc/plaza-cannot-write-here"], &[]);
+    assert!(!ok && err.contains("cannot create the directory /proc/plaza-cannot-write-here"), "{err}");
+    let (ok, _, err) = plaza.cli(&["events", "export", "--out", dir.path().join("x").to_str().unwrap(), "--since-manifest", "/nonexistent"], &[]);
+    assert!(!ok && err.contains("no manifest.json in /nonexistent"), "{err}");
+}
+
+fn a_stream_prints_its_events_and_its_state(profile: Profile) {
+    let plaza = Plaza::start(profile);
+    let (alice, token, _) = plaza.register("alice");
+    let reply = plaza.send("PUT", &format!("/api/v1/users/{alice}"), Some(serde_json::json!({ "bio": "hi" })), Some(&token), &[]);
+    assert_eq!(reply.status, 200);
+    let stream = format!("user-{alice}");
+    let (ok, out, err) = plaza.cli(&["events", "stream", &stream], &[]);
+    assert!(ok, "{err}");
+    let all = lines(&out);
+    assert_eq!(all.len(), 3, "two events and the state: {out}");
+    assert_eq!((all[0]["event_type"].as_str(), all[1]["event_type"].as_str()), (Some("UserRegistered"), Some("ProfileUpdated")));
+    let state = &all[2];
+    assert_eq!(state["aggregate"], "Account");
+    assert_eq!(state["state"]["registered"]["username"], "alice");
+    assert_eq!(state["state"]["registered"]["profile"]["bio"], "hi");
+    assert_eq!(state["state"]["registered"]["password_hash"], "[redacted]");
+    let (ok, out, _) = plaza.cli(&["events", "stream", &stream, "--to-version", "0"], &[]);
+    assert!(ok);
+    let until_first = lines(&out);
+    assert_eq!(until_first.len(), 2);
+    assert_eq!(until_first[1]["state"]["registered"]["profile"]["bio"], Value::Null, "the state after version 0 only");
+    let (ok, _, err) = plaza.cli(&["events", "stream", "user-nobody"], &[]);
+    assert!(!ok && err.contains("stream \"user-nobody\" has no events"), "{err}");
+}
+
+macro_rules! on_embedded_and_cluster {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $scenario() { super::$scenario(super::Profile::Embedded) } )*
+        }
+        mod cluster {
+            $( #[test] fn $scenario() { super::$scenario(super::Profile::Cluster) } )*
+        }
+    };
+}
+
+/// Time travel: a projection as it stood at a position, in a SQLite file any SQL tool
+/// opens.
+fn a_projection_is_built_as_it_stood_at_a_position(profile: Profile) {
+    let plaza = Plaza::start(profile);
+    let (_, _, at) = plaza.register("alice");
+    plaza.register("bob");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts-then.sqlite");
+    let (ok, out, err) = plaza.cli(&["projections", "build", "accounts", "--to-position", &at.to_string(), "--into", file.to_str().unwrap()], &[]);
+    assert!(ok && out.contains(&format!("accounts: built at position {at}")), "{out}{err}");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let names: Vec<String> =
+        conn.prepare("SELECT username FROM users").unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(names, ["alice"], "bob came later");
+    let (ok, _, err) = plaza.cli(&["projections", "build", "accounts", "--to-position", &at.to_string(), "--into", file.to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("exists; give a new file"), "{err}");
+    let (ok, _, err) =
+        plaza.cli(&["projections", "build", "accounts", "--to-position", "999999", "--into", dir.path().join("x.sqlite").to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("beyond the event log's head"), "{err}");
+    let (ok, _, err) =
+        plaza.cli(&["projections", "build", "nope", "--to-position", "1", "--into", dir.path().join("y.sqlite").to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("unknown projection \"nope\""), "{err}");
+}
+
+on_embedded_and_cluster!(
+    tail_ranges_are_exact,
+    exports_are_chunked_and_incremental,
+    a_stream_prints_its_events_and_its_state,
+    a_projection_is_built_as_it_stood_at_a_position,
+);
