@@ -49,6 +49,14 @@ pub enum EventsCommand {
         #[arg(long, default_value_t = 100_000)]
         chunk_events: usize,
     },
+    /// Produce a range of events to a Kafka topic (`kafka_brokers`; created if needed)
+    /// for an external consumer, keyed by stream id with the relay's envelope headers.
+    Replay {
+        #[arg(long, value_name = "NAME")]
+        to_topic: String,
+        #[command(flatten)]
+        range: Range,
+    },
     /// Print one stream's events (up to --to-version) as JSON Lines, then the state of
     /// its aggregate after them.
     Stream {
@@ -111,6 +119,21 @@ pub async fn command(config: &Config, command: EventsCommand) -> anyhow::Result<
             anyhow::ensure!(chunk_events > 0, "--chunk-events must be at least 1");
             let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
             export(store.as_ref(), &out, range, since_manifest.as_deref(), chunk_events).await
+        }
+        EventsCommand::Replay { to_topic, range } => {
+            range.check()?;
+            anyhow::ensure!(!to_topic.trim().is_empty(), "--to-topic must name a topic");
+            let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+            let head = store.head().await?;
+            let (from, to) = (range.from_position.unwrap_or(0), range.to_position.map_or(head, |to| to.min(head)));
+            let settings = plaza_infra::kafka::KafkaSettings { topic: to_topic.clone(), ..plaza_infra::kafka_settings(config) };
+            let progress = Progress::new(to.saturating_sub(from));
+            let produced = plaza_infra::kafka::replay(&settings, store.as_ref(), from, to, &|e| range.wants(e), &mut |p| progress.set(p - from))
+                .await
+                .with_context(|| format!("cannot replay to topic {to_topic} at {}", settings.brokers))?;
+            progress.finish();
+            println!("{to_topic}: produced {produced} events, positions {}..={to}", from + 1);
+            Ok(())
         }
         EventsCommand::Stream { stream_id, to_version } => {
             let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;

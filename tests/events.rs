@@ -174,3 +174,18 @@ on_embedded_and_cluster!(
     a_stream_prints_its_events_and_its_state,
     a_projection_is_built_as_it_stood_at_a_position,
 );
+
+/// `plaza events replay` (its exact range is checked against the broker in
+/// `infra/tests/relay.rs`): it says what it produced, and refuses bad arguments.
+#[test]
+fn a_replay_says_what_it_produced() {
+    let plaza = Plaza::start_with(Profile::Embedded, &[("PLAZA_KAFKA_BROKERS", &common::kafka_brokers())]);
+    plaza.register("alice");
+    let topic = format!("plaza-replay-{}", uuid::Uuid::new_v4().simple());
+    let (ok, out, err) = plaza.cli(&["events", "replay", "--to-topic", &topic, "--from-position", "1", "--to-position", "3"], &[]);
+    assert!(ok && out.contains(&format!("{topic}: produced 2 events, positions 2..=3")), "{out}{err}");
+    let (ok, _, err) = plaza.cli(&["events", "replay", "--to-topic", &topic, "--from-position", "3", "--to-position", "1"], &[]);
+    assert!(!ok && err.contains("--from-position (3) is after --to-position (1)"), "{err}");
+    let (ok, _, err) = plaza.cli(&["events", "replay", "--to-topic", " "], &[]);
+    assert!(!ok && err.contains("--to-topic must name a topic"), "{err}");
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent};
-use plaza_infra::kafka::{KafkaSettings, Relay, RelayCheckpoints, ensure_topic, recorded_event, watermark};
+use plaza_infra::kafka::{KafkaSettings, Relay, RelayCheckpoints, ensure_topic, recorded_event, replay, watermark};
 use plaza_infra::postgres::PgEventStore;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -191,4 +191,34 @@ async fn the_relay_stops_on_request_while_the_broker_is_down() {
     stopped.unwrap().unwrap();
     let checkpoint = store.load(&format!("relay:{}", settings.topic)).await.unwrap();
     assert_eq!(checkpoint, 2, "the undelivered batch is not checkpointed, so it is sent again later");
+}
+
+/// `plaza events replay`: exactly the chosen range, with the relay's envelope, and no
+/// watermarks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_produces_exactly_its_range() {
+    let url = common::fresh_database().await;
+    let store = PgEventStore::connect(&url).await.unwrap();
+    for round in 0..3 {
+        append_round(&store, 4, round).await;
+    }
+    let settings = settings(&brokers(), 2);
+    let wanted = |e: &RecordedEvent| e.stream_id != "stream-0";
+    let mut reached = Vec::new();
+    let produced = replay(&settings, &store, 3, 10, &wanted, &mut |p| reached.push(p)).await.unwrap();
+    let expected: Vec<RecordedEvent> = store.read_all(3, 100).await.unwrap().into_iter().filter(|e| e.position <= 10 && wanted(e)).collect();
+    assert_eq!(produced, expected.len() as u64);
+    assert_eq!(reached.last(), Some(&10));
+
+    let consumer = consumer(&settings.brokers, &settings.topic);
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("the replayed events").unwrap();
+        assert!(watermark(&message).is_none(), "no watermarks in a replay");
+        seen.push(recorded_event(&message).unwrap());
+    }
+    seen.sort_by_key(|e| e.position);
+    assert_eq!(seen, expected);
+    // Nothing more arrives.
+    assert!(tokio::time::timeout(Duration::from_secs(2), consumer.recv()).await.is_err());
 }

@@ -13,7 +13,7 @@ mod projector;
 mod relay;
 
 pub use projector::KafkaProjector;
-pub use relay::{Relay, RelayCheckpoints};
+pub use relay::{Relay, RelayCheckpoints, replay};
 
 use std::time::Duration;
 

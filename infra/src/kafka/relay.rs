@@ -126,6 +126,46 @@ impl Relay {
     }
 }
 
+/// Produces the events after `from` up to `to` (inclusive) that `wanted` keeps to
+/// `settings.topic` (created if needed), keyed by stream id with the relay's envelope
+/// headers and no watermarks: a bounded range for an external consumer. Waits until
+/// Kafka acknowledged every message; returns how many were produced. `report` hears
+/// the position reached after each batch.
+pub async fn replay(
+    settings: &KafkaSettings,
+    store: &dyn EventStore,
+    from: u64,
+    to: u64,
+    wanted: &dyn Fn(&RecordedEvent) -> bool,
+    report: &mut dyn FnMut(u64),
+) -> anyhow::Result<u64> {
+    ensure_topic(settings).await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?;
+    let (mut position, mut produced) = (from, 0);
+    while position < to {
+        let events = store.read_all(position, 1000).await?;
+        let Some(last) = events.last().map(|e| e.position) else { break };
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in events.iter().take_while(|e| e.position <= to).filter(|e| wanted(e)) {
+            let record =
+                FutureRecord::to(&settings.topic).key(event.stream_id.as_bytes()).payload(event.data.as_bytes()).headers(envelope_headers(event));
+            deliveries.push(producer.send_result(record).map_err(|(error, _)| error)?);
+        }
+        produced += deliveries.len() as u64;
+        for delivery in join_all(deliveries).await {
+            delivery?.map_err(|(error, _)| error)?;
+        }
+        position = last.min(to);
+        report(position);
+    }
+    Ok(produced)
+}
+
 fn envelope_headers(event: &RecordedEvent) -> OwnedHeaders {
     let (version, position, schema) = (event.version.to_string(), event.position.to_string(), event.schema_version.to_string());
     let occurred_at = event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
