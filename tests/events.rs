@@ -133,17 +133,6 @@ fn a_stream_prints_its_events_and_its_state(profile: Profile) {
     assert!(!ok && err.contains("stream \"user-nobody\" has no events"), "{err}");
 }
 
-macro_rules! on_embedded_and_cluster {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $scenario() { super::$scenario(super::Profile::Embedded) } )*
-        }
-        mod cluster {
-            $( #[test] fn $scenario() { super::$scenario(super::Profile::Cluster) } )*
-        }
-    };
-}
-
 /// Time travel: a projection as it stood at a position, in a SQLite file any SQL tool
 /// opens.
 fn a_projection_is_built_as_it_stood_at_a_position(profile: Profile) {

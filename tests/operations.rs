@@ -240,17 +240,6 @@ fn start(profile: Profile) -> Plaza {
     Plaza::start_with(profile, &[("PLAZA_RATE_LIMIT_USER_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_IP_PER_SEC", "0")])
 }
 
-macro_rules! on_embedded_and_cluster {
-    ($($scenario:ident),* $(,)?) => {
-        mod embedded {
-            $( #[test] fn $scenario() { super::$scenario(super::Profile::Embedded) } )*
-        }
-        mod cluster {
-            $( #[test] fn $scenario() { super::$scenario(super::Profile::Cluster) } )*
-        }
-    };
-}
-
 on_embedded_and_cluster!(
     status_shows_lag_while_paused_and_none_after_resume,
     a_rebuild_under_load_keeps_every_query_answering,

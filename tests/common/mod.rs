@@ -551,3 +551,17 @@ macro_rules! on_every_profile {
         }
     };
 }
+
+/// Generates one `#[test]` for the embedded and one for the cluster profile for each
+/// scenario function.
+#[macro_export]
+macro_rules! on_embedded_and_cluster {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Embedded) } )*
+        }
+        mod cluster {
+            $( #[test] fn $scenario() { super::$scenario($crate::common::Profile::Cluster) } )*
+        }
+    };
+}
