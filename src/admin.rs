@@ -118,12 +118,7 @@ impl Admin {
     }
 
     async fn statuses(&self) -> anyhow::Result<Vec<ProjectionStatus>> {
-        let stall = Duration::from_secs(self.config.projection_stall_secs);
-        let mut statuses = plaza_projections::status::collect(&self.projections, self.db.as_ref(), self.store.as_ref(), stall).await?;
-        if self.config.distribution == plaza_infra::Distribution::Kafka {
-            crate::ops::add_partition_ends(&self.config, &mut statuses).await;
-        }
-        Ok(statuses)
+        crate::ops::statuses_of(&self.config, &self.projections, self.db.as_ref(), self.store.as_ref()).await
     }
 
     fn projection(&self, name: &str) -> Result<&Arc<dyn Projection>, ApiError> {

@@ -94,23 +94,19 @@ pub async fn sample_projections(
     config: Arc<plaza_infra::Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stall = Duration::from_secs(config.projection_stall_secs);
     let mut every = tokio::time::interval(Duration::from_secs(5));
     while !*shutdown.borrow() {
         tokio::select! {
             _ = every.tick() => {}
             _ = shutdown.changed() => break,
         }
-        let mut statuses = match plaza_projections::status::collect(&projections, db.as_ref(), store.as_ref(), stall).await {
+        let statuses = match crate::ops::statuses_of(&config, &projections, db.as_ref(), store.as_ref()).await {
             Ok(statuses) => statuses,
             Err(error) => {
                 tracing::debug!(%error, "cannot sample the projections for metrics");
                 continue;
             }
         };
-        if config.distribution == plaza_infra::Distribution::Kafka {
-            crate::ops::add_partition_ends(&config, &mut statuses).await;
-        }
         for s in statuses {
             let name = s.name.clone();
             metrics::gauge!("plaza_projection_applied_position", "projection" => name.clone()).set(s.applied_position as f64);

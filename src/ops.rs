@@ -131,15 +131,26 @@ pub async fn status(config: &Config) -> anyhow::Result<Vec<ProjectionStatus>> {
     for projection in &projections {
         generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
     }
+    statuses_of(config, &projections, db.as_ref(), store.as_ref()).await
+}
+
+/// The status of `projections` as the configuration sees it: stalled after
+/// `projection_stall_secs`, with the Kafka partitions' ends when Kafka feeds them.
+pub(crate) async fn statuses_of(
+    config: &Config,
+    projections: &[Arc<dyn Projection>],
+    db: &dyn ReadModelDb,
+    store: &dyn plaza_domain::EventStore,
+) -> anyhow::Result<Vec<ProjectionStatus>> {
     let stall = Duration::from_secs(config.projection_stall_secs);
-    let mut statuses = plaza_projections::status::collect(&projections, db.as_ref(), store.as_ref(), stall).await?;
+    let mut statuses = plaza_projections::status::collect(projections, db, store, stall).await?;
     if config.distribution == Distribution::Kafka {
         add_partition_ends(config, &mut statuses).await;
     }
     Ok(statuses)
 }
 
-pub(crate) async fn add_partition_ends(config: &Config, statuses: &mut [ProjectionStatus]) {
+async fn add_partition_ends(config: &Config, statuses: &mut [ProjectionStatus]) {
     let settings = plaza_infra::kafka_settings(config);
     let ends = async {
         let probe = Probe::new(&settings)?;

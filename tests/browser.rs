@@ -23,12 +23,6 @@ fn browse(script: &str, args: &[&str]) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-fn update_bio(plaza: &Plaza, user: &str, token: &str, bio: &str) -> u64 {
-    let reply = plaza.send("PUT", &format!("/api/v1/users/{user}"), Some(json!({ "bio": bio })), Some(token), &[]);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.position()
-}
-
 #[test]
 fn the_ops_page_renders_the_projections_and_its_retry_button_works() {
     let plaza = Plaza::start_with(Profile::Embedded, &[("PLAZA_TEST_POISON_PROJECTION", "true"), ("PLAZA_PROJECTION_MAX_ATTEMPTS", "2")]);
@@ -36,9 +30,9 @@ fn the_ops_page_renders_the_projections_and_its_retry_button_works() {
     let (ok, out, err) = plaza.cli(&["admin", "grant", "operator"], &[]);
     assert!(ok, "{out}{err}");
     let (alice, token, _) = plaza.register("alice");
-    update_bio(&plaza, &alice, &token, "one");
-    let poison = update_bio(&plaza, &alice, &token, "poison");
-    let behind = update_bio(&plaza, &alice, &token, "three");
+    plaza.update_bio(&alice, &token, "one");
+    let poison = plaza.update_bio(&alice, &token, "poison");
+    let behind = plaza.update_bio(&alice, &token, "three");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (_, out, _) = plaza.cli(&["projections", "dead-letters", "list", "--json"], &[]);

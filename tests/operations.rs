@@ -186,12 +186,6 @@ fn a_rebuild_refuses_a_second_one_and_resumes_after_sigkill(profile: Profile) {
     assert_eq!(messages["conversation"]["lastMessage"]["seq"], 1200, "every message is in the rebuilt read model");
 }
 
-fn update_bio(plaza: &Plaza, user: &str, token: &str, bio: &str) -> u64 {
-    let reply = plaza.send("PUT", &format!("/api/v1/users/{user}"), Some(json!({ "bio": bio })), Some(token), &[]);
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.position()
-}
-
 fn a_poison_event_is_parked_and_retried_after_the_fix(profile: Profile) {
     let plaza = Plaza::start_with(
         profile,
@@ -199,10 +193,10 @@ fn a_poison_event_is_parked_and_retried_after_the_fix(profile: Profile) {
     );
     let (alice, alice_token, _) = plaza.register("alice");
     let (bob, bob_token, _) = plaza.register("bob");
-    update_bio(&plaza, &alice, &alice_token, "one");
-    let poison = update_bio(&plaza, &alice, &alice_token, "poison");
-    let behind = update_bio(&plaza, &alice, &alice_token, "three");
-    let other = update_bio(&plaza, &bob, &bob_token, "other");
+    plaza.update_bio(&alice, &alice_token, "one");
+    let poison = plaza.update_bio(&alice, &alice_token, "poison");
+    let behind = plaza.update_bio(&alice, &alice_token, "three");
+    let other = plaza.update_bio(&bob, &bob_token, "other");
 
     // Parked with the later event of its stream; bob's goes on.
     let status =
@@ -231,7 +225,7 @@ fn a_poison_event_is_parked_and_retried_after_the_fix(profile: Profile) {
     let (ok, out, _) = plaza.cli(&["projections", "dead-letters", "list"], &[]);
     assert!(ok && out.contains("no dead letters"), "{out}");
     // Alice's stream flows again.
-    let later = update_bio(&plaza, &alice, &alice_token, "five");
+    let later = plaza.update_bio(&alice, &alice_token, "five");
     wait_for_status(&plaza, "poison_test", "applied the stream again", |s| s["applied_position"].as_u64() >= Some(later) && s["dead_letters"] == 0);
 }
 

@@ -258,6 +258,13 @@ impl Plaza {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
     }
 
+    /// Sets a user's bio; returns the command's position.
+    pub fn update_bio(&self, user: &str, token: &str, bio: &str) -> u64 {
+        let reply = self.send("PUT", &format!("/api/v1/users/{user}"), Some(json!({ "bio": bio })), Some(token), &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.position()
+    }
+
     /// Runs SQL on the deployment's read-model database (PostgreSQL, or the embedded
     /// profile's SQLite `read.db`), as an operator with a SQL shell would.
     pub fn read_models_sql(&self, sql: &str) {
