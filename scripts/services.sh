@@ -431,6 +431,22 @@ ensure_browser() {
     echo "browser: ready ($(/usr/bin/chromium --version 2>/dev/null | head -1))"
 }
 
+# --- DuckDB (Python), which the export tests read Parquet files back with ------------
+
+readonly DUCKDB_VERSION=2.0.1
+
+ensure_duckdb() {
+    local venv=${PLAZA_VENV:-$HOME/.cache/plaza/venv}
+    if ! "$venv/bin/python" -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null; then
+        log "installing DuckDB $DUCKDB_VERSION (Python) into $venv"
+        command -v python3 >/dev/null || apt_install python3
+        # Debian ships venv (and ensurepip) in a package of its own.
+        python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"; }
+        "$venv/bin/pip" install -q "duckdb==$DUCKDB_VERSION" >&2 || die "pip install duckdb failed"
+    fi
+    echo "duckdb: ready ($venv/bin/python, duckdb $DUCKDB_VERSION)"
+}
+
 # --- main ------------------------------------------------------------------------
 
 main() {
@@ -443,6 +459,7 @@ main() {
     ensure_kafka
     ensure_node_client
     ensure_browser
+    ensure_duckdb
 }
 
 main "$@"

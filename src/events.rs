@@ -32,7 +32,7 @@ pub enum EventsCommand {
         #[arg(long)]
         follow: bool,
     },
-    /// Write events into DIR as JSON Lines files of at most --chunk-events each, plus
+    /// Write events into DIR as JSON Lines or Parquet files of at most --chunk-events each, plus
     /// manifest.json (the range, the counts, the last position). Run again on the same
     /// DIR to continue an interrupted export; --since-manifest DIR exports only what is
     /// newer than that export.
@@ -115,10 +115,9 @@ pub async fn command(config: &Config, command: EventsCommand) -> anyhow::Result<
         }
         EventsCommand::Export { format, out, range, since_manifest, chunk_events } => {
             range.check()?;
-            anyhow::ensure!(format == Format::Jsonl, "--format parquet is not built yet; use --format jsonl");
             anyhow::ensure!(chunk_events > 0, "--chunk-events must be at least 1");
             let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
-            export(store.as_ref(), &out, range, since_manifest.as_deref(), chunk_events).await
+            export(store.as_ref(), &out, format, range, since_manifest.as_deref(), chunk_events).await
         }
         EventsCommand::Replay { to_topic, range } => {
             range.check()?;
@@ -143,20 +142,48 @@ pub async fn command(config: &Config, command: EventsCommand) -> anyhow::Result<
 }
 
 /// One event as analysts get it.
-pub fn envelope(event: &RecordedEvent) -> Value {
-    let mut data: Value = serde_json::from_str(&event.data).unwrap_or(Value::String(event.data.clone()));
-    redact(&mut data);
-    json!({
-        "position": event.position,
-        "stream_id": event.stream_id,
-        "version": event.version,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "event_id": event.event_id,
-        "metadata": event.metadata,
-        "data": data,
-    })
+/// Writes the envelope as one line of JSON, with the event's JSON as it is stored
+/// (checked, not re-parsed into a tree: exports write hundreds of thousands a second).
+fn write_envelope(out: &mut impl std::io::Write, event: &RecordedEvent) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, &Envelope::of(event, &exported_data(event)))?;
+    out.write_all(b"\n")
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    position: u64,
+    stream_id: &'a str,
+    version: u64,
+    event_type: &'a str,
+    schema_version: u32,
+    occurred_at: String,
+    event_id: uuid::Uuid,
+    metadata: &'a plaza_domain::Metadata,
+    data: Data<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Json(&'a serde_json::value::RawValue),
+    /// Stored text that is not JSON (never written by Plaza), as a string.
+    Text(&'a str),
+}
+
+impl<'a> Envelope<'a> {
+    fn of(event: &'a RecordedEvent, data: &'a str) -> Self {
+        Self {
+            position: event.position,
+            stream_id: &event.stream_id,
+            version: event.version,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            occurred_at: event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            event_id: event.event_id,
+            metadata: &event.metadata,
+            data: serde_json::from_str(data).map_or(Data::Text(data), Data::Json),
+        }
+    }
 }
 
 /// Replaces every `password_hash` in a JSON value.
@@ -188,7 +215,7 @@ async fn tail(store: &dyn EventStore, range: &Range, follow: bool) -> anyhow::Re
             }
             if range.wants(event) {
                 // A closed pipe (`| head`) ends the tail quietly.
-                if writeln!(out, "{}", envelope(event)).is_err() {
+                if write_envelope(&mut out, event).is_err() {
                     return Ok(());
                 }
             }
@@ -248,7 +275,7 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn export(store: &dyn EventStore, out: &Path, range: Range, since: Option<&Path>, chunk_events: usize) -> anyhow::Result<()> {
+async fn export(store: &dyn EventStore, out: &Path, format: Format, range: Range, since: Option<&Path>, chunk_events: usize) -> anyhow::Result<()> {
     fs::create_dir_all(out).with_context(|| format!("cannot create the directory {}", out.display()))?;
     let mut manifest = match read_manifest(out)? {
         // An export in this directory: continue it (same range and filters).
@@ -256,7 +283,15 @@ async fn export(store: &dyn EventStore, out: &Path, range: Range, since: Option<
             println!("{}: already complete up to position {} ({} events)", out.display(), existing.last_position, existing.events);
             return Ok(());
         }
-        Some(existing) => existing,
+        Some(existing) => {
+            anyhow::ensure!(
+                existing.format == format,
+                "{} holds an unfinished {:?} export; continue it with that format or choose another --out",
+                out.display(),
+                existing.format
+            );
+            existing
+        }
         None => {
             let from = match since {
                 Some(dir) => {
@@ -269,7 +304,7 @@ async fn export(store: &dyn EventStore, out: &Path, range: Range, since: Option<
             let head = store.head().await?;
             let to = range.to_position.map_or(head, |to| to.min(head));
             Manifest {
-                format: Format::Jsonl,
+                format,
                 from_position: from,
                 to_position: to.max(from),
                 last_position: from,
@@ -283,33 +318,30 @@ async fn export(store: &dyn EventStore, out: &Path, range: Range, since: Option<
     let progress = Progress::new(manifest.to_position - manifest.from_position);
     let started = Instant::now();
     let mut position = manifest.last_position;
-    let mut chunk: Vec<String> = Vec::with_capacity(chunk_events.min(PAGE));
-    let mut chunk_first = None;
+    let mut chunk: Vec<RecordedEvent> = Vec::with_capacity(chunk_events.min(PAGE));
     while position < manifest.to_position {
         let events = store.read_all(position, PAGE).await?;
-        if events.is_empty() {
-            break;
-        }
-        for event in &events {
+        let read = events.len();
+        let past_end = events.last().is_some_and(|e| e.position > manifest.to_position);
+        for event in events {
             if event.position > manifest.to_position {
                 break;
             }
-            if manifest.filters.wants(event) {
-                chunk_first.get_or_insert(event.position);
-                chunk.push(envelope(event).to_string());
-            }
             position = event.position;
+            if manifest.filters.wants(&event) {
+                chunk.push(event);
+            }
             if chunk.len() >= chunk_events {
-                flush_chunk(out, &mut manifest, &mut chunk, &mut chunk_first, position)?;
+                flush_chunk(out, &mut manifest, &mut chunk, position)?;
             }
         }
         progress.set(position - manifest.from_position);
-        if events.last().is_some_and(|e| e.position > manifest.to_position) || events.len() < PAGE {
+        if past_end || read < PAGE {
             break;
         }
     }
     let to = manifest.to_position;
-    flush_chunk(out, &mut manifest, &mut chunk, &mut chunk_first, to)?;
+    flush_chunk(out, &mut manifest, &mut chunk, to)?;
     manifest.complete = true;
     write_manifest(out, &manifest)?;
     progress.finish();
@@ -327,14 +359,21 @@ async fn export(store: &dyn EventStore, out: &Path, range: Range, since: Option<
 
 /// Writes the chunk in hand (renamed into place whole) and records it, with `position`
 /// as the last one read, in the manifest.
-fn flush_chunk(dir: &Path, manifest: &mut Manifest, chunk: &mut Vec<String>, first: &mut Option<u64>, position: u64) -> anyhow::Result<()> {
-    if let Some(first_position) = first.take() {
+fn flush_chunk(dir: &Path, manifest: &mut Manifest, chunk: &mut Vec<RecordedEvent>, position: u64) -> anyhow::Result<()> {
+    if let Some(first) = chunk.first() {
+        let first_position = first.position;
         let last_position = position;
-        let file = format!("events-{first_position:012}-{last_position:012}.jsonl");
+        let extension = match manifest.format {
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        };
+        let file = format!("events-{first_position:012}-{last_position:012}.{extension}");
         let tmp = dir.join(format!("{file}.tmp"));
-        let mut text = chunk.join("\n");
-        text.push('\n');
-        fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let written = match manifest.format {
+            Format::Jsonl => write_jsonl(&tmp, chunk),
+            Format::Parquet => parquet_file::write(&tmp, chunk),
+        };
+        written.with_context(|| format!("cannot write {}", tmp.display()))?;
         fs::rename(&tmp, dir.join(&file))?;
         manifest.events += chunk.len() as u64;
         manifest.chunks.push(Chunk { file, first_position, last_position, events: chunk.len() as u64 });
@@ -342,6 +381,121 @@ fn flush_chunk(dir: &Path, manifest: &mut Manifest, chunk: &mut Vec<String>, fir
     }
     manifest.last_position = position;
     write_manifest(dir, manifest)
+}
+
+fn write_jsonl(path: &Path, events: &[RecordedEvent]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(fs::File::create(path)?);
+    for event in events {
+        write_envelope(&mut out, event)?;
+    }
+    out.into_inner().map_err(|error| error.into_error())?.sync_all()?;
+    Ok(())
+}
+
+/// The event's JSON as exported: as stored, unless it holds a password hash.
+fn exported_data(event: &RecordedEvent) -> std::borrow::Cow<'_, str> {
+    if !event.data.contains("password_hash") {
+        return event.data.as_str().into();
+    }
+    match serde_json::from_str::<Value>(&event.data) {
+        Ok(mut data) => {
+            redact(&mut data);
+            data.to_string().into()
+        }
+        Err(_) => event.data.as_str().into(),
+    }
+}
+
+/// Parquet chunks: the envelope in typed columns, the event as JSON text.
+mod parquet_file {
+    use std::fs;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arrow_array::builder::{Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+    use arrow_array::{ArrayRef, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    use plaza_domain::RecordedEvent;
+
+    /// Rows per record batch (and so at most per row group).
+    const BATCH: usize = 65_536;
+
+    pub fn schema() -> Arc<Schema> {
+        let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+        Arc::new(Schema::new(vec![
+            Field::new("position", DataType::Int64, false),
+            text("stream_id", false),
+            Field::new("version", DataType::Int64, false),
+            text("event_type", false),
+            Field::new("schema_version", DataType::Int32, false),
+            Field::new("occurred_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+            text("event_id", false),
+            text("actor", true),
+            text("correlation_id", true),
+            text("causation_id", true),
+            text("metadata", false),
+            text("data", false),
+        ]))
+    }
+
+    pub fn write(path: &Path, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        let schema = schema();
+        let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let mut writer = ArrowWriter::try_new(fs::File::create(path)?, schema.clone(), Some(properties))?;
+        for rows in events.chunks(BATCH) {
+            writer.write(&batch(&schema, rows)?)?;
+        }
+        writer.into_inner()?.sync_all()?;
+        Ok(())
+    }
+
+    fn batch(schema: &Arc<Schema>, rows: &[RecordedEvent]) -> anyhow::Result<RecordBatch> {
+        let n = rows.len();
+        let mut position = Int64Builder::with_capacity(n);
+        let mut stream_id = StringBuilder::new();
+        let mut version = Int64Builder::with_capacity(n);
+        let mut event_type = StringBuilder::new();
+        let mut schema_version = Int32Builder::with_capacity(n);
+        let mut occurred_at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut event_id = StringBuilder::new();
+        let mut actor = StringBuilder::new();
+        let mut correlation_id = StringBuilder::new();
+        let mut causation_id = StringBuilder::new();
+        let mut metadata = StringBuilder::new();
+        let mut data = StringBuilder::new();
+        for event in rows {
+            position.append_value(i64::try_from(event.position)?);
+            stream_id.append_value(&event.stream_id);
+            version.append_value(i64::try_from(event.version)?);
+            event_type.append_value(&event.event_type);
+            schema_version.append_value(i32::try_from(event.schema_version)?);
+            occurred_at.append_value(event.occurred_at.timestamp_micros());
+            event_id.append_value(event.event_id.to_string());
+            actor.append_option(event.metadata.actor.map(|id| id.to_string()));
+            correlation_id.append_option(event.metadata.correlation_id.map(|id| id.to_string()));
+            causation_id.append_option(event.metadata.causation_id.map(|id| id.to_string()));
+            metadata.append_value(serde_json::to_string(&event.metadata)?);
+            data.append_value(super::exported_data(event));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(position.finish()),
+            Arc::new(stream_id.finish()),
+            Arc::new(version.finish()),
+            Arc::new(event_type.finish()),
+            Arc::new(schema_version.finish()),
+            Arc::new(occurred_at.finish()),
+            Arc::new(event_id.finish()),
+            Arc::new(actor.finish()),
+            Arc::new(correlation_id.finish()),
+            Arc::new(causation_id.finish()),
+            Arc::new(metadata.finish()),
+            Arc::new(data.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
 }
 
 /// Export progress on stderr: a bar on a terminal, else nothing until the summary.
@@ -387,7 +541,7 @@ async fn stream(store: &dyn EventStore, stream_id: &str, to_version: Option<u64>
     let mut out = std::io::stdout().lock();
     let mut events = Vec::with_capacity(recorded.len());
     for event in &recorded {
-        writeln!(out, "{}", envelope(event))?;
+        write_envelope(&mut out, event)?;
         events.push(event.decode()?);
     }
     let (aggregate, mut state) = state_of(stream_id, &events);

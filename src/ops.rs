@@ -203,8 +203,13 @@ fn status_table(statuses: &[ProjectionStatus]) -> String {
         }
         for p in &s.partitions {
             let lag = p.lag_messages.map_or("?".into(), |l| l.to_string());
+            let now = chrono::Utc::now().timestamp_millis();
+            let holder = match (&p.owner, p.owner_seen_at) {
+                (Some(owner), Some(seen)) => format!(", held by {owner} ({:.1} s ago)", (now - seen) as f64 / 1000.0),
+                _ => String::new(),
+            };
             out += &format!(
-                "  {} partition {:>2}: next offset {:>8}, position {:>10}, lag {lag} messages\n",
+                "  {} partition {:>2}: next offset {:>8}, position {:>10}, lag {lag} messages{holder}\n",
                 p.topic, p.partition, p.next_offset, p.position
             );
         }

@@ -12,12 +12,12 @@ mod broker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{PROJECTORS, Plaza, Profile, RELAY};
 use plaza_infra::postgres::{PgEventStore, PgReadModels};
 use plaza_projections::{Progress, Projector, ReadModelDb};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Users that follow and unfollow each other under load. Each client thread owns one
 /// follower and toggles its follows of the targets in turn, so every command succeeds
@@ -176,6 +176,36 @@ fn killed_projector_and_relay_lose_nothing_and_repeat_nothing() {
     assert!(acknowledged.commands > 50, "the load ran: {} commands", acknowledged.commands);
     assert_reflects(&plaza, &load, &acknowledged);
     assert_equals_a_fresh_rebuild(&plaza);
+}
+
+/// Failover without waiting for the consumer group: the partitions of a projector
+/// killed with SIGKILL are consumed by the other one within seconds (before the broker
+/// expires the dead member), and `projections status` shows who holds them meanwhile.
+#[test]
+fn a_killed_projectors_partitions_are_rescued_and_status_shows_it() {
+    let plaza = Plaza::start_with(Profile::Cluster, &[("PLAZA_CONSISTENCY_TIMEOUT_MS", "60000")]);
+    let (_, token, _) = plaza.register("alice");
+    let (bob, _, _) = plaza.register("bob");
+    plaza.kill9_process(PROJECTORS[0]);
+    let killed = Instant::now();
+    let mut rescued = None;
+    while rescued.is_none() && killed.elapsed() < Duration::from_secs(60) {
+        let (ok, out, err) = plaza.cli(&["projections", "status", "--json"], &[]);
+        assert!(ok, "{err}");
+        let statuses: Value = serde_json::from_str(&out).unwrap();
+        rescued = statuses.as_array().unwrap().iter().flat_map(|s| s["partitions"].as_array().unwrap()).find_map(|p| {
+            let owner = p["owner"].as_str()?;
+            owner.ends_with("+rescue").then(|| owner.to_owned())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rescuer = rescued.unwrap_or_else(|| panic!("no partition was rescued within 60 s:\n{}", plaza.log()));
+    let (ok, out, _) = plaza.cli(&["projections", "status"], &[]);
+    assert!(ok && out.contains(&format!("held by {rescuer}")), "{out}");
+    // Every partition is consumed: a follow (to whichever partition) becomes visible.
+    let position = plaza.send("POST", &format!("/api/v1/users/{bob}/follow"), None, Some(&token), &[]).position();
+    let followers = plaza.graphql("query($id: ID!) { user(id: $id) { followersCount } }", json!({ "id": bob }), None, position);
+    assert_eq!(followers["user"]["followersCount"], 1);
 }
 
 #[test]

@@ -44,6 +44,16 @@ impl KafkaThroughput {
 pub struct ClusterResult {
     pub visibility: Visibility,
     pub kafka: Vec<KafkaThroughput>,
+    pub failover: Vec<Failover>,
+}
+
+/// Commands under load while (or without) a projector is killed and replaced.
+pub struct Failover {
+    pub case: &'static str,
+    pub commands: u64,
+    /// From the end of the load until a read with `Plaza-Min-Position` of the last
+    /// acknowledged command answered.
+    pub visible_after: Duration,
 }
 
 pub fn kafka_brokers() -> String {
@@ -60,8 +70,16 @@ pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str
     let dropped = runtime.block_on(database.drop_now());
     let visibility = visibility?;
     dropped?;
+    let mut failovers = Vec::new();
+    for kill in [false, true] {
+        let database = runtime.block_on(FreshDatabase::create(admin))?;
+        let result = failover(plaza, &database.url, kill);
+        let dropped = runtime.block_on(database.drop_now());
+        failovers.push(result?);
+        dropped?;
+    }
     let kafka = runtime.block_on(kafka_throughput(settings, admin))?;
-    Ok(ClusterResult { visibility, kafka })
+    Ok(ClusterResult { visibility, kafka, failover: failovers })
 }
 
 /// Starts the five processes of the cluster profile and measures command -> visible.
@@ -74,6 +92,53 @@ fn visibility(plaza: &Path, settings: &Settings, url: &str) -> anyhow::Result<Vi
         process.check_alive()?;
     }
     Ok(visibility)
+}
+
+/// 16 clients follow and unfollow for 8 s. With `kill`, one of the two projectors gets
+/// SIGKILL after 3 s and a new one starts 2 s later. Then: how long after the load
+/// until the read side has every acknowledged command.
+fn failover(plaza: &Path, url: &str, kill: bool) -> anyhow::Result<Failover> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut processes = start(plaza, url)?;
+    let (write_base, read_base) = (processes[0].base.clone(), processes[1].base.clone());
+    let pairs = register_pairs(&write_base)?;
+    let case = if kill { "a projector killed (SIGKILL) under load, a new one started 2 s later" } else { "no failure (baseline)" };
+    eprintln!("[cluster] failover: {case}");
+    let stop = AtomicBool::new(false);
+    let (highest, commands) = std::thread::scope(|scope| -> anyhow::Result<(u64, u64)> {
+        let load = scope.spawn(|| crate::http::follow_load(&write_base, &pairs, &stop));
+        std::thread::sleep(Duration::from_secs(3));
+        if kill {
+            drop(processes.pop()); // SIGKILL
+            std::thread::sleep(Duration::from_secs(2));
+            let env = processes[0].env.clone();
+            processes.push(Server::start_role(plaza, "projector", &env)?);
+            std::thread::sleep(Duration::from_secs(3));
+        } else {
+            std::thread::sleep(Duration::from_secs(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        load.join().map_err(|_| anyhow::anyhow!("the load panicked"))
+    })?;
+    let load_ended = Instant::now();
+    let agent = crate::http::agent(Duration::from_secs(30));
+    let query = serde_json::json!({ "query": "{ __typename }" });
+    loop {
+        let answer = agent.post(format!("{read_base}/graphql")).header("plaza-min-position", highest.to_string()).send_json(&query);
+        if answer.is_ok_and(|a| a.status() == 200) {
+            break;
+        }
+        if load_ended.elapsed() > Duration::from_secs(120) {
+            bail!("the read side did not reach position {highest} within 120 s after the load");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let visible_after = load_ended.elapsed();
+    eprintln!("[cluster] failover: {commands} commands, all visible {:.2} s after the load ended", visible_after.as_secs_f64());
+    for process in &mut processes {
+        process.check_alive()?;
+    }
+    Ok(Failover { case, commands, visible_after })
 }
 
 /// Starts the cluster profile on database `url`, a new topic and a new Redis prefix:

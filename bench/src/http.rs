@@ -56,7 +56,7 @@ pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str
     Ok(vec![embedded, postgres])
 }
 
-fn run_profile(plaza: &Path, profile: &'static str, env: &[(&str, String)], settings: &Settings) -> anyhow::Result<HttpResult> {
+fn run_profile(plaza: &Path, profile: &'static str, env: &[(&'static str, String)], settings: &Settings) -> anyhow::Result<HttpResult> {
     eprintln!("[http] {profile}: starting plaza serve");
     let mut server = Server::start(plaza, env)?;
     eprintln!("[http] {profile}: registering {CLIENTS} clients and {CLIENTS} targets");
@@ -132,17 +132,19 @@ fn position_of(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) ->
 /// on drop.
 pub struct Server {
     pub base: String,
+    /// The settings it was started with (to start another like it).
+    pub env: Vec<(&'static str, String)>,
     child: Child,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(plaza: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
+    fn start(plaza: &Path, env: &[(&'static str, String)]) -> anyhow::Result<Self> {
         Self::start_role(plaza, "serve", env)
     }
 
-    pub fn start_role(plaza: &Path, role: &str, env: &[(&str, String)]) -> anyhow::Result<Self> {
+    pub fn start_role(plaza: &Path, role: &str, env: &[(&'static str, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         let port = free_port()?;
         let log_path = dir.path().join("plaza.log");
@@ -167,7 +169,7 @@ impl Server {
             .env("PLAZA_HTTP_MAX_CONNECTIONS_PER_IP", "0")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let child = command.spawn().with_context(|| format!("cannot start {}", plaza.display()))?;
-        let mut server = Self { base: format!("http://127.0.0.1:{port}"), child, log_path, _dir: dir };
+        let mut server = Self { base: format!("http://127.0.0.1:{port}"), env: env.to_vec(), child, log_path, _dir: dir };
         server.wait_until_ready()?;
         Ok(server)
     }
@@ -295,6 +297,38 @@ fn client(base: &str, pair: &Pair, workload: Workload, window: Window) -> Worker
         log.record(&window, started, started.elapsed(), ok);
         follow_next = !follow_next;
     }
+}
+
+/// Follows and unfollows (one thread per pair) until `stop`; returns the highest
+/// position a command was acknowledged with, and how many were.
+pub fn follow_load(base: &str, pairs: &[Pair], stop: &std::sync::atomic::AtomicBool) -> (u64, u64) {
+    use std::sync::atomic::Ordering;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = pairs
+            .iter()
+            .map(|pair| {
+                scope.spawn(move || {
+                    let agent = agent(Duration::from_secs(30));
+                    let url = format!("{base}/api/v1/users/{}/follow", pair.target);
+                    let bearer = format!("Bearer {}", pair.token);
+                    let (mut highest, mut acknowledged, mut follow_next) = (0, 0, true);
+                    while !stop.load(Ordering::Relaxed) {
+                        let answer = if follow_next {
+                            agent.post(&url).header("authorization", &bearer).send_empty()
+                        } else {
+                            agent.delete(&url).header("authorization", &bearer).call()
+                        };
+                        if let Some(position) = position_of(answer) {
+                            (highest, acknowledged) = (highest.max(position), acknowledged + 1);
+                        }
+                        follow_next = !follow_next;
+                    }
+                    (highest, acknowledged)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).fold((0, 0), |(h, n), (hi, ni)| (h.max(hi), n + ni))
+    })
 }
 
 /// Whether the request answered 200 with a body containing `expected`. The body is

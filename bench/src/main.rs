@@ -10,6 +10,7 @@ mod http;
 mod messaging;
 mod pg;
 mod projection;
+mod rebuild;
 mod report;
 mod stats;
 
@@ -36,6 +37,11 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
+    /// Events in the log of the rebuild and export section [default: 1,000,000;
+    /// 20,000 with --quick].
+    #[arg(long, value_name = "N")]
+    rebuild_events: Option<usize>,
+
     /// Run only these sections (repeatable); the report then holds only them.
     #[arg(long, value_enum, value_name = "SECTION")]
     only: Vec<Section>,
@@ -49,6 +55,7 @@ enum Section {
     Cluster,
     Hot,
     Messaging,
+    Rebuild,
 }
 
 /// How long and how big each section runs.
@@ -57,6 +64,7 @@ pub struct Settings {
     pub store_case: Duration,
     pub http_case: Duration,
     pub projection_events: usize,
+    pub rebuild_events: usize,
     pub quick: bool,
 }
 
@@ -71,6 +79,7 @@ impl Settings {
             store_case: Duration::from_secs(store_case),
             http_case: Duration::from_secs(http_case),
             projection_events: if cli.quick { 10_000 } else { 50_000 },
+            rebuild_events: cli.rebuild_events.unwrap_or(if cli.quick { 20_000 } else { 1_000_000 }),
             quick: cli.quick,
         }
     }
@@ -94,6 +103,7 @@ fn main() -> anyhow::Result<()> {
     let cluster = if runs(Section::Cluster) { Some(cluster::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let hot = if runs(Section::Hot) { Some(hotpaths::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let messaging = if runs(Section::Messaging) { Some(messaging::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
+    let rebuild = if runs(Section::Rebuild) { Some(runtime.block_on(rebuild::run_all(&plaza, &settings, &admin))?) } else { None };
 
     let report = report::Report {
         date,
@@ -105,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         cluster: cluster.as_ref(),
         hot: hot.as_ref(),
         messaging: messaging.as_ref(),
+        rebuild: rebuild.as_ref(),
     };
     write_report(&cli.out, &report.render())?;
     eprintln!("plaza-bench: report written to {}", cli.out.display());

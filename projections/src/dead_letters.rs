@@ -32,9 +32,13 @@ impl Changes {
     /// (written by a newer Plaza: skipped rather than stopping the read model).
     pub fn of(projection: &dyn Projection, envelope: &RecordedEvent) -> Self {
         // With the command's correlation id (its request's `X-Request-Id`) in the logs.
-        let correlation_id = envelope.metadata.correlation_id.map(|id| id.to_string());
-        let _span = tracing::debug_span!("project", projection = projection.name(), position = envelope.position, correlation_id).entered();
-        tracing::debug!(event_type = %envelope.event_type, stream = %envelope.stream_id, "projecting event");
+        // (Only when debug logs are on: a rebuild projects a million events.)
+        let _span = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            let correlation_id = envelope.metadata.correlation_id.map(|id| id.to_string());
+            let span = tracing::debug_span!("project", projection = projection.name(), position = envelope.position, correlation_id).entered();
+            tracing::debug!(event_type = %envelope.event_type, stream = %envelope.stream_id, "projecting event");
+            span
+        });
         let mut statements = Vec::new();
         match envelope.decode() {
             Ok(event) => projection.apply(&event, envelope, &mut statements),

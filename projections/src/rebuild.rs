@@ -29,6 +29,8 @@ pub enum RebuildError {
     ReadModel(#[from] ReadModelError),
 }
 
+type Reading = tokio::task::JoinHandle<Result<Vec<Changes>, StoreError>>;
+
 /// Where a rebuild is, for progress reports.
 #[derive(Debug, Clone)]
 pub struct RebuildProgress {
@@ -73,6 +75,15 @@ impl Rebuild {
         self
     }
 
+    /// Reads the batch after `position` and works out its changes, on a task of its own.
+    fn read_ahead(&self, position: u64) -> Reading {
+        let (store, projection, batch_size) = (self.store.clone(), self.projection.clone(), self.batch_size);
+        tokio::spawn(async move {
+            let events = store.read_all(position, batch_size).await?;
+            Ok(events.iter().map(|e| Changes::of(&*projection, e)).collect())
+        })
+    }
+
     /// Builds a new generation up to the live one and switches over to it; returns the
     /// new live generation, or None when `shutdown` came first (run again to resume).
     pub async fn run(
@@ -95,20 +106,29 @@ impl Rebuild {
                 return Ok(None);
             }
             progress.head = self.store.head().await?;
-            while progress.position < progress.head {
-                let events = self.store.read_all(progress.position, self.batch_size).await?;
-                let Some(last) = events.last().map(|e| e.position) else { break };
-                let changes = events.iter().map(|e| Changes::of(&*self.projection, e)).collect();
-                let applied = apply_changes(db, &tables, changes, self.policy, &mut health, &mut shutdown).await?;
-                progress.events += events.iter().filter(|e| e.position <= applied).count() as u64;
+            // The next batch is read and projected on another task while this one applies.
+            let mut next = (progress.position < progress.head).then(|| self.read_ahead(progress.position));
+            while let Some(reading) = next.take() {
+                let changes = reading.await.map_err(|error| ReadModelError::Database(format!("the rebuild's reader failed: {error}")))??;
+                let Some(last) = changes.last().map(|c| c.position) else { break };
+                if last < progress.head {
+                    next = Some(self.read_ahead(last));
+                }
+                let positions: Vec<u64> = changes.iter().map(|c| c.position).collect();
+                let applied = match apply_changes(db, &tables, changes, self.policy, &mut health, &mut shutdown).await {
+                    Ok(applied) => applied,
+                    Err(error) => {
+                        next.inspect(tokio::task::JoinHandle::abort);
+                        return Err(error.into());
+                    }
+                };
+                progress.events += positions.iter().filter(|p| **p <= applied).count() as u64;
                 progress.position = progress.position.max(applied);
-                if applied < last {
+                if applied < last || *shutdown.borrow() {
+                    next.inspect(tokio::task::JoinHandle::abort);
                     return Ok(None);
                 }
                 report(&progress);
-                if *shutdown.borrow() {
-                    return Ok(None);
-                }
             }
             let live = generations::live(db, name).await?;
             if generations::switch(db, &*self.projection, live.map(|g| g.generation), building.generation).await? {

@@ -68,9 +68,14 @@ pub struct PartitionStatus {
     /// when the broker could be asked.
     pub end_offset: Option<i64>,
     pub lag_messages: Option<i64>,
+    /// The member consuming it, as it last noted (every second), and when (Unix ms). A
+    /// member ending in `+rescue` consumes it outside the consumer group because its
+    /// member stopped noting it: a failover in progress.
+    pub owner: Option<String>,
+    pub owner_seen_at: Option<i64>,
 }
 
-const PARTITIONS: &str = "SELECT topic, kafka_partition, next_offset, position FROM generation_partitions
+const PARTITIONS: &str = "SELECT topic, kafka_partition, next_offset, position, owner, owner_seen_at FROM generation_partitions
      WHERE projection = $1 AND generation = $2 ORDER BY topic, kafka_partition";
 
 const HEALTH: &str = "SELECT events_last_minute, failing, last_error, last_error_at, reported_at FROM projection_health WHERE projection = $1";
@@ -119,6 +124,8 @@ async fn status_of(
                 position: row.int(3)? as u64,
                 end_offset: None,
                 lag_messages: None,
+                owner: row.opt_text(4)?.map(str::to_owned),
+                owner_seen_at: row.int(5).ok(),
             });
         }
     }

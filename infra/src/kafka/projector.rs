@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,7 +28,12 @@ use super::{KafkaSettings, Probe, ensure_topic, recorded_event, watermark};
 /// sessions expel live members.
 const SESSION_TIMEOUT_MS: &str = "12000";
 /// How often a member notes in the read models that it holds its partitions.
-const TOUCH_EVERY: Duration = Duration::from_secs(2);
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
+/// A partition nobody has noted for this long is consumed by a live member outside the
+/// group (a rescue, see [`KafkaProjector::look_after_partitions`]).
+const RESCUE_AFTER: Duration = Duration::from_secs(4);
+/// How a rescuing member signs the partitions it holds.
+const RESCUER: &str = "+rescue";
 /// A partition whose holder has not noted it for this long has no live consumer.
 const OWNER_STALE: Duration = Duration::from_secs(15);
 /// Members that find orphaned partitions wait a random time up to this long before
@@ -37,8 +42,15 @@ const REJOIN_JITTER_MS: u128 = 8_000;
 
 const TOUCH_PARTITION: &str = "UPDATE generation_partitions SET owner = $5, owner_seen_at = $6
      WHERE projection = $1 AND generation = $2 AND topic = $3 AND kafka_partition = $4";
+/// A rescuer's note: never over a group member's recent one, so the rescuer sees when
+/// the group has given the partition to someone again.
+const TOUCH_RESCUED: &str = "UPDATE generation_partitions SET owner = $5, owner_seen_at = $6
+     WHERE projection = $1 AND generation = $2 AND topic = $3 AND kafka_partition = $4
+       AND (owner IS NULL OR owner = $5 OR owner_seen_at IS NULL OR owner_seen_at < $7)";
 const ORPHANED_PARTITIONS: &str = "SELECT count(*) FROM generation_partitions
-     WHERE projection = $1 AND generation = $2 AND topic = $3 AND (owner_seen_at IS NULL OR owner_seen_at < $4)";
+     WHERE projection = $1 AND generation = $2 AND topic = $3 AND (owner_seen_at IS NULL OR owner_seen_at < $4 OR owner LIKE '%+rescue')";
+const HOLDERS: &str = "SELECT kafka_partition, owner, owner_seen_at, next_offset FROM generation_partitions
+     WHERE projection = $1 AND generation = $2 AND topic = $3";
 /// How long a paused projector may hold a batch before Kafka gives its partitions to
 /// another member (it rejoins when resumed; the database says where to start).
 const MAX_POLL_INTERVAL_MS: &str = "3600000";
@@ -84,6 +96,14 @@ pub struct KafkaProjector {
     member: String,
     membership: Arc<Mutex<Membership>>,
     joined: Arc<AtomicBool>,
+    started: Instant,
+}
+
+/// Partitions this member consumes outside the group because nobody else does: a
+/// consumer of its own with a manual assignment, which joins no group.
+struct Rescue {
+    consumer: StreamConsumer,
+    partitions: BTreeSet<i32>,
 }
 
 /// The consumer's callbacks: on assignment, start each partition where the read models
@@ -181,6 +201,7 @@ impl KafkaProjector {
             member,
             membership,
             joined: Arc::default(),
+            started: Instant::now(),
         }
     }
 
@@ -280,13 +301,24 @@ impl KafkaProjector {
         Ok(consumer)
     }
 
+    /// The rescue's consumer: the same settings, a manual assignment, no group to join
+    /// (its group id is only what librdkafka requires; it never commits).
+    fn rescue_consumer(&self) -> anyhow::Result<StreamConsumer> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", format!("{}.rescue.{}", self.group(), self.member))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()?)
+    }
+
     /// Consumes until `shutdown` turns true; the batch in hand is finished first.
     /// Failures are logged and retried with backoff; no message is dropped.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let consumer = loop {
+        let (consumer, rescue) = loop {
             match self.prepare(&shutdown).await {
-                Ok(true) => match self.consumer() {
-                    Ok(consumer) => break consumer,
+                Ok(true) => match self.consumer().and_then(|c| Ok((c, self.rescue_consumer()?))) {
+                    Ok(consumers) => break consumers,
                     Err(error) => warn!(projection = self.name(), %error, "kafka projector cannot start, retrying"),
                 },
                 Ok(false) => {}
@@ -296,15 +328,17 @@ impl KafkaProjector {
                 return;
             }
         };
+        let mut rescue = Rescue { consumer: rescue, partitions: BTreeSet::new() };
         info!(projection = self.name(), topic = %self.settings.topic, group = %self.group(), member = %self.member, "kafka projector started");
         let mut ticks = tokio::time::interval(TOUCH_EVERY);
         let mut rejoin = Rejoin { last: Instant::now(), planned: None };
         let mut health = Health::new(self.name());
         while !*shutdown.borrow() {
-            let first = tokio::select! {
-                message = consumer.recv() => message,
+            let (first, rescued) = tokio::select! {
+                message = consumer.recv() => (message.map(|m| self.consume(&m)), false),
+                message = rescue.consumer.recv(), if !rescue.partitions.is_empty() => (message.map(|m| self.consume(&m)), true),
                 _ = ticks.tick() => {
-                    self.look_after_partitions(&consumer, &mut rejoin).await;
+                    self.look_after_partitions(&consumer, &mut rescue, &mut rejoin).await;
                     health.report(&*self.db).await;
                     continue;
                 }
@@ -312,16 +346,17 @@ impl KafkaProjector {
             };
             let mut batch = Vec::new();
             match first {
-                Ok(message) => batch.push(self.consume(&message)),
+                Ok(consumed) => batch.push(consumed),
                 Err(error) => {
                     // Transport errors while a broker restarts: librdkafka reconnects.
                     debug!(projection = self.name(), %error, "kafka consumer error");
                     continue;
                 }
             }
-            // Whatever else has already arrived joins the batch.
+            // Whatever else has already arrived from the same consumer joins the batch.
             while batch.len() < self.batch_size {
-                match consumer.recv().now_or_never() {
+                let next = if rescued { rescue.consumer.recv().now_or_never() } else { consumer.recv().now_or_never() };
+                match next {
                     Some(Ok(message)) => batch.push(self.consume(&message)),
                     _ => break,
                 }
@@ -337,32 +372,51 @@ impl KafkaProjector {
         info!(projection = self.name(), "kafka projector stopped");
     }
 
-    /// Notes in the read models that this member holds its partitions, and checks that
-    /// every partition has a live holder. One without, while this member has been
-    /// settled for a while, means the group's assignment went wrong (tansu's coordinator
-    /// can leave a dead member's partitions assigned to it after a rebalance), so this
-    /// member asks for a new assignment by rejoining the group. With a healthy group
-    /// this never fires.
-    async fn look_after_partitions(&self, consumer: &StreamConsumer<Assignments>, rejoin: &mut Rejoin) {
+    /// Notes in the read models that this member holds its partitions, and makes sure
+    /// every partition is consumed:
+    ///
+    /// - A partition nobody has noted for [`RESCUE_AFTER`] (its member was killed, and
+    ///   the group has not noticed yet: that takes the session timeout and a rebalance)
+    ///   is consumed by this member outside the group, from the offset the read models
+    ///   hold, until a member of the group notes it again. Two members reading the same
+    ///   partition is safe: applies are serialised and skip what was applied
+    ///   ([`ReadModelDb::apply_consumed`]).
+    /// - One still without a group member for [`OWNER_STALE`], while this member has
+    ///   been settled for a while, means the group's assignment went wrong (tansu's
+    ///   coordinator can leave a dead member's partitions assigned to it after a
+    ///   rebalance), so this member asks for a new assignment by rejoining the group.
+    ///
+    /// With a healthy group neither fires.
+    async fn look_after_partitions(&self, consumer: &StreamConsumer<Assignments>, rescue: &mut Rescue, rejoin: &mut Rejoin) {
         let (partitions, since) = {
             let membership = self.membership.lock().expect("membership lock");
             (membership.partitions.clone(), membership.since)
         };
         let now = epoch_millis(SystemTime::now());
         let generation = SqlValue::Int(self.tables().generation() as i64);
-        for partition in partitions {
-            let params = [
+        let rescuer = format!("{}{RESCUER}", self.member);
+        let stale = SqlValue::Int(now - RESCUE_AFTER.as_millis() as i64);
+        let held = partitions.iter().map(|p| (*p, false)).chain(rescue.partitions.iter().map(|p| (*p, true)));
+        for (partition, rescued) in held {
+            let mut params = vec![
                 self.name().into(),
                 generation.clone(),
                 self.settings.topic.as_str().into(),
                 SqlValue::Int(partition.into()),
-                self.member.as_str().into(),
+                if rescued { rescuer.as_str().into() } else { self.member.as_str().into() },
                 SqlValue::Int(now),
             ];
-            if let Err(error) = self.db.execute(Statement::new(TOUCH_PARTITION, params)).await {
+            let touch = if rescued {
+                params.push(stale.clone());
+                Statement::new(TOUCH_RESCUED, params)
+            } else {
+                Statement::new(TOUCH_PARTITION, params)
+            };
+            if let Err(error) = self.db.execute(touch).await {
                 debug!(projection = self.name(), %error, "cannot note held partitions");
             }
         }
+        self.rescue_orphans(&partitions, rescue, now).await;
         if since.elapsed() < OWNER_STALE || rejoin.last.elapsed() < OWNER_STALE || !self.partitions_orphaned(now).await {
             rejoin.planned = None;
             return;
@@ -383,6 +437,54 @@ impl KafkaProjector {
                 let jitter = Duration::from_millis((uuid::Uuid::new_v4().as_u128() % REJOIN_JITTER_MS) as u64);
                 rejoin.planned = Some((Instant::now() + jitter, since));
             }
+        }
+    }
+
+    /// Starts or stops consuming partitions outside the group: those that nobody (group
+    /// member or another rescuer) noted for [`RESCUE_AFTER`], and this member does not
+    /// hold in the group, once this member has run that long itself.
+    async fn rescue_orphans(&self, mine: &[i32], rescue: &mut Rescue, now: i64) {
+        let params = vec![self.name().into(), SqlValue::Int(self.tables().generation() as i64), self.settings.topic.as_str().into()];
+        let rows = match self.db.query(HOLDERS, params).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                debug!(projection = self.name(), %error, "cannot read the partitions' holders");
+                return;
+            }
+        };
+        let stale = now - RESCUE_AFTER.as_millis() as i64;
+        let rescuer = format!("{}{RESCUER}", self.member);
+        let mut wanted = BTreeMap::new();
+        for row in &rows {
+            let (Ok(partition), Ok(owner), Ok(next_offset)) = (row.int(0), row.opt_text(1), row.int(3)) else { continue };
+            let partition = partition as i32;
+            let seen = row.int(2).unwrap_or(0);
+            let held_by_another = owner.is_some_and(|o| o != rescuer) && seen >= stale;
+            if !mine.contains(&partition) && !held_by_another && (rescue.partitions.contains(&partition) || self.started.elapsed() >= RESCUE_AFTER) {
+                wanted.insert(partition, next_offset);
+            }
+        }
+        if wanted.keys().copied().collect::<BTreeSet<_>>() == rescue.partitions {
+            return;
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (partition, next_offset) in &wanted {
+            if let Err(error) = assignment.add_partition_offset(&self.settings.topic, *partition, Offset::Offset(*next_offset)) {
+                warn!(projection = self.name(), %error, "cannot plan a rescue");
+                return;
+            }
+        }
+        match rescue.consumer.assign(&assignment) {
+            Ok(()) => {
+                let partitions: BTreeSet<i32> = wanted.keys().copied().collect();
+                if partitions.is_empty() {
+                    info!(projection = self.name(), "rescue over: every partition has a member of the group again");
+                } else {
+                    warn!(projection = self.name(), ?partitions, "partitions without a live consumer; consuming them outside the group meanwhile");
+                }
+                rescue.partitions = partitions;
+            }
+            Err(error) => warn!(projection = self.name(), %error, "cannot assign the rescued partitions"),
         }
     }
 
