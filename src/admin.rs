@@ -51,7 +51,6 @@ pub enum AdminCommand {
 }
 
 pub async fn command(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log, &config.log_format);
     let (username, role, grant) = match &command {
         AdminCommand::Grant { username, role } => (username, role, true),
         AdminCommand::Revoke { username, role } => (username, role, false),

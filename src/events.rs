@@ -106,7 +106,6 @@ impl Range {
 }
 
 pub async fn command(config: &Config, command: EventsCommand) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log, &config.log_format);
     match command {
         EventsCommand::Tail { range, follow } => {
             range.check()?;

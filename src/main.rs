@@ -138,17 +138,21 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("cannot load the configuration")?;
+    // Before the runtime: the OTLP exporter's HTTP client runs on threads of its own.
+    plaza_infra::telemetry::init(&config);
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(WORKER_STACK_BYTES)
         .build()
         .context("cannot start the tokio runtime")?
-        .block_on(start())
+        .block_on(start(cli, config));
+    plaza_infra::telemetry::shutdown();
+    result
 }
 
-async fn start() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref()).context("cannot load the configuration")?;
+async fn start(cli: Cli, config: Config) -> anyhow::Result<()> {
     let none = Roles { write_api: false, read_api: false, relay: false, projections: vec![] };
     match cli.command {
         Command::Serve => {
@@ -193,7 +197,6 @@ fn all_projection_names(config: &Config) -> Vec<String> {
 /// Runs the given roles on one listener, with /healthz and /readyz, until SIGTERM or
 /// Ctrl-C; then finishes in-flight requests, projector batches and the relay's batch.
 async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log, &config.log_format);
     let metrics_handle = metrics::install().context("cannot install the metrics recorder")?;
     let kafka = config.distribution == Distribution::Kafka;
     let kafka_settings = plaza_infra::kafka_settings(&config);

@@ -104,7 +104,6 @@ fn projection(name: &str, config: &Config) -> anyhow::Result<Arc<dyn Projection>
 }
 
 pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow::Result<()> {
-    plaza_infra::telemetry::init(&config.log, &config.log_format);
     match command {
         ProjectionsCommand::Status { json } => {
             let statuses = status(config).await?;

@@ -111,3 +111,87 @@ fn the_request_id_follows_a_command_into_its_events_and_the_projector() {
     assert!(lines.iter().any(|l| l["message"] == "projecting event" && l.to_string().contains(&id)), "no projector line with {id}:\n{log}");
     assert!(mentions(&format!("\"request_id\":\"{id}\"")) > 0, "no request line with {id}:\n{log}");
 }
+
+/// A stand-in for an OpenTelemetry collector: accepts OTLP/HTTP posts and keeps them.
+struct Collector {
+    url: String,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+}
+
+impl Collector {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let posts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = posts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    // One request after another on a keep-alive connection.
+                    loop {
+                        let mut request_line = String::new();
+                        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let (mut length, mut content_type) = (0, String::new());
+                        loop {
+                            let mut header = String::new();
+                            reader.read_line(&mut header).unwrap();
+                            let header = header.trim_end();
+                            if header.is_empty() {
+                                break;
+                            }
+                            let (name, value) = header.split_once(':').unwrap();
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().unwrap(),
+                                "content-type" => content_type = value.trim().to_owned(),
+                                _ => {}
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let path = request_line.split(' ').nth(1).unwrap_or_default().to_owned();
+                        kept.lock().unwrap().push((path, content_type, body));
+                        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").unwrap();
+                    }
+                });
+            }
+        });
+        Self { url, posts }
+    }
+}
+
+/// `PLAZA_OTLP_ENDPOINT`: the request's span, with its request id, reaches a collector
+/// as OTLP/HTTP protobuf (checked against a stand-in: no OpenTelemetry Collector can be
+/// installed here).
+#[test]
+fn spans_are_exported_over_otlp() {
+    let collector = Collector::start();
+    let plaza = Plaza::start_with(Profile::Embedded, &[("PLAZA_OTLP_ENDPOINT", &collector.url), ("OTEL_BSP_SCHEDULE_DELAY", "200")]);
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let path = format!("/api/v1/users/{}/follow", uuid::Uuid::new_v4());
+    let reply = plaza.send("POST", &path, None, None, &[("x-request-id", &request_id)]);
+    assert_eq!(reply.status, 401);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let posts = collector.posts.lock().unwrap().clone();
+        let found = posts.iter().find(|(_, _, body)| body.windows(request_id.len()).any(|w| w == request_id.as_bytes()));
+        if let Some((posted_to, content_type, body)) = found {
+            assert_eq!(posted_to, "/v1/traces");
+            assert_eq!(content_type, "application/x-protobuf");
+            let has = |text: &str| body.windows(text.len()).any(|w| w == text.as_bytes());
+            assert!(has("plaza") && has("request") && has(&path), "service name, span name and path are in the export");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no span with request id {request_id} reached the collector: {:?}",
+            posts.iter().map(|(path, _, body)| format!("{path}: {}", String::from_utf8_lossy(body))).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

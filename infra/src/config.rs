@@ -64,6 +64,9 @@ pub struct Config {
     pub presence_ttl_secs: u64,
     /// Log lines as `text` or `json` (one object per line).
     pub log_format: String,
+    /// Where to send traces (OTLP over HTTP, protobuf), e.g. `http://127.0.0.1:4318`
+    /// for a local OpenTelemetry Collector; `/v1/traces` is added. Empty: none.
+    pub otlp_endpoint: String,
     /// Events a rebuild applies per transaction.
     pub rebuild_batch_size: usize,
     /// Attempts at an event a projection fails on before it counts as failing.
@@ -149,6 +152,7 @@ impl Default for Config {
             message_edit_window_secs: 900,
             presence_ttl_secs: 300,
             log_format: "text".into(),
+            otlp_endpoint: String::new(),
             rebuild_batch_size: 5000,
             projection_max_attempts: 5,
             projection_on_failure: OnFailure::Park,
