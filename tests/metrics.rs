@@ -112,10 +112,13 @@ fn the_request_id_follows_a_command_into_its_events_and_the_projector() {
     assert!(mentions(&format!("\"request_id\":\"{id}\"")) > 0, "no request line with {id}:\n{log}");
 }
 
+/// A request the collector received: path, content type, body.
+type Post = (String, String, Vec<u8>);
+
 /// A stand-in for an OpenTelemetry collector: accepts OTLP/HTTP posts and keeps them.
 struct Collector {
     url: String,
-    posts: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<Post>>>,
 }
 
 impl Collector {
