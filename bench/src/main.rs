@@ -42,6 +42,10 @@ struct Cli {
     #[arg(long, value_name = "N")]
     rebuild_events: Option<usize>,
 
+    /// Rebuild only these projections (repeatable) [default: all].
+    #[arg(long, value_name = "NAME")]
+    rebuild_projection: Vec<String>,
+
     /// Run only these sections (repeatable); the report then holds only them.
     #[arg(long, value_enum, value_name = "SECTION")]
     only: Vec<Section>,
@@ -65,6 +69,7 @@ pub struct Settings {
     pub http_case: Duration,
     pub projection_events: usize,
     pub rebuild_events: usize,
+    pub rebuild_projections: Vec<String>,
     pub quick: bool,
 }
 
@@ -80,6 +85,7 @@ impl Settings {
             http_case: Duration::from_secs(http_case),
             projection_events: if cli.quick { 10_000 } else { 50_000 },
             rebuild_events: cli.rebuild_events.unwrap_or(if cli.quick { 20_000 } else { 1_000_000 }),
+            rebuild_projections: cli.rebuild_projection.clone(),
             quick: cli.quick,
         }
     }

@@ -71,6 +71,9 @@ pub async fn run_all(plaza: &Path, settings: &Settings, admin: &str) -> anyhow::
     let mut rebuilds = Vec::new();
     for projection in plaza_projections::all(plaza_projections::feeds::Settings::default()) {
         let name = projection.name();
+        if !settings.rebuild_projections.is_empty() && !settings.rebuild_projections.iter().any(|p| p == name) {
+            continue;
+        }
         let sqlite = Arc::new(SqliteReadModels::open(&dir.path().join(format!("read-{name}.db")))?);
         rebuilds.push(report(rebuild(projection.clone(), store.clone(), sqlite, "SQLite").await?, events));
         let database = FreshDatabase::create(admin).await?;
