@@ -137,6 +137,13 @@ impl Change<'_> {
                 position.clone(),
             ],
         ));
+        // Every change pushes the one CHANGES_KEPT before it out: one row found by its
+        // key (a range from the oldest would walk the deleted rows' index entries each
+        // time until PostgreSQL vacuums them).
+        out.push(Statement::new(
+            "DELETE FROM conversation_changes WHERE id = (SELECT MAX(id) FROM conversation_changes) - $1",
+            [SqlValue::Int(CHANGES_KEPT)],
+        ));
     }
 }
 
@@ -259,14 +266,6 @@ impl Projection for ConversationsProjection {
                     ),
                     // Your own message is read.
                     Statement::new(READ_UP_TO, [text(conversation_id), text(sender_id), seq]),
-                    // The oldest few beyond the newest CHANGES_KEPT. Ordered and limited, so
-                    // PostgreSQL walks the primary key from its start (a prepared
-                    // `id <= $1` alone is planned as a scan of the whole table).
-                    Statement::new(
-                        "DELETE FROM conversation_changes WHERE id IN (SELECT id FROM conversation_changes
-                             WHERE id <= (SELECT MAX(id) FROM conversation_changes) - $1 ORDER BY id LIMIT 10)",
-                        [SqlValue::Int(CHANGES_KEPT)],
-                    ),
                 ]);
                 Change {
                     conversation_id,

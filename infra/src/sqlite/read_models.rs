@@ -29,9 +29,6 @@ fn db_error(error: impl std::fmt::Display) -> ReadModelError {
 impl SqliteReadModels {
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
         let writer = open_connection(path, "NORMAL").map_err(db_error)?;
-        // Up to 64 MiB of pages in memory for the projectors' writes (SQLite's default is
-        // 2 MiB, less than the indexes a rebuild keeps touching).
-        writer.pragma_update(None, "cache_size", -65_536).map_err(db_error)?;
         for statement in BOOKKEEPING_DDL {
             writer.execute_batch(statement).map_err(db_error)?;
         }
