@@ -344,6 +344,10 @@ async fn export(store: &dyn EventStore, out: &Path, format: Format, range: Range
     manifest.complete = true;
     write_manifest(out, &manifest)?;
     progress.finish();
+    if manifest.to_position == manifest.from_position {
+        println!("{}: nothing new after position {} (no files written)", out.display(), manifest.from_position);
+        return Ok(());
+    }
     let rate = manifest.events as f64 / started.elapsed().as_secs_f64().max(0.001);
     println!(
         "{}: {} events in {} files, positions {}..={} ({rate:.0} events/s)",

@@ -101,6 +101,9 @@ fn exports_are_chunked_and_incremental(profile: Profile) {
     // Run again on a complete export: nothing to do.
     let (ok, out, _) = plaza.cli(&["events", "export", "--out", second.to_str().unwrap()], &[]);
     assert!(ok && out.contains("already complete"), "{out}");
+    let third = dir.path().join("third");
+    let (ok, out, _) = plaza.cli(&["events", "export", "--out", third.to_str().unwrap(), "--since-manifest", second.to_str().unwrap()], &[]);
+    assert!(ok && out.contains(&format!("nothing new after position {newer} (no files written)")), "{out}");
 
     let (ok, _, err) = plaza.cli(&["events", "export", "--out", "/proc/plaza-cannot-write-here"], &[]);
     assert!(!ok && err.contains("cannot create the directory /proc/plaza-cannot-write-here"), "{err}");

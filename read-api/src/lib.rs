@@ -188,6 +188,10 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
     let ip = plaza_edge::client_ip(request.headers(), peer, api.proxy_hops).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let headers = request.headers().clone();
     let viewer = viewer(&api, &headers);
+    // The (bounded) body is read before any refusal: an answer sent while it is still
+    // arriving makes the server close the connection, and a client that reuses it for
+    // its next request gets a transport error instead of an answer.
+    let body = plaza_edge::read_json(request, MAX_BODY_BYTES).await.map_err(|e| Refusal::new(e.status, e.code, e.message));
     // An invalid token counts against the IP only.
     if let Err(wait) = api.limiter.acquire(viewer.as_ref().ok().copied().flatten(), ip).await {
         let seconds = plaza_edge::retry_after_secs(wait);
@@ -195,8 +199,7 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
         return Err(Refusal { retry_after: Some(seconds), ..refusal });
     }
     let viewer = viewer?;
-    let body = plaza_edge::read_json(request, MAX_BODY_BYTES).await.map_err(|e| Refusal::new(e.status, e.code, e.message))?;
-    let request = parse_request(&body)?;
+    let request = parse_request(&body?)?;
     if let Some(value) = headers.get("plaza-min-position") {
         let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(Refusal::invalid_min_position)?;
         wait_for_position(&api, position).await?;
