@@ -124,11 +124,15 @@ impl Rebuild {
                 };
                 progress.events += positions.iter().filter(|p| **p <= applied).count() as u64;
                 progress.position = progress.position.max(applied);
-                if applied < last || *shutdown.borrow() {
+                if applied < last {
                     next.inspect(tokio::task::JoinHandle::abort);
                     return Ok(None);
                 }
                 report(&progress);
+                if *shutdown.borrow() {
+                    next.inspect(tokio::task::JoinHandle::abort);
+                    return Ok(None);
+                }
             }
             let live = generations::live(db, name).await?;
             if generations::switch(db, &*self.projection, live.map(|g| g.generation), building.generation).await? {
