@@ -131,7 +131,7 @@ pub async fn prefill(store: Arc<dyn EventStore>, total: usize) -> anyhow::Result
     Ok(Prefill { events, users: USERS, pairs })
 }
 
-fn new_event(actor: Uuid, event: &Event) -> NewEvent {
+pub fn new_event(actor: Uuid, event: &Event) -> NewEvent {
     let metadata = Metadata { actor: Some(actor), correlation_id: Some(Uuid::now_v7()), ..Metadata::default() };
     NewEvent::new(Uuid::now_v7(), event, metadata, Utc::now())
 }

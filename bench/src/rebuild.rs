@@ -15,10 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use chrono::Utc;
 use futures_util::StreamExt as _;
 use plaza_domain::conversations::{Kind, direct_conversation_id};
-use plaza_domain::{Event, EventStore, ExpectedVersion, Increment, Metadata, NewEvent};
+use plaza_domain::{Event, EventStore, ExpectedVersion, Increment, NewEvent};
 use plaza_infra::postgres::PgReadModels;
 use plaza_infra::sqlite::{SqliteEventStore, SqliteReadModels};
 use plaza_projections::rebuild::Rebuild;
@@ -27,6 +26,7 @@ use uuid::Uuid;
 
 use crate::Settings;
 use crate::pg::FreshDatabase;
+use crate::projection::new_event;
 
 /// Events read and applied per transaction (the rebuild's default).
 pub const BATCH_SIZE: usize = 5_000;
@@ -175,11 +175,6 @@ fn export(plaza: &Path, data: &Path, out: &Path, format: &str, events: u64) -> a
     }
     let bytes: u64 = std::fs::read_dir(out)?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
     Ok(Timed { what: format!("export {format} ({:.0} MB)", bytes as f64 / 1e6), target: "files", elapsed, rows: exported })
-}
-
-fn new_event(actor: Uuid, event: &Event) -> NewEvent {
-    let metadata = Metadata { actor: Some(actor), correlation_id: Some(Uuid::now_v7()), ..Metadata::default() };
-    NewEvent::new(Uuid::now_v7(), event, metadata, Utc::now())
 }
 
 /// Appends a day of a platform with `total / 100` users: per 100 events about 1
