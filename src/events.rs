@@ -9,6 +9,7 @@
 use std::fs;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -116,7 +117,7 @@ pub async fn command(config: &Config, command: EventsCommand) -> anyhow::Result<
             range.check()?;
             anyhow::ensure!(chunk_events > 0, "--chunk-events must be at least 1");
             let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
-            export(store.as_ref(), &out, format, range, since_manifest.as_deref(), chunk_events).await
+            export(&store, &out, format, range, since_manifest.as_deref(), chunk_events).await
         }
         EventsCommand::Replay { to_topic, range } => {
             range.check()?;
@@ -274,7 +275,14 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn export(store: &dyn EventStore, out: &Path, format: Format, range: Range, since: Option<&Path>, chunk_events: usize) -> anyhow::Result<()> {
+async fn export(
+    store: &Arc<dyn EventStore>,
+    out: &Path,
+    format: Format,
+    range: Range,
+    since: Option<&Path>,
+    chunk_events: usize,
+) -> anyhow::Result<()> {
     fs::create_dir_all(out).with_context(|| format!("cannot create the directory {}", out.display()))?;
     let mut manifest = match read_manifest(out)? {
         // An export in this directory: continue it (same range and filters).
@@ -318,9 +326,14 @@ async fn export(store: &dyn EventStore, out: &Path, format: Format, range: Range
     let started = Instant::now();
     let mut position = manifest.last_position;
     let mut chunk: Vec<RecordedEvent> = Vec::with_capacity(chunk_events.min(PAGE));
-    while position < manifest.to_position {
-        let events = store.read_all(position, PAGE).await?;
+    let mut next = (position < manifest.to_position).then(|| read_ahead(store, position));
+    while let Some(reading) = next.take() {
+        let events = reading.await.context("the export's reader stopped")??;
         let read = events.len();
+        // The page after this one is read on another thread while this one is written.
+        if read == PAGE && events.last().is_some_and(|e| e.position < manifest.to_position) {
+            next = events.last().map(|e| read_ahead(store, e.position));
+        }
         let past_end = events.last().is_some_and(|e| e.position > manifest.to_position);
         for event in events {
             if event.position > manifest.to_position {
@@ -335,7 +348,7 @@ async fn export(store: &dyn EventStore, out: &Path, format: Format, range: Range
             }
         }
         progress.set(position - manifest.from_position);
-        if past_end || read < PAGE {
+        if past_end {
             break;
         }
     }
@@ -358,6 +371,12 @@ async fn export(store: &dyn EventStore, out: &Path, format: Format, range: Range
         manifest.to_position
     );
     Ok(())
+}
+
+/// Reads the page after `position` on a task of its own.
+fn read_ahead(store: &Arc<dyn EventStore>, position: u64) -> tokio::task::JoinHandle<Result<Vec<RecordedEvent>, plaza_domain::StoreError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.read_all(position, PAGE).await })
 }
 
 /// Writes the chunk in hand (renamed into place whole) and records it, with `position`

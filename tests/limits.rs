@@ -45,6 +45,10 @@ fn anonymous_commands_are_limited_per_ip(profile: Profile) {
     assert!(accepted >= 2, "the burst of 2 goes through: {accepted}");
     assert_eq!((refused.status, refused.code()), (429, "rate_limited"));
     assert!(refused.header("retry-after").is_some());
+    // The refusal read the request's body, so the client's keep-alive connection still
+    // answers its next request.
+    let again = login();
+    assert_eq!((again.status, again.code()), (429, "rate_limited"), "{}", again.body);
 }
 
 on_every_profile!(commands_beyond_a_users_rate_are_refused_with_retry_after, anonymous_commands_are_limited_per_ip);

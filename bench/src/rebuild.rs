@@ -29,7 +29,7 @@ use crate::pg::FreshDatabase;
 use crate::projection::new_event;
 
 /// Events read and applied per transaction (the rebuild's default).
-pub const BATCH_SIZE: usize = 5_000;
+pub const BATCH_SIZE: usize = 50_000;
 
 pub struct RebuildResults {
     pub events: u64,

@@ -153,7 +153,7 @@ impl Default for Config {
             presence_ttl_secs: 300,
             log_format: "text".into(),
             otlp_endpoint: String::new(),
-            rebuild_batch_size: 5000,
+            rebuild_batch_size: 50_000,
             projection_max_attempts: 5,
             projection_on_failure: OnFailure::Park,
             projection_stall_secs: 60,

@@ -628,6 +628,149 @@ async fn a_projection_set_to_stop_on_failure_waits_for_the_fix(db: Arc<dyn ReadM
     running.await.unwrap();
 }
 
+/// A small platform's history touching every projection, with the orders that make
+/// set-based statements hard: a like undone and redone, a parent comment deleted under
+/// its replies, a video updated then deleted, a follow undone and redone.
+async fn a_mixed_history(store: &dyn EventStore) {
+    use plaza_domain::Increment;
+    use plaza_domain::conversations::{Kind, direct_conversation_id};
+    let mut users = Vec::new();
+    for name in ["ann", "bob", "cat", "dan", "eve", "fay"] {
+        users.push(register(store, name).await);
+    }
+    let user = |i: usize| users[i % users.len()];
+    for i in 0..12 {
+        follow(store, user(i), user(i + 1 + i / 6), true).await;
+    }
+    follow(store, user(0), user(1), false).await;
+    follow(store, user(0), user(1), true).await;
+    let mut videos = Vec::new();
+    for i in 0..4 {
+        let video_id = Uuid::now_v7();
+        let hashtags = vec!["summer".to_owned(), format!("tag{i}")];
+        let event = Event::VideoPublished {
+            video_id,
+            author_id: user(i),
+            title: format!("Video {i}"),
+            description: "#summer".into(),
+            media_url: "https://cdn.example/v.mp4".into(),
+            hashtags,
+        };
+        append(store, &format!("video-{video_id}"), event).await;
+        videos.push(video_id);
+    }
+    for i in 0..24 {
+        let (video_id, user_id) = (videos[i % 4], user(i / 4));
+        append(store, &format!("like-{video_id}-{user_id}"), Event::VideoLiked { video_id, user_id }).await;
+        if i % 5 == 0 {
+            append(store, &format!("like-{video_id}-{user_id}"), Event::VideoUnliked { video_id, user_id }).await;
+        }
+        if i % 10 == 0 {
+            append(store, &format!("like-{video_id}-{user_id}"), Event::VideoLiked { video_id, user_id }).await;
+        }
+        if i % 3 == 0 {
+            append(store, &format!("favorite-{video_id}-{user_id}"), Event::VideoFavorited { video_id, user_id }).await;
+        }
+        if i % 9 == 0 {
+            append(store, &format!("favorite-{video_id}-{user_id}"), Event::VideoUnfavorited { video_id, user_id }).await;
+        }
+    }
+    let mut comments = Vec::new();
+    for i in 0..16 {
+        let (comment_id, video_id) = (Uuid::now_v7(), videos[i % 2]);
+        let parent_id = (i >= 4).then(|| comments[i % 4]);
+        let event = Event::CommentPosted { comment_id, video_id, author_id: user(i), parent_id, body: format!("comment {i}") };
+        append(store, &format!("comment-{comment_id}"), event).await;
+        comments.push(comment_id);
+        if i == 9 {
+            let deleted = Event::CommentDeleted { comment_id: comments[1], video_id: videos[1], deleted_by: user(1) };
+            append(store, &format!("comment-{}", comments[1]), deleted).await;
+        }
+        let liked = Event::CommentLiked { comment_id: comments[i / 2], video_id: videos[(i / 2) % 2], user_id: user(i) };
+        append(store, &format!("comment-like-{}-{}", comments[i / 2], user(i)), liked).await;
+    }
+    let unliked = Event::CommentUnliked { comment_id: comments[0], video_id: videos[0], user_id: user(0) };
+    append(store, &format!("comment-like-{}-{}", comments[0], user(0)), unliked).await;
+    let updated =
+        Event::VideoUpdated { video_id: videos[2], author_id: user(2), title: "New".into(), description: "".into(), hashtags: vec!["winter".into()] };
+    append(store, &format!("video-{}", videos[2]), updated).await;
+    append(store, &format!("video-{}", videos[3]), Event::VideoDeleted { video_id: videos[3], author_id: user(3) }).await;
+    let conversation_id = direct_conversation_id(user(0), user(1));
+    let started = Event::ConversationStarted {
+        conversation_id,
+        kind: Kind::Direct,
+        title: String::new(),
+        description: String::new(),
+        created_by: user(0),
+        member_ids: vec![user(1)],
+    };
+    append(store, &format!("conversation-{conversation_id}"), started).await;
+    for m in 0..10 {
+        let sender_id = user(m % 2);
+        let event = Event::MessageSent {
+            message_id: Uuid::now_v7(),
+            conversation_id,
+            sender_id,
+            body: format!("message {m}"),
+            reply_to: None,
+            attachment_url: None,
+        };
+        append(store, &format!("conversation-{conversation_id}-messages"), event).await;
+    }
+    for i in 0..20 {
+        let increment = Increment { resource_id: videos[i % 4].to_string(), counter_type: "views".into(), delta: 1 + i as i64, request_id: None };
+        append(store, &format!("counters-{}", i % 3), Event::CountersIncremented { increments: vec![increment] }).await;
+    }
+}
+
+/// Every table of every projection, each row as text, sorted.
+async fn every_table(db: &dyn ReadModelDb) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for projection in plaza_projections::all(Default::default()) {
+        for table in Tables::of(projection.as_ref(), 1).tables() {
+            let sql: &'static str = Box::leak(format!("SELECT * FROM {table}").into_boxed_str());
+            let mut rows: Vec<String> = db.query(sql, vec![]).await.unwrap().into_iter().map(|row| format!("{:?}", row.0)).collect();
+            rows.sort();
+            out.push((table.to_string(), rows));
+        }
+    }
+    out
+}
+
+/// Set-based statements ([`plaza_projections::coalesce`]) change nothing: a history
+/// applied in one batch leaves every table as applying it event by event does.
+async fn one_batch_leaves_the_tables_event_by_event_does(by_event: Arc<dyn ReadModelDb>, in_one: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    a_mixed_history(&*store).await;
+    let head = store.head().await.unwrap();
+    for projection in plaza_projections::all(Default::default()) {
+        for (db, batch) in [(&by_event, 1), (&in_one, 10_000)] {
+            let projector = Projector::new(projection.clone(), store.clone(), db.clone(), Progress::default()).with_batch_size(batch);
+            assert_eq!(projector.catch_up().await.unwrap(), head);
+        }
+    }
+    let (expected, found) = (every_table(&*by_event).await, every_table(&*in_one).await);
+    assert!(expected.iter().any(|(table, rows)| table == "likes" && rows.len() > 10), "the history fills the tables: {expected:?}");
+    for ((table, expected), (_, found)) in expected.iter().zip(&found) {
+        assert_eq!(found, expected, "table {table} differs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_one_batch_leaves_the_tables_event_by_event_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| Arc::new(SqliteReadModels::open(&dir.path().join(name)).unwrap()) as Arc<dyn ReadModelDb>;
+    one_batch_leaves_the_tables_event_by_event_does(open("by-event.db"), open("in-one.db")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_batch_leaves_the_tables_event_by_event_does() {
+    let (by_event, in_one) = (common::fresh_database().await, common::fresh_database().await);
+    let open = |url: &str| Arc::new(PgReadModels::connect(url).unwrap()) as Arc<dyn ReadModelDb>;
+    one_batch_leaves_the_tables_event_by_event_does(open(&by_event), open(&in_one)).await;
+}
+
 macro_rules! on_both_engines {
     ($($test:ident),* $(,)?) => {
         mod sqlite {

@@ -6,7 +6,7 @@ use crate::generations::{Step, Tables};
 use crate::partitions::{Consumed, Tally};
 
 /// A value bound to or read from engine-neutral SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SqlValue {
     Null,
     Int(i64),

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use crate::coalesce::{self, Runnable, Shape};
 use crate::{Projection, ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 
 /// Bookkeeping shared by every projection: generations, and per generation the state of
@@ -335,7 +336,7 @@ pub struct Tables {
     suffix: String,
     objects: HashSet<&'static str>,
     tables: Vec<&'static str>,
-    cache: Mutex<HashMap<(usize, usize), Arc<str>>>,
+    shapes: Mutex<HashMap<(usize, usize), Arc<Shape>>>,
 }
 
 impl std::fmt::Debug for Tables {
@@ -370,7 +371,7 @@ impl Tables {
                 }
             }
         }
-        Self { projection, generation, suffix: format!("__g{generation}"), objects, tables, cache: Mutex::default() }
+        Self { projection, generation, suffix: format!("__g{generation}"), objects, tables, shapes: Mutex::default() }
     }
 
     pub fn projection(&self) -> &'static str {
@@ -392,14 +393,30 @@ impl Tables {
 
     /// The statement's SQL with this generation's names.
     pub fn sql(&self, statement: &Statement) -> Arc<str> {
+        self.shape(statement).sql.clone()
+    }
+
+    /// What is known about the statement's SQL with this generation's names (worked out
+    /// once per text a projection writes).
+    pub fn shape(&self, statement: &Statement) -> Arc<Shape> {
+        let new = |text: &str| {
+            let (sql, tables) = scan(text, &self.objects, &self.suffix);
+            Arc::new(Shape::new(sql, tables))
+        };
         match &statement.sql {
             Cow::Borrowed(text) => {
                 let key = (text.as_ptr() as usize, text.len());
-                let mut cache = self.cache.lock().expect("tables cache");
-                cache.entry(key).or_insert_with(|| rename(text, &self.objects, &self.suffix).into()).clone()
+                let mut shapes = self.shapes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                shapes.entry(key).or_insert_with(|| new(text)).clone()
             }
-            Cow::Owned(text) => rename(text, &self.objects, &self.suffix).into(),
+            Cow::Owned(text) => new(text),
         }
+    }
+
+    /// The statements on this generation's tables, as set-based statements where that
+    /// changes nothing ([`crate::coalesce`]).
+    pub fn coalesce(&self, statements: Vec<Statement>) -> Vec<Runnable> {
+        coalesce::coalesce(statements, |statement| self.shape(statement))
     }
 
     /// The projection's DDL with this generation's names.
@@ -430,7 +447,14 @@ impl Tables {
 /// after one of [`NAME_FOLLOWS`], or as a qualifier (`videos.id`). Column names that
 /// happen to equal a table's name are left alone, and so is everything in quotes.
 fn rename(sql: &str, objects: &HashSet<&str>, suffix: &str) -> String {
+    scan(sql, objects, suffix).0
+}
+
+/// [`rename`], and the tables the statement uses: the renamed objects, and any other
+/// name after `FROM`, `INTO`, `UPDATE` or `JOIN` (a bookkeeping table).
+fn scan(sql: &str, objects: &HashSet<&str>, suffix: &str) -> (String, Vec<String>) {
     let mut out = String::with_capacity(sql.len() + 32);
+    let mut used = Vec::new();
     let mut previous_word = "";
     let mut chars = sql.char_indices().peekable();
     while let Some((start, c)) = chars.next() {
@@ -455,9 +479,13 @@ fn rename(sql: &str, objects: &HashSet<&str>, suffix: &str) -> String {
             let word = &sql[start..end];
             let qualifier = chars.peek().is_some_and(|&(_, next)| next == '.');
             let qualified = sql[..start].ends_with('.');
+            let follows = |keywords: &[&str]| keywords.iter().any(|k| k.eq_ignore_ascii_case(previous_word));
             out.push_str(word);
-            if objects.contains(word) && !qualified && (qualifier || NAME_FOLLOWS.iter().any(|k| k.eq_ignore_ascii_case(previous_word))) {
+            if objects.contains(word) && !qualified && (qualifier || follows(NAME_FOLLOWS)) {
                 out.push_str(suffix);
+                used.push(format!("{word}{suffix}"));
+            } else if !qualified && !word.eq_ignore_ascii_case("SET") && follows(&["FROM", "INTO", "UPDATE", "JOIN"]) {
+                used.push(word.to_owned());
             }
             previous_word = word;
         } else {
@@ -467,7 +495,9 @@ fn rename(sql: &str, objects: &HashSet<&str>, suffix: &str) -> String {
             out.push(c);
         }
     }
-    out
+    used.sort();
+    used.dedup();
+    (out, used)
 }
 
 #[cfg(test)]

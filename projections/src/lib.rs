@@ -8,6 +8,7 @@
 //! effect exactly-once.
 
 pub mod accounts;
+pub mod coalesce;
 pub mod content;
 pub mod conversations;
 pub mod counters;

@@ -55,7 +55,7 @@ pub struct Rebuild {
 
 impl Rebuild {
     pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>) -> Self {
-        Self { projection, store, db, notices: Arc::new(LocalNotices::default()), batch_size: 5_000, policy: FailurePolicy::default() }
+        Self { projection, store, db, notices: Arc::new(LocalNotices::default()), batch_size: 50_000, policy: FailurePolicy::default() }
     }
 
     /// What to do with an event the projection keeps failing on (as its projectors do).

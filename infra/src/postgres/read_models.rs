@@ -141,7 +141,7 @@ impl ReadModelDb for PgReadModels {
             return Err(stopped(&tables));
         }
         let statements = planned(&tx, &tables, changes).await?;
-        execute_pipelined(&tx, &statements, Some(&tables)).await?;
+        execute_pipelined(&tx, statements, Some(&tables)).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -164,7 +164,7 @@ impl ReadModelDb for PgReadModels {
         let statements: Vec<Statement> = (0..partitions).map(|p| track(&tables, topic, p)).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        execute_pipelined(&tx, &statements, None).await?;
+        execute_pipelined(&tx, statements, None).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -190,7 +190,7 @@ impl ReadModelDb for PgReadModels {
         // always has a row to hold; rows are locked in partition order (no deadlock).
         let lock = tx.prepare_cached(LOCK).await.map_err(db_error)?;
         let lock_params: [&(dyn ToSql + Sync); 4] = [&projection, &generation, &topic, &ids];
-        let (_, rows) = tokio::try_join!(execute_pipelined(&tx, &tracked, None), async { tx.query(&lock, &lock_params).await.map_err(db_error) })?;
+        let (_, rows) = tokio::try_join!(execute_pipelined(&tx, tracked, None), async { tx.query(&lock, &lock_params).await.map_err(db_error) })?;
         let mut states = BTreeMap::new();
         for row in &rows {
             let state = PartitionState { next_offset: row.get(1), position: row.get::<_, i64>(2) as u64 };
@@ -199,7 +199,7 @@ impl ReadModelDb for PgReadModels {
 
         let admitted = admit(&mut states, batch);
         let statements = planned(&tx, &tables, admitted.changes).await?;
-        execute_pipelined(&tx, &statements, Some(&tables)).await?;
+        execute_pipelined(&tx, statements, Some(&tables)).await?;
         let stored: Vec<Statement> = partitions
             .iter()
             .map(|partition| {
@@ -217,7 +217,7 @@ impl ReadModelDb for PgReadModels {
                 )
             })
             .collect();
-        execute_pipelined(&tx, &stored, None).await?;
+        execute_pipelined(&tx, stored, None).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(admitted.tally)
     }
@@ -242,16 +242,16 @@ fn track(tables: &Tables, topic: &str, partition: i32) -> Statement {
 /// Runs the statements in order on the transaction's connection; futures polled together
 /// are pipelined by tokio-postgres, so this costs about one round trip.
 /// Statements run on the tables of one generation when `tables` is given.
-async fn execute_pipelined(tx: &Transaction<'_>, statements: &[Statement], tables: Option<&Tables>) -> Result<(), ReadModelError> {
-    let mut prepared = Vec::with_capacity(statements.len());
-    for statement in statements {
-        let sql = match tables {
-            Some(tables) => tx.prepare_cached(&tables.sql(statement)).await,
-            None => tx.prepare_cached(&statement.sql).await,
-        };
-        prepared.push(sql.map_err(db_error)?);
+async fn execute_pipelined(tx: &Transaction<'_>, statements: Vec<Statement>, tables: Option<&Tables>) -> Result<(), ReadModelError> {
+    let runnable: Vec<(Arc<str>, Vec<SqlValue>)> = match tables {
+        Some(tables) => tables.coalesce(statements),
+        None => statements.into_iter().map(|s| (Arc::from(&*s.sql), s.params)).collect(),
+    };
+    let mut prepared = Vec::with_capacity(runnable.len());
+    for (sql, _) in &runnable {
+        prepared.push(tx.prepare_cached(sql).await.map_err(db_error)?);
     }
-    let bound: Vec<Vec<PgValue<'_>>> = statements.iter().map(|s| bind(&s.params)).collect();
+    let bound: Vec<Vec<PgValue<'_>>> = runnable.iter().map(|(_, params)| bind(params)).collect();
     try_join_all(prepared.iter().zip(&bound).map(|(statement, values)| {
         let params = refs(values);
         async move { tx.execute(statement, &params).await }
