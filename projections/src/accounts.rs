@@ -42,14 +42,18 @@ fn text(value: impl ToString) -> SqlValue {
     SqlValue::Text(value.to_string())
 }
 
-const ADD_FOLLOWING: &str = "INSERT INTO user_counts (user_id, following_count) VALUES ($1, $2)
-     ON CONFLICT (user_id) DO UPDATE SET following_count = user_counts.following_count + excluded.following_count";
-const ADD_FOLLOWERS: &str = "INSERT INTO user_counts (user_id, followers_count) VALUES ($1, $2)
-     ON CONFLICT (user_id) DO UPDATE SET followers_count = user_counts.followers_count + excluded.followers_count";
+/// Adds `$2` followers and `$3` followings to user `$1`. One text for both counts, so a
+/// batch's count changes go in a few multi-row statements ([`crate::coalesce`]).
+const ADD_COUNTS: &str = "INSERT INTO user_counts (user_id, followers_count, following_count) VALUES ($1, $2, $3)
+     ON CONFLICT (user_id) DO UPDATE SET followers_count = user_counts.followers_count + excluded.followers_count,
+                                         following_count = user_counts.following_count + excluded.following_count";
 
 /// Adds `delta` to the follower's following count and the followee's follower count.
 fn count_follow(follower: &impl std::fmt::Display, followee: &impl std::fmt::Display, delta: i64) -> [Statement; 2] {
-    [Statement::new(ADD_FOLLOWING, [text(follower), SqlValue::Int(delta)]), Statement::new(ADD_FOLLOWERS, [text(followee), SqlValue::Int(delta)])]
+    [
+        Statement::new(ADD_COUNTS, [text(follower), SqlValue::Int(0), SqlValue::Int(delta)]),
+        Statement::new(ADD_COUNTS, [text(followee), SqlValue::Int(delta), SqlValue::Int(0)]),
+    ]
 }
 
 impl Projection for AccountsProjection {

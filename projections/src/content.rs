@@ -103,6 +103,26 @@ fn int(value: i64) -> SqlValue {
     SqlValue::Int(value)
 }
 
+/// Adds `$2` likes, `$3` favorites and `$4` top-level comments to video `$1`. One text
+/// for the counts most events move, so a batch's count changes go in a few multi-row
+/// statements ([`crate::coalesce`]).
+const ADD_VIDEO_COUNTS: &str = "INSERT INTO video_counts (video_id, likes, favorites, top_comments) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (video_id) DO UPDATE SET likes = video_counts.likes + excluded.likes,
+                                          favorites = video_counts.favorites + excluded.favorites,
+                                          top_comments = video_counts.top_comments + excluded.top_comments";
+
+/// Adds `$2` likes and `$3` replies to comment `$1`.
+const ADD_COMMENT_COUNTS: &str = "INSERT INTO comment_counts (comment_id, likes, replies) VALUES ($1, $2, $3)
+     ON CONFLICT (comment_id) DO UPDATE SET likes = comment_counts.likes + excluded.likes, replies = comment_counts.replies + excluded.replies";
+
+fn add_video_counts(video_id: &impl std::fmt::Display, likes: i64, favorites: i64, top_comments: i64) -> Statement {
+    Statement::new(ADD_VIDEO_COUNTS, [text(video_id), int(likes), int(favorites), int(top_comments)])
+}
+
+fn add_comment_counts(comment_id: &impl std::fmt::Display, likes: i64, replies: i64) -> Statement {
+    Statement::new(ADD_COMMENT_COUNTS, [text(comment_id), int(likes), int(replies)])
+}
+
 /// A user's reaction to a video, kept in its own table and counted in `video_counts`.
 #[derive(Clone, Copy)]
 enum VideoReaction {
@@ -113,17 +133,14 @@ enum VideoReaction {
 impl VideoReaction {
     /// The statements that record (`on`) or remove the reaction and move its count.
     fn statements(self, video_id: &impl std::fmt::Display, user_id: &impl std::fmt::Display, on: bool, envelope: &RecordedEvent) -> [Statement; 2] {
-        let (insert, delete, count) = match self {
+        let (insert, delete) = match self {
             Self::Like => (
                 "INSERT INTO likes (video_id, user_id, position, created_at) VALUES ($1, $2, $3, $4)",
                 "DELETE FROM likes WHERE video_id = $1 AND user_id = $2",
-                "INSERT INTO video_counts (video_id, likes) VALUES ($1, $2) ON CONFLICT (video_id) DO UPDATE SET likes = video_counts.likes + excluded.likes",
             ),
             Self::Favorite => (
                 "INSERT INTO favorites (video_id, user_id, position, created_at) VALUES ($1, $2, $3, $4)",
                 "DELETE FROM favorites WHERE video_id = $1 AND user_id = $2",
-                "INSERT INTO video_counts (video_id, favorites) VALUES ($1, $2)
-                 ON CONFLICT (video_id) DO UPDATE SET favorites = video_counts.favorites + excluded.favorites",
             ),
         };
         let row = if on {
@@ -132,17 +149,13 @@ impl VideoReaction {
         } else {
             Statement::new(delete, [text(video_id), text(user_id)])
         };
-        [row, Statement::new(count, [text(video_id), int(if on { 1 } else { -1 })])]
+        let delta = if on { 1 } else { -1 };
+        let count = match self {
+            Self::Like => add_video_counts(video_id, delta, 0, 0),
+            Self::Favorite => add_video_counts(video_id, 0, delta, 0),
+        };
+        [row, count]
     }
-}
-
-/// Adds `delta` to the video's count of top-level comments, creating the row if needed.
-fn add_top_comments(video_id: &impl std::fmt::Display, delta: i64) -> Statement {
-    Statement::new(
-        "INSERT INTO video_counts (video_id, top_comments) VALUES ($1, $2)
-         ON CONFLICT (video_id) DO UPDATE SET top_comments = video_counts.top_comments + excluded.top_comments",
-        [text(video_id), int(delta)],
-    )
 }
 
 impl Projection for ContentProjection {
@@ -210,13 +223,9 @@ impl Projection for ContentProjection {
                     [text(comment_id), text(video_id), text(author_id), parent_id.map(text).into(), text(body), position, at],
                 ));
                 match parent_id {
-                    None => out.push(add_top_comments(video_id, 1)),
+                    None => out.push(add_video_counts(video_id, 0, 0, 1)),
                     Some(parent) => out.extend([
-                        Statement::new(
-                            "INSERT INTO comment_counts (comment_id, replies) VALUES ($1, 1)
-                             ON CONFLICT (comment_id) DO UPDATE SET replies = comment_counts.replies + excluded.replies",
-                            [text(parent)],
-                        ),
+                        add_comment_counts(&parent, 0, 1),
                         // Visible while the parent is not deleted (or not applied yet).
                         Statement::new(
                             "INSERT INTO video_counts (video_id, visible_replies)
@@ -248,18 +257,15 @@ impl Projection for ContentProjection {
                 ),
             ]),
             Event::CommentLiked { comment_id, user_id, .. } => out.extend([
-                Statement::new("INSERT INTO comment_likes (comment_id, user_id, position) VALUES ($1, $2, $3)", [text(comment_id), text(user_id), position]),
                 Statement::new(
-                    "INSERT INTO comment_counts (comment_id, likes) VALUES ($1, 1) ON CONFLICT (comment_id) DO UPDATE SET likes = comment_counts.likes + excluded.likes",
-                    [text(comment_id)],
+                    "INSERT INTO comment_likes (comment_id, user_id, position) VALUES ($1, $2, $3)",
+                    [text(comment_id), text(user_id), position],
                 ),
+                add_comment_counts(comment_id, 1, 0),
             ]),
             Event::CommentUnliked { comment_id, user_id, .. } => out.extend([
                 Statement::new("DELETE FROM comment_likes WHERE comment_id = $1 AND user_id = $2", [text(comment_id), text(user_id)]),
-                Statement::new(
-                    "INSERT INTO comment_counts (comment_id, likes) VALUES ($1, -1) ON CONFLICT (comment_id) DO UPDATE SET likes = comment_counts.likes + excluded.likes",
-                    [text(comment_id)],
-                ),
+                add_comment_counts(comment_id, -1, 0),
             ]),
             Event::HashtagCreated { name, description, created_by } => out.push(Statement::new(
                 "INSERT INTO hashtag_pages (name, description, created_by, created_at) VALUES ($1, $2, $3, $4)",
