@@ -295,7 +295,7 @@ impl Report<'_> {
             "\n**Method.** A SQLite event store in a temporary directory is prefilled (not measured; {:.0} s) with a day of a small \
              platform: per 100 events about 1 registration, 10 follows, 2 videos, 50 likes, 5 favorites, 10 comments, 20 direct \
              messages and 2 view-counter events, {} events in all, the kinds interleaved in the log. The no-op baseline reads the \
-             whole log from the store in pages of {} and decodes every event: the least any rebuild or export does. Each rebuild is \
+             whole log from the store in pages of {} and decodes every event: the least any rebuild or export does, on one thread (a rebuild reads the next batch on another thread while it applies one, so a projection that writes little can beat it). Each rebuild is \
              the code of `plaza projections rebuild NAME` (`Rebuild::run`): a new generation's tables are created beside the live \
              ones, the log is read in batches of {}, each batch's statements and checkpoint are committed in one transaction, and the \
              new generation is switched live at the head; into a new SQLite `read.db` per projection (`synchronous=NORMAL`) and into \
