@@ -254,18 +254,18 @@ pub fn coalesce(statements: Vec<Statement>, shape: impl Fn(&Statement) -> Arc<Sh
     for statement in statements {
         let shape = shape(&statement);
         let insert = shape.rows.as_ref().filter(|insert| statement.params.len() == insert.params);
-        if let Some(insert) = insert {
-            if let Some(at) = open.iter().position(|g| Arc::ptr_eq(&g.shape, &shape)) {
-                let key = insert.key(&statement);
-                let repeated = key.as_ref().is_some_and(|key| open[at].keys.contains(key));
-                if !repeated {
-                    let group = &mut open[at];
-                    group.keys.extend(key);
-                    group.params.extend(statement.params);
-                    continue;
-                }
-                open.swap_remove(at).send(&mut out);
+        if let Some(insert) = insert
+            && let Some(at) = open.iter().position(|g| Arc::ptr_eq(&g.shape, &shape))
+        {
+            let key = insert.key(&statement);
+            if !key.as_ref().is_some_and(|key| open[at].keys.contains(key)) {
+                let group = &mut open[at];
+                group.keys.extend(key);
+                group.params.extend(statement.params);
+                continue;
             }
+            // A second row for one conflict key: the group goes first.
+            open.swap_remove(at).send(&mut out);
         }
         let mut at = 0;
         while at < open.len() {
