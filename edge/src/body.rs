@@ -56,6 +56,15 @@ pub async fn read_json(request: Request, max_bytes: usize) -> Result<Bytes, Body
     }
 }
 
+/// Reads and drops a request's body, within the same size limit and
+/// [`BodyTimeout`] as [`read_json`]: for a refusal sent before the handler ran, so the
+/// client's keep-alive connection stays usable (hyper closes a connection whose request
+/// body was left unread).
+pub async fn discard(request: Request, max_bytes: usize) {
+    let timeout = request.extensions().get::<BodyTimeout>().map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+    let _ = tokio::time::timeout(timeout, axum::body::to_bytes(request.into_body(), max_bytes)).await;
+}
+
 /// Whether a JSON text is an object (its first significant byte is `{`). serde also
 /// decodes a struct from an array of its fields; requests must be objects.
 pub fn is_object(json: &[u8]) -> bool {

@@ -30,10 +30,7 @@ pub async fn limit(State(api): State<WriteApi>, request: Request, next: Next) ->
     match api.limiter.acquire(user, ip).await {
         Ok(()) => next.run(request).await,
         Err(wait) => {
-            // The body is read (bounded, as every body is) before the refusal: answering
-            // with it unread makes the server close the connection, and a client's pooled
-            // keep-alive connection would fail its next request.
-            let _ = axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES).await;
+            plaza_edge::body::discard(request, crate::MAX_BODY_BYTES).await;
             let seconds = retry_after_secs(wait);
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {seconds} s"))
                 .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
