@@ -771,6 +771,77 @@ async fn postgres_one_batch_leaves_the_tables_event_by_event_does() {
     one_batch_leaves_the_tables_event_by_event_does(open(&by_event), open(&in_one)).await;
 }
 
+/// The conversations change log is news, not history: a rebuild writes none of it and
+/// the new generation takes the live one's, so the change numbers subscribers hold go on.
+async fn a_rebuild_carries_the_change_log_over(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::conversations::ConversationsProjection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    a_mixed_history(&*store).await;
+    projector(&store, &db, Arc::new(ConversationsProjection)).catch_up().await.unwrap();
+    const LOG: &str = "SELECT id, conversation_id, kind, seq, message_id, user_ids, detail, position FROM conversation_changes";
+    let before = rows_of(&*db, LOG).await;
+    assert_eq!(before.len(), 11, "a conversation started and 10 messages: {before:?}");
+
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let rebuild = plaza_projections::Rebuild::new(Arc::new(ConversationsProjection), store.clone(), db.clone()).with_batch_size(4);
+    assert_eq!(rebuild.run(&mut |_| {}, shutdown).await.unwrap().expect("switched over").generation, 2);
+    assert_eq!(rows_of(&*db, LOG).await, before, "the live log, as it was");
+    assert_eq!(rows_of(&*db, "SELECT count(*) FROM messages").await, vec!["[Int(10)]"]);
+
+    // The next change is numbered after the carried ones.
+    let conversation = db.query("SELECT id FROM conversations", vec![]).await.unwrap()[0].text(0).unwrap().parse::<Uuid>().unwrap();
+    let sender_id = db.query("SELECT user_id FROM conversation_members", vec![]).await.unwrap()[0].text(0).unwrap().parse::<Uuid>().unwrap();
+    let event = Event::MessageSent {
+        message_id: Uuid::now_v7(),
+        conversation_id: conversation,
+        sender_id,
+        body: "after".into(),
+        reply_to: None,
+        attachment_url: None,
+    };
+    append(&*store, &format!("conversation-{conversation}-messages"), event).await;
+    projector(&store, &db, Arc::new(ConversationsProjection)).catch_up().await.unwrap();
+    assert_eq!(rows_of(&*db, "SELECT MAX(id), count(*) FROM conversation_changes").await, vec!["[Int(12), Int(12)]"]);
+}
+
+/// Whether the read-model database has an index of that (physical) name.
+async fn has_index(db: &dyn ReadModelDb, name: &str) -> bool {
+    let name = SqlValue::from(name);
+    let rows = match db.query("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = $1", vec![name.clone()]).await {
+        Ok(rows) => rows,
+        Err(_) => db.query("SELECT count(*) FROM pg_indexes WHERE indexname = $1", vec![name]).await.unwrap(),
+    };
+    rows[0].int(0).unwrap() == 1
+}
+
+/// A rebuild leaves the indexes only queries use to the end: the generation being built
+/// has none, the one it switches to has them all.
+async fn a_rebuild_creates_the_query_indexes_once_caught_up(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::content::ContentProjection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    a_mixed_history(&*store).await;
+    projector(&store, &db, Arc::new(ContentProjection)).catch_up().await.unwrap();
+    let indexes = ContentProjection.query_indexes();
+    assert!(indexes.contains(&"likes_by_user"));
+    for index in indexes {
+        assert!(has_index(&*db, &format!("{index}__g1")).await, "the first generation is created with {index}");
+    }
+    let rebuild = plaza_projections::Rebuild::new(Arc::new(ContentProjection), store.clone(), db.clone()).with_batch_size(10);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    assert!(rebuild.run(&mut |_| _ = stop.send_replace(true), shutdown).await.unwrap().is_none(), "interrupted");
+    for index in indexes {
+        assert!(!has_index(&*db, &format!("{index}__g2")).await, "{index} is not kept up while building");
+    }
+    assert!(has_index(&*db, "video_hashtags_by_video__g2").await, "an index the projection's statements use is");
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    assert_eq!(rebuild.run(&mut |_| {}, shutdown).await.unwrap().expect("switched over").generation, 2);
+    for index in indexes {
+        assert!(has_index(&*db, &format!("{index}__g2")).await, "{index} is there once it serves");
+    }
+}
+
 macro_rules! on_both_engines {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -810,4 +881,6 @@ on_both_engines!(
     read_models_from_before_generations_are_kept_then_rebuilt,
     a_poison_event_is_parked_with_its_streams_later_events,
     a_projection_set_to_stop_on_failure_waits_for_the_fix,
+    a_rebuild_carries_the_change_log_over,
+    a_rebuild_creates_the_query_indexes_once_caught_up,
 );

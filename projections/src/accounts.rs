@@ -69,6 +69,10 @@ impl Projection for AccountsProjection {
         SCHEMA
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &["follows_by_followee", "follows_by_follower"]
+    }
+
     fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
         let at = SqlValue::Int(envelope.occurred_at.timestamp_micros());
         match event {

@@ -12,9 +12,18 @@
 //!   other tables, which commute with it;
 //! - rows keep their order within a group. PostgreSQL refuses a row that an
 //!   `ON CONFLICT .. DO UPDATE` statement already touched, so a row whose conflict key
-//!   is already in its group sends the group first.
+//!   is already in its group sends the group first;
+//! - unless the statement's `DO UPDATE` says how two rows fold into one, as running them
+//!   one after the other would have: one that only adds (`SET c = t.c + excluded.c, ..`)
+//!   adds the row into the group's row with that key (a batch's thousand likes of one
+//!   video are one row); one that only moves forward (`SET c = excluded.c, .. WHERE
+//!   excluded.k > t.k`) keeps the row with the greater `k` (a conversation's last
+//!   message). The values folded are `$n` integers.
+//!
+//! SQLite gets the sums but one row per statement (a multi-row statement there needs a
+//! statement journal, which cost as much as it saved).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::{SqlValue, Statement};
@@ -46,8 +55,20 @@ struct RowInsert {
     params: usize,
     /// The parameters (0-based) of the conflict target of a `DO UPDATE`.
     key: Option<Vec<usize>>,
+    /// How two rows with one conflict key fold into one, if they can.
+    fold: Option<Fold>,
     /// Merged texts by number of rows.
     sized: Mutex<HashMap<usize, Arc<str>>>,
+}
+
+/// How a `DO UPDATE` folds two rows with one conflict key (parameters 0-based).
+#[derive(Debug, PartialEq)]
+enum Fold {
+    /// `SET c = t.c + excluded.c, ..`: the values of these parameters add up.
+    Add(Vec<usize>),
+    /// `SET c = excluded.c, .. WHERE excluded.k > t.k` with `k` among the columns set:
+    /// the row with the greater `k` (the first of equal ones) gives the values set.
+    Max { k: usize, set: Vec<usize> },
 }
 
 #[derive(Debug)]
@@ -61,6 +82,11 @@ impl Shape {
     pub fn new(sql: String, tables: Vec<String>) -> Self {
         let rows = RowInsert::parse(&sql);
         Self { sql: sql.into(), tables, rows }
+    }
+
+    /// Whether the statement uses one of `tables` (physical names).
+    pub fn uses(&self, tables: &[String]) -> bool {
+        self.tables.iter().any(|t| tables.contains(t))
     }
 
     fn shares_a_table(&self, other: &Shape) -> bool {
@@ -92,14 +118,41 @@ impl RowInsert {
         } else {
             return None;
         };
+        let fold = key.as_ref().and_then(|_| fold(head, row, tail_trimmed));
         let parts = parts(row)?;
         let params = parts.iter().filter_map(|p| if let Part::Param(n) = p { Some(*n) } else { None }).max()?;
-        Some(Self { head: head.to_owned(), row: parts, tail: tail.to_owned(), params, key, sized: Mutex::default() })
+        Some(Self { head: head.to_owned(), row: parts, tail: tail.to_owned(), params, key, fold, sized: Mutex::default() })
     }
 
-    /// The statement's conflict key, where two rows of one group must not share it.
-    fn key(&self, statement: &Statement) -> Option<Vec<SqlValue>> {
-        Some(self.key.as_ref()?.iter().map(|i| statement.params[*i].clone()).collect())
+    /// Folds row `from` into row `into` (one row's parameters each), as running the
+    /// statement for both would; false, changing nothing, when it cannot.
+    fn fold_into(&self, into: &mut [SqlValue], from: &[SqlValue]) -> bool {
+        let int = |value: &SqlValue| if let SqlValue::Int(v) = value { Some(*v) } else { None };
+        match &self.fold {
+            None => false,
+            Some(Fold::Add(adds)) => {
+                let sums: Option<Vec<i64>> = adds.iter().map(|&i| int(&into[i])?.checked_add(int(&from[i])?)).collect();
+                let Some(sums) = sums else { return false };
+                for (&i, sum) in adds.iter().zip(sums) {
+                    into[i] = SqlValue::Int(sum);
+                }
+                true
+            }
+            Some(Fold::Max { k, set }) => {
+                let (Some(kept), Some(new)) = (int(&into[*k]), int(&from[*k])) else { return false };
+                if new > kept {
+                    for &i in set {
+                        into[i] = from[i].clone();
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// The row's conflict key, where two rows of one group must not share it.
+    fn key(&self, params: &[SqlValue]) -> Option<Vec<SqlValue>> {
+        Some(self.key.as_ref()?.iter().map(|i| params[*i].clone()).collect())
     }
 
     /// The text inserting `rows` rows.
@@ -176,6 +229,55 @@ fn conflict_key(head: &str, row: &str, tail: &str) -> Option<Vec<usize>> {
     Some(key)
 }
 
+/// How the `DO UPDATE SET ..` of `tail` folds two rows, if it is one of the [`Fold`]s
+/// and every value it uses is a parameter of the row.
+fn fold(head: &str, row: &str, tail: &str) -> Option<Fold> {
+    let columns = list(&head[head.find('(')? + 1..head.rfind(')')?]);
+    let exprs = list(row);
+    let param = |column: &str| -> Option<usize> {
+        let expr = exprs.get(columns.iter().position(|c| c.eq_ignore_ascii_case(column))?)?;
+        expr.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)
+    };
+    // `table.column` of the row found, not of `excluded`.
+    let current = |term: &str, column: &str| {
+        term.split_once('.').is_some_and(|(table, c)| {
+            c == column && table != "excluded" && !table.is_empty() && table.chars().all(|t| t.is_ascii_alphanumeric() || t == '_')
+        })
+    };
+    let set = &tail[find_word(tail, "SET")? + "SET".len()..];
+    let (assignments, condition) = match find_word(set, "WHERE") {
+        Some(at) => (&set[..at], Some(&set[at + "WHERE".len()..])),
+        None => (set, None),
+    };
+    let mut added = Vec::new();
+    let mut replaced = Vec::new();
+    for assignment in list(assignments) {
+        let (column, value) = assignment.split_once('=')?;
+        let (column, value) = (column.trim(), value.trim());
+        let excluded = format!("excluded.{column}");
+        if value == excluded {
+            replaced.push(param(column)?);
+        } else {
+            let (left, right) = value.split_once('+')?;
+            let (left, right) = (left.trim(), right.trim());
+            if !((current(left, column) && right == excluded) || (left == excluded && current(right, column))) {
+                return None;
+            }
+            added.push(param(column)?);
+        }
+    }
+    match condition {
+        None if replaced.is_empty() => Some(Fold::Add(added)),
+        Some(condition) if added.is_empty() => {
+            let (left, right) = condition.split_once('>')?;
+            let column = left.trim().strip_prefix("excluded.")?;
+            let k = param(column)?;
+            (current(right.trim(), column) && replaced.contains(&k)).then_some(Fold::Max { k, set: replaced })
+        }
+        _ => None,
+    }
+}
+
 fn list(text: &str) -> Vec<&str> {
     text.split(',').map(str::trim).collect()
 }
@@ -229,15 +331,36 @@ pub type Runnable = (Arc<str>, Vec<SqlValue>);
 struct Group {
     shape: Arc<Shape>,
     params: Vec<SqlValue>,
-    keys: HashSet<Vec<SqlValue>>,
+    /// The row (0-based) of each conflict key.
+    keys: HashMap<Vec<SqlValue>, usize>,
 }
 
 impl Group {
-    fn send(self, out: &mut Vec<Runnable>) {
+    fn new(shape: Arc<Shape>, params: Vec<SqlValue>) -> Self {
+        let insert = shape.rows.as_ref().expect("only row inserts are grouped");
+        let keys = insert.key(&params).map(|key| (key, 0)).into_iter().collect();
+        Self { shape, params, keys }
+    }
+
+    /// Takes the row into the group, or folds it into the row of its conflict key; gives
+    /// it back when the group must be sent first.
+    fn take(&mut self, insert: &RowInsert, params: Vec<SqlValue>) -> Result<(), Vec<SqlValue>> {
+        if let Some(key) = insert.key(&params) {
+            if let Some(&row) = self.keys.get(&key) {
+                let found = &mut self.params[row * insert.params..(row + 1) * insert.params];
+                return if insert.fold_into(found, &params) { Ok(()) } else { Err(params) };
+            }
+            self.keys.insert(key, self.params.len() / insert.params);
+        }
+        self.params.extend(params);
+        Ok(())
+    }
+
+    fn send(self, multi_row: bool, out: &mut Vec<Runnable>) {
         let insert = self.shape.rows.as_ref().expect("only row inserts are grouped");
         let mut left = self.params.len() / insert.params;
         let mut params = self.params.into_iter();
-        for size in SIZES {
+        for size in SIZES.into_iter().filter(|&size| multi_row || size == 1) {
             while left >= size {
                 out.push((insert.sql(size), params.by_ref().take(size * insert.params).collect()));
                 left -= size;
@@ -247,40 +370,35 @@ impl Group {
 }
 
 /// The statements, in shapes from `shape`, as fewer set-based statements (see the
-/// module's documentation).
-pub fn coalesce(statements: Vec<Statement>, shape: impl Fn(&Statement) -> Arc<Shape>) -> Vec<Runnable> {
+/// module's documentation); `multi_row: false` keeps one row per statement.
+pub fn coalesce(statements: Vec<Statement>, shape: impl Fn(&Statement) -> Arc<Shape>, multi_row: bool) -> Vec<Runnable> {
     let mut out = Vec::with_capacity(statements.len() / 2 + 1);
     let mut open: Vec<Group> = Vec::new();
     for statement in statements {
         let shape = shape(&statement);
         let insert = shape.rows.as_ref().filter(|insert| statement.params.len() == insert.params);
+        let mut params = statement.params;
         if let Some(insert) = insert
             && let Some(at) = open.iter().position(|g| Arc::ptr_eq(&g.shape, &shape))
         {
-            let key = insert.key(&statement);
-            if !key.as_ref().is_some_and(|key| open[at].keys.contains(key)) {
-                let group = &mut open[at];
-                group.keys.extend(key);
-                group.params.extend(statement.params);
-                continue;
+            match open[at].take(insert, params) {
+                Ok(()) => continue,
+                Err(back) => params = back,
             }
-            // A second row for one conflict key: the group goes first.
-            open.swap_remove(at).send(&mut out);
+            // A second row for one conflict key it cannot fold into: the group goes first.
+            open.swap_remove(at).send(multi_row, &mut out);
         }
         let mut at = 0;
         while at < open.len() {
-            if open[at].shape.shares_a_table(&shape) { open.swap_remove(at).send(&mut out) } else { at += 1 }
+            if open[at].shape.shares_a_table(&shape) { open.swap_remove(at).send(multi_row, &mut out) } else { at += 1 }
         }
         match insert {
-            Some(insert) => {
-                let key = insert.key(&statement);
-                open.push(Group { shape, params: statement.params, keys: key.into_iter().collect() });
-            }
-            None => out.push((shape.sql.clone(), statement.params)),
+            Some(_) => open.push(Group::new(shape, params)),
+            None => out.push((shape.sql.clone(), params)),
         }
     }
     for group in open {
-        group.send(&mut out);
+        group.send(multi_row, &mut out);
     }
     out
 }
@@ -312,7 +430,7 @@ mod tests {
 
     fn run(statements: Vec<Statement>) -> Vec<(String, Vec<SqlValue>)> {
         Tables::new(SCHEMA, 2)
-            .coalesce(statements)
+            .coalesce(statements, true)
             .into_iter()
             .map(|(sql, params)| (sql.split_whitespace().collect::<Vec<_>>().join(" "), params))
             .collect()
@@ -351,15 +469,66 @@ mod tests {
         // table) wait, each in its own statement: they share their conflict key.
         let likes: Vec<&String> = order.iter().filter(|s| s.contains("likes")).collect();
         assert_eq!(likes, ["INSERT INTO likes__g2", "DELETE FROM likes__g2", "INSERT INTO likes__g2"]);
-        let counts: Vec<usize> = run.iter().filter(|(sql, _)| sql.contains("INTO counts")).map(|(_, p)| p.len() / 2).collect();
-        assert_eq!(counts, [1, 1, 1]);
+        // The counts (another table) wait, added up: +1 -1 +1.
+        let counts: Vec<&Vec<SqlValue>> = run.iter().filter(|(sql, _)| sql.contains("INTO counts")).map(|(_, p)| p).collect();
+        assert_eq!(counts, [&vec!["v1".into(), SqlValue::Int(1)]]);
     }
 
     #[test]
-    fn a_repeated_conflict_key_starts_a_new_statement() {
-        let statements = [like("v1", "a", true), like("v1", "b", true)].concat();
-        let counts: Vec<usize> = run(statements).iter().filter(|(sql, _)| sql.starts_with("INSERT INTO counts")).map(|(_, p)| p.len() / 2).collect();
-        assert_eq!(counts, [1, 1]);
+    fn rows_of_a_statement_that_only_adds_are_added_up_by_key() {
+        let statements = [like("v1", "a", true), like("v2", "a", true), like("v1", "b", true), like("v1", "c", false)].concat();
+        let counts: Vec<Vec<SqlValue>> = run(statements).into_iter().filter(|(sql, _)| sql.contains("INTO counts")).map(|(_, p)| p).collect();
+        assert_eq!(counts, [vec!["v1".into(), SqlValue::Int(1), "v2".into(), SqlValue::Int(1)]]);
+        // A sum that does not fit in an i64 is left to the database, which saturates or fails as it would.
+        let statements = vec![Statement::new(COUNT, ["v1".into(), SqlValue::Int(i64::MAX)]), Statement::new(COUNT, ["v1".into(), SqlValue::Int(1)])];
+        assert_eq!(run(statements).len(), 2);
+    }
+
+    #[test]
+    fn a_repeated_conflict_key_of_a_statement_that_sets_starts_a_new_statement() {
+        const SET_COUNT: &str = "INSERT INTO counts (video_id, likes) VALUES ($1, $2) ON CONFLICT (video_id) DO UPDATE SET likes = excluded.likes";
+        let statements: Vec<Statement> =
+            [("v1", 1), ("v2", 5), ("v1", 2)].iter().map(|(v, n)| Statement::new(SET_COUNT, [(*v).into(), SqlValue::Int(*n)])).collect();
+        let rows: Vec<usize> = run(statements).iter().map(|(_, p)| p.len() / 2).collect();
+        assert_eq!(rows, [2, 1]);
+    }
+
+    #[test]
+    fn rows_of_a_statement_that_only_moves_forward_keep_the_greatest() {
+        const LAST: &str = "INSERT INTO counts (video_id, likes) VALUES ($1, $2)
+             ON CONFLICT (video_id) DO UPDATE SET likes = excluded.likes WHERE excluded.likes > counts.likes";
+        let statements: Vec<Statement> =
+            [("v1", 3), ("v2", 1), ("v1", 7), ("v1", 5)].iter().map(|(v, n)| Statement::new(LAST, [(*v).into(), SqlValue::Int(*n)])).collect();
+        let rows: Vec<Vec<SqlValue>> = run(statements).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(rows, [vec!["v1".into(), SqlValue::Int(7), "v2".into(), SqlValue::Int(1)]]);
+    }
+
+    #[test]
+    fn only_statements_that_add_or_move_forward_with_integers_of_the_row_fold() {
+        let fold = |sql: &str| Shape::new(sql.to_owned(), vec![]).rows.and_then(|r| r.fold);
+        assert_eq!(fold(COUNT), Some(Fold::Add(vec![1])));
+        assert_eq!(
+            fold("INSERT INTO c (id, a, b) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET a = c.a + excluded.a, b = excluded.b + c.b"),
+            Some(Fold::Add(vec![1, 2]))
+        );
+        assert_eq!(
+            fold("INSERT INTO c (id, k, x) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET k = excluded.k, x = excluded.x WHERE excluded.k > c.k"),
+            Some(Fold::Max { k: 1, set: vec![1, 2] })
+        );
+        let none = [
+            "INSERT INTO c (id, a) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET a = excluded.a",
+            "INSERT INTO c (id, a) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET a = c.a + excluded.a WHERE c.a > 0",
+            "INSERT INTO c (id, a) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET a = c.a + excluded.a",
+            "INSERT INTO c (id, a, b) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET a = c.a + excluded.b",
+            "INSERT INTO c (id, k, x) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET x = excluded.x WHERE excluded.k > c.k",
+            "INSERT INTO c (id, k) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET k = excluded.k WHERE excluded.k > c.k AND c.k > 0",
+            "INSERT INTO c (id, k) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET k = excluded.k WHERE excluded.k < c.k",
+            "INSERT INTO c (id, k) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET k = excluded.k WHERE excluded.k >= c.k",
+            "INSERT INTO c (id, a) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        ];
+        for sql in none {
+            assert_eq!(fold(sql), None, "{sql}");
+        }
     }
 
     #[test]

@@ -171,6 +171,19 @@ impl Projection for ContentProjection {
         SCHEMA
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &[
+            "videos_by_author",
+            "videos_by_time",
+            "video_hashtags_by_position",
+            "video_hashtags_by_time",
+            "likes_by_user",
+            "favorites_by_user",
+            "comments_by_video",
+            "comments_by_parent",
+        ]
+    }
+
     fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
         let at = int(envelope.occurred_at.timestamp_micros());
         let position = int(envelope.position as i64);

@@ -16,7 +16,9 @@
 //! deleted, read markers, membership), numbered 1, 2, 3, ... in commit order (applies
 //! of a projection are serialised: one writer for SQLite, an advisory lock per
 //! projection through Kafka). Each read API tails it (`plaza_read_api::hub`); the
-//! newest [`CHANGES_KEPT`] are kept.
+//! newest [`CHANGES_KEPT`] are kept. It is news, not history: a rebuild writes none of
+//! it, and the new generation takes the live one's log when it switches over
+//! ([`Projection::carried_over`]), so the numbers subscribers hold stay valid.
 
 use plaza_domain::{Event, RecordedEvent};
 
@@ -166,6 +168,14 @@ impl Projection for ConversationsProjection {
 
     fn schema(&self) -> &'static [&'static str] {
         SCHEMA
+    }
+
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &["conversation_members_by_user"]
+    }
+
+    fn carried_over(&self) -> &'static [&'static str] {
+        &["conversation_changes"]
     }
 
     fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {

@@ -53,6 +53,10 @@ impl Projection for CountersProjection {
         SCHEMA
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &["counters_by_type"]
+    }
+
     fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
         let Event::CountersIncremented { increments } = event else { return };
         // One statement per counter of the batch, however many requests hit it. Increments

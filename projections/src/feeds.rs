@@ -69,6 +69,11 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS recommendation_seeds (user_id TEXT PRIMARY KEY, seed BIGINT NOT NULL)",
 ];
 
+/// Adds `$2` followers to user `$1` (one text for follows and unfollows, so a batch's
+/// changes add up, [`crate::coalesce`]).
+const ADD_FOLLOWERS: &str = "INSERT INTO feed_follower_counts (user_id, followers) VALUES ($1, $2)
+     ON CONFLICT (user_id) DO UPDATE SET followers = feed_follower_counts.followers + excluded.followers";
+
 fn text(value: impl ToString) -> SqlValue {
     SqlValue::Text(value.to_string())
 }
@@ -86,15 +91,15 @@ impl Projection for FeedsProjection {
         SCHEMA
     }
 
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &["timelines_by_position"]
+    }
+
     fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>) {
         match event {
             Event::UserFollowed { follower_id, followee_id } => out.extend([
                 Statement::new("INSERT INTO feed_follows (follower_id, followee_id) VALUES ($1, $2)", [text(follower_id), text(followee_id)]),
-                Statement::new(
-                    "INSERT INTO feed_follower_counts (user_id, followers) VALUES ($1, 1)
-                     ON CONFLICT (user_id) DO UPDATE SET followers = feed_follower_counts.followers + excluded.followers",
-                    [text(followee_id)],
-                ),
+                Statement::new(ADD_FOLLOWERS, [text(followee_id), SqlValue::Int(1)]),
                 Statement::new(
                     "INSERT INTO timelines (user_id, video_id, author_id, position)
                      SELECT CAST($1 AS TEXT), id, author_id, position FROM feed_videos WHERE author_id = $2 AND deleted = 0
@@ -105,11 +110,7 @@ impl Projection for FeedsProjection {
             ]),
             Event::UserUnfollowed { follower_id, followee_id } => out.extend([
                 Statement::new("DELETE FROM feed_follows WHERE follower_id = $1 AND followee_id = $2", [text(follower_id), text(followee_id)]),
-                Statement::new(
-                    "INSERT INTO feed_follower_counts (user_id, followers) VALUES ($1, -1)
-                     ON CONFLICT (user_id) DO UPDATE SET followers = feed_follower_counts.followers + excluded.followers",
-                    [text(followee_id)],
-                ),
+                Statement::new(ADD_FOLLOWERS, [text(followee_id), SqlValue::Int(-1)]),
                 Statement::new("DELETE FROM timelines WHERE user_id = $1 AND author_id = $2", [text(follower_id), text(followee_id)]),
             ]),
             Event::VideoPublished { video_id, author_id, .. } => {

@@ -232,11 +232,30 @@ pub async fn start_building(db: &dyn ReadModelDb, projection: &dyn Projection) -
          VALUES ($1, $2, $3, 'building', $4) ON CONFLICT DO NOTHING",
         [projection.name().into(), SqlValue::Int(generation as i64), SqlValue::Int(projection.version() as i64), SqlValue::Int(now_millis())],
     ))];
-    steps.extend(tables.ddl(projection.schema()).into_iter().map(Step::run));
+    // The query indexes come once it has caught up ([`create_query_indexes`]).
+    let (_, now) = split_query_indexes(projection);
+    steps.extend(tables.ddl(&now).into_iter().map(Step::run));
     if !db.transact(steps).await? {
         return Err(ReadModelError::Database(format!("generation {generation} of {} was created by someone else", projection.name())));
     }
     Ok(generations(db, projection.name()).await?.into_iter().find(|g| g.generation == generation).expect("just created"))
+}
+
+/// The projection's DDL split into its query indexes ([`Projection::query_indexes`])
+/// and the rest.
+fn split_query_indexes(projection: &dyn Projection) -> (Vec<&'static str>, Vec<&'static str>) {
+    projection.schema().iter().partition(|ddl| object_name(ddl).is_some_and(|name| projection.query_indexes().contains(&name)))
+}
+
+/// Creates the query indexes of a generation being built, once it has caught up (a
+/// no-op when they exist).
+pub async fn create_query_indexes(db: &dyn ReadModelDb, projection: &dyn Projection, generation: u64) -> Result<(), ReadModelError> {
+    let (indexes, _) = split_query_indexes(projection);
+    if indexes.is_empty() {
+        return Ok(());
+    }
+    let steps = Tables::new(projection.schema(), generation).ddl(&indexes).into_iter().map(Step::run).collect();
+    db.transact(steps).await.map(drop)
 }
 
 /// Points the views at generation `to` and retires the live generation `from`, in one
@@ -270,6 +289,14 @@ pub async fn switch(db: &dyn ReadModelDb, projection: &dyn Projection, from: Opt
          WHERE p.projection = $1 AND p.generation = $3",
         [name.into(), to_param, from_param],
     )));
+    if let Some(from) = from {
+        // The change logs go on where the live generation's were.
+        let (old, new) = (Tables::new(projection.schema(), from), Tables::new(projection.schema(), to));
+        for table in projection.carried_over() {
+            let copy = format!("INSERT INTO {} SELECT * FROM {}", new.physical(table), old.physical(table));
+            steps.push(Step::run(Statement::owned(copy, [])));
+        }
+    }
     steps.extend(Tables::new(projection.schema(), to).views().into_iter().map(Step::run));
     db.transact(steps).await
 }
@@ -336,6 +363,8 @@ pub struct Tables {
     suffix: String,
     objects: HashSet<&'static str>,
     tables: Vec<&'static str>,
+    /// Physical names of the tables a rebuild leaves to the switch-over.
+    carried_over: Vec<String>,
     shapes: Mutex<HashMap<(usize, usize), Arc<Shape>>>,
 }
 
@@ -343,6 +372,13 @@ impl std::fmt::Debug for Tables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}{}", self.projection, self.suffix)
     }
+}
+
+/// The table or index a `CREATE .. IF NOT EXISTS name` statement creates.
+fn object_name(ddl: &'static str) -> Option<&'static str> {
+    let words: Vec<&'static str> = ddl.split(|c: char| c.is_whitespace() || c == '(').filter(|w| !w.is_empty()).collect();
+    let at = words.windows(4).position(|w| w[0] == "IF" && w[1] == "NOT" && w[2] == "EXISTS")?;
+    Some(words[at + 3])
 }
 
 /// Words after which a name in SQL is a table or an index.
@@ -355,23 +391,23 @@ impl Tables {
 
     /// As [`Tables::new`], remembering the projection's name for messages.
     pub fn of(projection: &dyn Projection, generation: u64) -> Self {
-        Self::named(projection.name(), projection.schema(), generation)
+        let mut tables = Self::named(projection.name(), projection.schema(), generation);
+        tables.carried_over = projection.carried_over().iter().map(|table| tables.physical(table)).collect();
+        tables
     }
 
     fn named(projection: &'static str, schema: &'static [&'static str], generation: u64) -> Self {
         let mut objects = HashSet::new();
         let mut tables = Vec::new();
         for ddl in schema {
-            let words: Vec<&'static str> = ddl.split(|c: char| c.is_whitespace() || c == '(').filter(|w| !w.is_empty()).collect();
-            if let Some(at) = words.windows(4).position(|w| w[0] == "IF" && w[1] == "NOT" && w[2] == "EXISTS") {
-                let name = words[at + 3];
+            if let Some(name) = object_name(ddl) {
                 objects.insert(name);
-                if words.get(1) == Some(&"TABLE") {
+                if ddl.split_whitespace().nth(1) == Some("TABLE") {
                     tables.push(name);
                 }
             }
         }
-        Self { projection, generation, suffix: format!("__g{generation}"), objects, tables, shapes: Mutex::default() }
+        Self { projection, generation, suffix: format!("__g{generation}"), objects, tables, carried_over: Vec::new(), shapes: Mutex::default() }
     }
 
     pub fn projection(&self) -> &'static str {
@@ -413,14 +449,20 @@ impl Tables {
         }
     }
 
-    /// The statements on this generation's tables, as set-based statements where that
-    /// changes nothing ([`crate::coalesce`]).
-    pub fn coalesce(&self, statements: Vec<Statement>) -> Vec<Runnable> {
-        coalesce::coalesce(statements, |statement| self.shape(statement))
+    /// Whether the statement writes a table of [`Projection::carried_over`], which a
+    /// rebuild leaves alone.
+    pub fn carried_over(&self, statement: &Statement) -> bool {
+        !self.carried_over.is_empty() && self.shape(statement).uses(&self.carried_over)
     }
 
-    /// The projection's DDL with this generation's names.
-    pub fn ddl(&self, schema: &'static [&'static str]) -> Vec<Statement> {
+    /// The statements on this generation's tables, as set-based statements where that
+    /// changes nothing ([`crate::coalesce`]); with `multi_row`, in multi-row statements.
+    pub fn coalesce(&self, statements: Vec<Statement>, multi_row: bool) -> Vec<Runnable> {
+        coalesce::coalesce(statements, |statement| self.shape(statement), multi_row)
+    }
+
+    /// The projection's DDL (or some of it) with this generation's names.
+    pub fn ddl(&self, schema: &[&'static str]) -> Vec<Statement> {
         schema.iter().map(|ddl| Statement::owned(rename(ddl, &self.objects, &self.suffix), [])).collect()
     }
 
@@ -553,6 +595,14 @@ mod tests {
             }
             for name in &tables.objects {
                 assert!(seen.insert(*name), "{name} is declared by two projections");
+            }
+            for index in projection.query_indexes() {
+                let ddl = projection.schema().iter().find(|ddl| object_name(ddl) == Some(index));
+                assert!(
+                    ddl.is_some_and(|ddl| ddl.starts_with("CREATE INDEX")),
+                    "{}: query index {index} is not a plain index of the schema",
+                    projection.name()
+                );
             }
         }
     }

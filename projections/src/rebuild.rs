@@ -76,11 +76,17 @@ impl Rebuild {
     }
 
     /// Reads the batch after `position` and works out its changes, on a task of its own.
-    fn read_ahead(&self, position: u64) -> Reading {
-        let (store, projection, batch_size) = (self.store.clone(), self.projection.clone(), self.batch_size);
+    /// The change logs are left to the switch-over ([`Projection::carried_over`]).
+    fn read_ahead(&self, position: u64, tables: &Arc<Tables>) -> Reading {
+        let (store, projection, batch_size, tables) = (self.store.clone(), self.projection.clone(), self.batch_size, tables.clone());
         tokio::spawn(async move {
             let events = store.read_all(position, batch_size).await?;
-            Ok(events.iter().map(|e| Changes::of(&*projection, e)).collect())
+            let changes = events.iter().map(|event| {
+                let mut changes = Changes::of(&*projection, event);
+                changes.statements.retain(|statement| !tables.carried_over(statement));
+                changes
+            });
+            Ok(changes.collect())
         })
     }
 
@@ -107,12 +113,12 @@ impl Rebuild {
             }
             progress.head = self.store.head().await?;
             // The next batch is read and projected on another task while this one applies.
-            let mut next = (progress.position < progress.head).then(|| self.read_ahead(progress.position));
+            let mut next = (progress.position < progress.head).then(|| self.read_ahead(progress.position, &tables));
             while let Some(reading) = next.take() {
                 let changes = reading.await.map_err(|error| ReadModelError::Database(format!("the rebuild's reader failed: {error}")))??;
                 let Some(last) = changes.last().map(|c| c.position) else { break };
                 if last < progress.head {
-                    next = Some(self.read_ahead(last));
+                    next = Some(self.read_ahead(last, &tables));
                 }
                 let positions: Vec<u64> = changes.iter().map(|c| c.position).collect();
                 let applied = match apply_changes(db, &tables, changes, self.policy, &mut health, &mut shutdown).await {
@@ -134,6 +140,7 @@ impl Rebuild {
                     return Ok(None);
                 }
             }
+            generations::create_query_indexes(db, &*self.projection, building.generation).await?;
             let live = generations::live(db, name).await?;
             if generations::switch(db, &*self.projection, live.map(|g| g.generation), building.generation).await? {
                 break;

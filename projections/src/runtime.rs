@@ -31,6 +31,22 @@ pub trait Projection: Send + Sync + 'static {
     fn schema(&self) -> &'static [&'static str];
     /// Appends the statements that apply `event` to `out`.
     fn apply(&self, event: &Event, envelope: &RecordedEvent, out: &mut Vec<Statement>);
+    /// Tables that log what listeners were told as it happened (a change log), rather
+    /// than state built from the history: a generation being rebuilt writes nothing to
+    /// them, and takes the live generation's rows when it switches over, so the log
+    /// goes on with the same numbering ([`crate::generations::switch`]). Their columns
+    /// must stay the same across versions.
+    fn carried_over(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Indexes of the schema (by name, not unique) that only queries use, never the
+    /// projection's own statements: a rebuild creates them once it has caught up,
+    /// sorting each table once, instead of updating them row by row through the whole
+    /// history. An index a statement here needs must not be listed (the rebuild would
+    /// scan for it).
+    fn query_indexes(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -244,7 +244,7 @@ fn track(tables: &Tables, topic: &str, partition: i32) -> Statement {
 /// Statements run on the tables of one generation when `tables` is given.
 async fn execute_pipelined(tx: &Transaction<'_>, statements: Vec<Statement>, tables: Option<&Tables>) -> Result<(), ReadModelError> {
     let runnable: Vec<(Arc<str>, Vec<SqlValue>)> = match tables {
-        Some(tables) => tables.coalesce(statements),
+        Some(tables) => tables.coalesce(statements, true),
         None => statements.into_iter().map(|s| (Arc::from(&*s.sql), s.params)).collect(),
     };
     let mut prepared = Vec::with_capacity(runnable.len());

@@ -2,7 +2,8 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
 use plaza_projections::dead_letters::{Changes, PARKED_STREAMS, plan};
@@ -259,21 +260,30 @@ impl ReadModelDb for SqliteReadModels {
 
 /// Runs the statements, on the tables of one generation when `tables` is given.
 ///
-/// One by one: a statement costs SQLite no round trip, and the multi-row statements
-/// PostgreSQL gets ([`Tables::coalesce`]) would need a statement journal here, which
-/// cost as much as they saved (measured on a rebuild of the content projection).
+/// A generation's statements are coalesced ([`Tables::coalesce`]) without multi-row
+/// statements: a statement costs SQLite no round trip, and a multi-row one would need a
+/// statement journal, which cost as much as it saved (measured on a rebuild of the
+/// content projection). Their texts are one `Arc` each per text, so each is converted and
+/// looked up in the connection's cache once per batch, not once per row.
 fn execute_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>, tables: Option<&Tables>) -> rusqlite::Result<()> {
-    for statement in statements {
-        let renamed;
-        let sql: &str = match tables {
-            Some(tables) => {
-                renamed = tables.sql(&statement);
-                &renamed
+    let Some(tables) = tables else {
+        for statement in statements {
+            let mut prepared = tx.prepare_cached(&sqlite_sql(&statement.sql))?;
+            prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite)))?;
+        }
+        return Ok(());
+    };
+    // By the text's address; the Arc is kept, so the address is not reused meanwhile.
+    let mut prepared: HashMap<usize, (Arc<str>, rusqlite::CachedStatement<'_>)> = HashMap::new();
+    for (sql, params) in tables.coalesce(statements, false) {
+        let (_, runnable) = match prepared.entry(Arc::as_ptr(&sql) as *const u8 as usize) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let runnable = tx.prepare_cached(&sqlite_sql(&sql))?;
+                entry.insert((sql, runnable))
             }
-            None => &statement.sql,
         };
-        let mut prepared = tx.prepare_cached(&sqlite_sql(sql))?;
-        prepared.execute(rusqlite::params_from_iter(statement.params.into_iter().map(to_sqlite)))?;
+        runnable.execute(rusqlite::params_from_iter(params.into_iter().map(to_sqlite)))?;
     }
     Ok(())
 }
