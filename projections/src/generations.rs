@@ -290,11 +290,13 @@ pub async fn switch(db: &dyn ReadModelDb, projection: &dyn Projection, from: Opt
         [name.into(), to_param, from_param],
     )));
     if let Some(from) = from {
-        // The change logs go on where the live generation's were.
+        // The change logs go on where the live generation's were (whatever a build by an
+        // older binary may have written to them goes).
         let (old, new) = (Tables::new(projection.schema(), from), Tables::new(projection.schema(), to));
         for table in projection.carried_over() {
-            let copy = format!("INSERT INTO {} SELECT * FROM {}", new.physical(table), old.physical(table));
-            steps.push(Step::run(Statement::owned(copy, [])));
+            let (old, new) = (old.physical(table), new.physical(table));
+            steps.push(Step::run(Statement::owned(format!("DELETE FROM {new}"), [])));
+            steps.push(Step::run(Statement::owned(format!("INSERT INTO {new} SELECT * FROM {old}"), [])));
         }
     }
     steps.extend(Tables::new(projection.schema(), to).views().into_iter().map(Step::run));
