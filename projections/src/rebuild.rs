@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plaza_domain::{EventStore, StoreError};
+use plaza_domain::{EventStore, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -29,7 +29,8 @@ pub enum RebuildError {
     ReadModel(#[from] ReadModelError),
 }
 
-type Reading = tokio::task::JoinHandle<Result<Vec<Changes>, StoreError>>;
+/// A batch read ahead: its events and their changes.
+type Reading = tokio::task::JoinHandle<Result<(Vec<RecordedEvent>, Vec<Changes>), StoreError>>;
 
 /// Where a rebuild is, for progress reports.
 #[derive(Debug, Clone)]
@@ -42,6 +43,14 @@ pub struct RebuildProgress {
     /// Events applied by this run (a resumed rebuild starts counting again).
     pub events: u64,
     pub started: Instant,
+}
+
+/// What `event` changes in the generation being built. The change logs are left to the
+/// switch-over ([`Projection::carried_over`]).
+fn changes_of(projection: &dyn Projection, tables: &Tables, event: &RecordedEvent) -> Changes {
+    let mut changes = Changes::of(projection, event);
+    changes.statements.retain(|statement| !tables.carried_over(statement));
+    changes
 }
 
 pub struct Rebuild {
@@ -76,17 +85,12 @@ impl Rebuild {
     }
 
     /// Reads the batch after `position` and works out its changes, on a task of its own.
-    /// The change logs are left to the switch-over ([`Projection::carried_over`]).
     fn read_ahead(&self, position: u64, tables: &Arc<Tables>) -> Reading {
         let (store, projection, batch_size, tables) = (self.store.clone(), self.projection.clone(), self.batch_size, tables.clone());
         tokio::spawn(async move {
             let events = store.read_all(position, batch_size).await?;
-            let changes = events.iter().map(|event| {
-                let mut changes = Changes::of(&*projection, event);
-                changes.statements.retain(|statement| !tables.carried_over(statement));
-                changes
-            });
-            Ok(changes.collect())
+            let changes = events.iter().map(|event| changes_of(&*projection, &tables, event)).collect();
+            Ok((events, changes))
         })
     }
 
@@ -115,20 +119,21 @@ impl Rebuild {
             // The next batch is read and projected on another task while this one applies.
             let mut next = (progress.position < progress.head).then(|| self.read_ahead(progress.position, &tables));
             while let Some(reading) = next.take() {
-                let changes = reading.await.map_err(|error| ReadModelError::Database(format!("the rebuild's reader failed: {error}")))??;
-                let Some(last) = changes.last().map(|c| c.position) else { break };
+                let (events, changes) =
+                    reading.await.map_err(|error| ReadModelError::Database(format!("the rebuild's reader failed: {error}")))??;
+                let Some(last) = events.last().map(|e| e.position) else { break };
                 if last < progress.head {
                     next = Some(self.read_ahead(last, &tables));
                 }
-                let positions: Vec<u64> = changes.iter().map(|c| c.position).collect();
-                let applied = match apply_changes(db, &tables, changes, self.policy, &mut health, &mut shutdown).await {
+                let again = || events.iter().map(|event| changes_of(&*self.projection, &tables, event)).collect();
+                let applied = match apply_changes(db, &tables, changes, again, self.policy, &mut health, &mut shutdown).await {
                     Ok(applied) => applied,
                     Err(error) => {
                         next.inspect(tokio::task::JoinHandle::abort);
                         return Err(error.into());
                     }
                 };
-                progress.events += positions.iter().filter(|p| **p <= applied).count() as u64;
+                progress.events += events.iter().filter(|e| e.position <= applied).count() as u64;
                 progress.position = progress.position.max(applied);
                 if applied < last {
                     next.inspect(tokio::task::JoinHandle::abort);
