@@ -207,6 +207,12 @@ fn slow_and_greedy_clients_are_cut_off(profile: Profile) {
     let half_body = b"POST /api/v1/users/login HTTP/1.1\r\nHost: plaza\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"login\"";
     let reply = raw_http(port, half_body, Duration::from_secs(10));
     assert_eq!((reply.status, reply.body["error"].as_str()), (408, Some("request_timeout")), "{}", reply.head);
+    // A refusal sent before the body was read (here: no token) ends the connection, and
+    // says so, or the client would send its next request on a closed connection.
+    let unread = b"POST /admin/projections/content/pause HTTP/1.1\r\nHost: plaza\r\nContent-Length: 100\r\n\r\n";
+    let reply = raw_http(port, unread, Duration::from_secs(10));
+    assert_eq!(reply.status, 401, "{}", reply.head);
+    assert!(reply.head.to_ascii_lowercase().contains("\r\nconnection: close"), "{}", reply.head);
 
     // At most 8 connections per client address; the 9th is told so and closed.
     let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();

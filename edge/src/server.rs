@@ -17,6 +17,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -24,9 +25,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -103,7 +104,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, app: 
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(slot);
             request.extensions_mut().insert(BodyTimeout(settings.body_timeout));
-            app.call(request.map(Body::new)).await
+            let sent_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+                || request.headers().get(header::CONTENT_LENGTH).is_some_and(|length| length.as_bytes() != b"0");
+            let read = Arc::new(AtomicBool::new(false));
+            let request = request.map(|body| Body::new(ReadToEnd { body, read: read.clone() }));
+            let mut response = app.call(request).await?;
+            if sent_body && !read.load(Ordering::Relaxed) {
+                // hyper closes a connection whose request body was left unread (a refusal
+                // before the handler read it): say so, or the client would reuse it.
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(response)
         }
     });
     let io = TokioIo::new(JsonProtocolErrors::new(stream));
@@ -120,6 +131,33 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, app: 
     };
     if let Err(error) = result {
         debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// A request body that notes when it was read to its end.
+struct ReadToEnd {
+    body: Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for ReadToEnd {
+    type Data = <Incoming as hyper::body::Body>::Data;
+    type Error = <Incoming as hyper::body::Body>::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        if frame.is_none() || self.body.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -433,8 +433,16 @@ impl Plaza {
     }
 
     /// Runs a GraphQL query that must succeed; returns `data`.
+    /// A 503 `consistency_timeout` (the read models had not reached `position` within the
+    /// server's wait, which a loaded machine can exceed) is asked again, as a client would.
     pub fn graphql(&self, query: &str, variables: Value, token: Option<&str>, position: u64) -> Value {
-        let reply = self.graphql_reply(query, variables, token, Some(position));
+        let mut reply = self.graphql_reply(query, variables.clone(), token, Some(position));
+        for _ in 0..10 {
+            if reply.status != 503 || reply.body["errors"][0]["extensions"]["code"] != "consistency_timeout" {
+                break;
+            }
+            reply = self.graphql_reply(query, variables.clone(), token, Some(position));
+        }
         assert!(reply.status == 200 && reply.body.get("errors").is_none(), "{} {}\nlog tail:\n{}", reply.status, reply.body, self.log_tail(60));
         reply.body["data"].clone()
     }
