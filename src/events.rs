@@ -324,36 +324,57 @@ async fn export(
     };
     let progress = Progress::new(manifest.to_position - manifest.from_position);
     let started = Instant::now();
+    let (from, to, filters) = (manifest.from_position, manifest.to_position, manifest.filters.clone());
     let mut position = manifest.last_position;
-    let mut chunk: Vec<RecordedEvent> = Vec::with_capacity(chunk_events.min(PAGE));
-    let mut next = (position < manifest.to_position).then(|| read_ahead(store, position));
-    while let Some(reading) = next.take() {
-        let events = reading.await.context("the export's reader stopped")??;
-        let read = events.len();
-        // The page after this one is read on another thread while this one is written.
-        if read == PAGE && events.last().is_some_and(|e| e.position < manifest.to_position) {
-            next = events.last().map(|e| read_ahead(store, e.position));
-        }
-        let past_end = events.last().is_some_and(|e| e.position > manifest.to_position);
-        for event in events {
-            if event.position > manifest.to_position {
-                break;
+    // Chunks are written (encoded, synced, recorded in the manifest) on a thread of their
+    // own while the next ones are read: an export takes about as long as the slower of
+    // the two, not their sum.
+    let (chunks, mut to_write) = tokio::sync::mpsc::channel::<(Vec<RecordedEvent>, u64)>(1);
+    let writer = {
+        let out = out.to_owned();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
+            while let Some((mut chunk, position)) = to_write.blocking_recv() {
+                flush_chunk(&out, &mut manifest, &mut chunk, position)?;
             }
-            position = event.position;
-            if manifest.filters.wants(&event) {
-                chunk.push(event);
+            Ok(manifest)
+        })
+    };
+    let read = async {
+        let mut chunk: Vec<RecordedEvent> = Vec::with_capacity(chunk_events.min(PAGE));
+        let mut next = (position < to).then(|| read_ahead(store, position));
+        while let Some(reading) = next.take() {
+            let events = reading.await.context("the export's reader stopped")??;
+            // The page after this one is read on another task while this one is sorted.
+            if events.len() == PAGE && events.last().is_some_and(|e| e.position < to) {
+                next = events.last().map(|e| read_ahead(store, e.position));
             }
-            if chunk.len() >= chunk_events {
-                flush_chunk(out, &mut manifest, &mut chunk, position)?;
+            for event in events {
+                if event.position > to {
+                    next = None;
+                    break;
+                }
+                position = event.position;
+                if filters.wants(&event) {
+                    chunk.push(event);
+                }
+                if chunk.len() >= chunk_events {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_events.min(PAGE)));
+                    if chunks.send((full, position)).await.is_err() {
+                        // The writer failed: its error is the one to report.
+                        return Ok(());
+                    }
+                }
             }
+            progress.set(position - from);
         }
-        progress.set(position - manifest.from_position);
-        if past_end {
-            break;
-        }
-    }
-    let to = manifest.to_position;
-    flush_chunk(out, &mut manifest, &mut chunk, to)?;
+        // The rest, and the end of the range as the last position read.
+        let _ = chunks.send((chunk, to)).await;
+        Ok::<(), anyhow::Error>(())
+    };
+    let read = read.await;
+    drop(chunks);
+    let mut manifest = writer.await.context("the export's writer stopped")??;
+    read?;
     manifest.complete = true;
     write_manifest(out, &manifest)?;
     progress.finish();
