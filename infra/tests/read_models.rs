@@ -884,3 +884,18 @@ on_both_engines!(
     a_rebuild_carries_the_change_log_over,
     a_rebuild_creates_the_query_indexes_once_caught_up,
 );
+
+/// A new SQLite read model file has 8 KiB pages; one made with other pages keeps them.
+#[tokio::test]
+async fn new_sqlite_read_models_have_8_kib_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = SqliteReadModels::open(&dir.path().join("read.db")).unwrap();
+    assert_eq!(page_size(&new).await, 8192);
+    let old = dir.path().join("old.db");
+    rusqlite::Connection::open(&old).unwrap().execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (a)").unwrap();
+    assert_eq!(page_size(&SqliteReadModels::open(&old).unwrap()).await, 4096);
+}
+
+async fn page_size(db: &dyn ReadModelDb) -> i64 {
+    db.query("PRAGMA page_size", vec![]).await.unwrap()[0].int(0).unwrap()
+}

@@ -83,7 +83,7 @@ fn unavailable(error: impl std::fmt::Display) -> StoreError {
 
 impl SqliteEventStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = open_connection(path, "FULL").map_err(unavailable)?;
+        let conn = open_connection(path, "FULL", None).map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         let head: i64 = conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get(0)).map_err(unavailable)?;
         let head = Arc::new(Head::new(head as u64));

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rusqlite::{Connection, OpenFlags};
 
 /// Opens a connection in WAL mode. `synchronous` is FULL for the event store (an
-/// acknowledged append survives power loss) and NORMAL for rebuildable read models.
-fn open_connection(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
+/// acknowledged append survives power loss) and NORMAL for rebuildable read models;
+/// `page_size` is the page size of a file this call creates (SQLite's default if None).
+fn open_connection(path: &Path, synchronous: &str, page_size: Option<u32>) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -29,6 +30,11 @@ fn open_connection(path: &Path, synchronous: &str) -> rusqlite::Result<Connectio
     // Every statement of every projection stays prepared (rusqlite keeps 16 by default,
     // fewer than one projection uses, so a batch would prepare them over and over).
     conn.set_prepared_statement_cache_capacity(512);
+    if let Some(size) = page_size {
+        // Takes effect when this connection creates the file (a database in WAL mode
+        // keeps the page size it was made with).
+        conn.pragma_update(None, "page_size", size)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -44,7 +50,7 @@ struct ReaderPool {
 
 impl ReaderPool {
     fn open(path: &Path, size: usize) -> rusqlite::Result<Self> {
-        let connections = (0..size).map(|_| open_connection(path, "NORMAL").map(Mutex::new)).collect::<Result<_, _>>()?;
+        let connections = (0..size).map(|_| open_connection(path, "NORMAL", None).map(Mutex::new)).collect::<Result<_, _>>()?;
         Ok(Self { connections, next: AtomicUsize::new(0) })
     }
 

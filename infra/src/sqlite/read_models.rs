@@ -29,13 +29,15 @@ fn db_error(error: impl std::fmt::Display) -> ReadModelError {
 
 impl SqliteReadModels {
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
-        let writer = open_connection(path, "NORMAL").map_err(db_error)?;
         // A projector writes rows all over its tables (likes of any video by any user), a
         // rebuild millions of them. Measured on a rebuild of the content projection, with
         // SQLite's defaults most of the time went to a 2 MB page cache spilling dirty
         // pages and reading them back, statement journals in temporary files, and a
         // checkpoint of the log every 1,000 pages. The cache is an upper bound: a small
-        // database uses what it has.
+        // database uses what it has. Pages of 8 KiB (a new file's; SQLite's default is 4)
+        // made that rebuild about 14 % faster: B-trees of two keys of 36-character ids are
+        // shallower with them.
+        let writer = open_connection(path, "NORMAL", Some(8192)).map_err(db_error)?;
         writer.execute_batch("PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;").map_err(db_error)?;
         for statement in BOOKKEEPING_DDL {
             writer.execute_batch(statement).map_err(db_error)?;
