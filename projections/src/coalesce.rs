@@ -131,10 +131,12 @@ impl RowInsert {
         match &self.fold {
             None => false,
             Some(Fold::Add(adds)) => {
-                let sums: Option<Vec<i64>> = adds.iter().map(|&i| int(&into[i])?.checked_add(int(&from[i])?)).collect();
-                let Some(sums) = sums else { return false };
-                for (&i, sum) in adds.iter().zip(sums) {
-                    into[i] = SqlValue::Int(sum);
+                let sum = |into: &[SqlValue], i: usize| int(&into[i])?.checked_add(int(&from[i])?);
+                if adds.iter().any(|&i| sum(into, i).is_none()) {
+                    return false;
+                }
+                for &i in adds {
+                    into[i] = SqlValue::Int(sum(into, i).expect("checked above"));
                 }
                 true
             }
@@ -330,7 +332,8 @@ pub type Runnable = (Arc<str>, Vec<SqlValue>);
 /// Rows of one shape waiting to be sent together.
 struct Group {
     shape: Arc<Shape>,
-    params: Vec<SqlValue>,
+    /// Each row's parameters, kept as they came: a statement per row takes its own.
+    rows: Vec<Vec<SqlValue>>,
     /// The row (0-based) of each conflict key.
     keys: HashMap<Vec<SqlValue>, usize>,
 }
@@ -339,7 +342,7 @@ impl Group {
     fn new(shape: Arc<Shape>, params: Vec<SqlValue>) -> Self {
         let insert = shape.rows.as_ref().expect("only row inserts are grouped");
         let keys = insert.key(&params).map(|key| (key, 0)).into_iter().collect();
-        Self { shape, params, keys }
+        Self { shape, rows: vec![params], keys }
     }
 
     /// Takes the row into the group, or folds it into the row of its conflict key; gives
@@ -347,22 +350,28 @@ impl Group {
     fn take(&mut self, insert: &RowInsert, params: Vec<SqlValue>) -> Result<(), Vec<SqlValue>> {
         if let Some(key) = insert.key(&params) {
             if let Some(&row) = self.keys.get(&key) {
-                let found = &mut self.params[row * insert.params..(row + 1) * insert.params];
-                return if insert.fold_into(found, &params) { Ok(()) } else { Err(params) };
+                return if insert.fold_into(&mut self.rows[row], &params) { Ok(()) } else { Err(params) };
             }
-            self.keys.insert(key, self.params.len() / insert.params);
+            self.keys.insert(key, self.rows.len());
         }
-        self.params.extend(params);
+        self.rows.push(params);
         Ok(())
     }
 
     fn send(self, multi_row: bool, out: &mut Vec<Runnable>) {
         let insert = self.shape.rows.as_ref().expect("only row inserts are grouped");
-        let mut left = self.params.len() / insert.params;
-        let mut params = self.params.into_iter();
-        for size in SIZES.into_iter().filter(|&size| multi_row || size == 1) {
+        if !multi_row {
+            let sql = insert.sql(1);
+            out.extend(self.rows.into_iter().map(|row| (sql.clone(), row)));
+            return;
+        }
+        let mut left = self.rows.len();
+        let mut rows = self.rows.into_iter();
+        for size in SIZES {
             while left >= size {
-                out.push((insert.sql(size), params.by_ref().take(size * insert.params).collect()));
+                let mut params = Vec::with_capacity(size * insert.params);
+                rows.by_ref().take(size).for_each(|row| params.extend(row));
+                out.push((insert.sql(size), params));
                 left -= size;
             }
         }
@@ -372,7 +381,7 @@ impl Group {
 /// The statements, in shapes from `shape`, as fewer set-based statements (see the
 /// module's documentation); `multi_row: false` keeps one row per statement.
 pub fn coalesce(statements: Vec<Statement>, shape: impl Fn(&Statement) -> Arc<Shape>, multi_row: bool) -> Vec<Runnable> {
-    let mut out = Vec::with_capacity(statements.len() / 2 + 1);
+    let mut out = Vec::with_capacity(if multi_row { statements.len() / 2 + 1 } else { statements.len() });
     let mut open: Vec<Group> = Vec::new();
     for statement in statements {
         let shape = shape(&statement);

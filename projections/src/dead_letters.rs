@@ -89,7 +89,7 @@ pub const PARKED_STREAMS: &str = "SELECT DISTINCT stream_id FROM dead_letters WH
 
 /// The statements that apply `changes`, events of a parked stream parked behind it.
 pub fn plan(tables: &Tables, changes: Vec<Changes>, parked: &mut HashSet<String>) -> Vec<Statement> {
-    let mut statements = Vec::new();
+    let mut statements = Vec::with_capacity(changes.iter().map(|change| change.statements.len()).sum());
     for change in changes {
         let change = match parked.contains(&change.stream_id) {
             true => change.parked(tables, BLOCKED, "an earlier event of its stream is a dead letter", 0),
