@@ -266,11 +266,12 @@ impl Event {
 
     /// Decodes recorded data, upcasting older schema versions first.
     pub fn decode(event_type: &str, schema_version: u32, data: &str) -> Result<Event, DecodeError> {
-        let mut value: serde_json::Value = serde_json::from_str(data).map_err(|e| DecodeError::new(event_type, e))?;
-        if schema_version < SCHEMA_VERSION {
-            value = upcast(event_type, schema_version, value);
+        if schema_version >= SCHEMA_VERSION {
+            // Straight from the text: no JSON tree in between (most of a rebuild's reading).
+            return serde_json::from_str(data).map_err(|e| DecodeError::new(event_type, e));
         }
-        serde_json::from_value(value).map_err(|e| DecodeError::new(event_type, e))
+        let value: serde_json::Value = serde_json::from_str(data).map_err(|e| DecodeError::new(event_type, e))?;
+        serde_json::from_value(upcast(event_type, schema_version, value)).map_err(|e| DecodeError::new(event_type, e))
     }
 }
 
