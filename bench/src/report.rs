@@ -257,7 +257,7 @@ impl Report<'_> {
              {EVENTS_PER_PAIR} alternating `UserFollowed`/`UserUnfollowed` events in one append. The timed part is \
              `Projector::catch_up()` of the accounts projection from position 0 to the head (including creating its tables), in batches of \
              {BATCH_SIZE} events, each batch's statements (one insert per registration, three statements per follow or unfollow) and \
-             checkpoint committed in one transaction: into SQLite read models (a new `read.db`, `synchronous=NORMAL`) and into \
+             checkpoint committed in one transaction: into SQLite read models (a new `read.db`, `synchronous=NORMAL`, 8 KiB pages) and into \
              PostgreSQL read models (a new database). Both read the same SQLite event store, so reading the log is included in the time. \
              Afterwards the user and follow counts are checked against what was written.\n",
             thousands(USERS as u64)
@@ -298,12 +298,12 @@ impl Report<'_> {
              whole log from the store in pages of {} and decodes every event: the least any rebuild or export does, on one thread (a rebuild reads the next batch on another thread while it applies one, so a projection that writes little can beat it). Each rebuild is \
              the code of `plaza projections rebuild NAME` (`Rebuild::run`): a new generation's tables are created beside the live \
              ones, the log is read in batches of {}, each batch's statements and checkpoint are committed in one transaction, and the \
-             new generation is switched live at the head; into a new SQLite `read.db` per projection (`synchronous=NORMAL`) and into \
+             new generation is switched live at the head; into a new SQLite `read.db` per projection (`synchronous=NORMAL`, 8 KiB pages) and into \
              a new PostgreSQL database per projection on the local server. Events/s is the whole log divided by the time, whatever \
              share of the events the projection uses; \"Rows checked\" is the row count of its main table afterwards (accounts: \
              follows, content: likes, counters: counters, conversations: messages, feeds: timelines). The exports run the release \
              `plaza events export --format jsonl|parquet` as a child process on the same store (default chunks of 100,000 events, \
-             each file written, fsynced and renamed into place), timed from start to exit.\n",
+             each file encoded, written, fsynced and renamed into place on a thread of its own while the next chunk is read), timed from start to exit.\n",
             r.prefill.as_secs_f64(),
             thousands(r.events),
             thousands(crate::rebuild::BATCH_SIZE as u64),
