@@ -344,13 +344,12 @@ async fn export(
         let mut next = (position < to).then(|| read_ahead(store, position));
         while let Some(reading) = next.take() {
             let events = reading.await.context("the export's reader stopped")??;
-            // The page after this one is read on another task while this one is sorted.
+            // The page after this one is read on another task while this one is chunked.
             if events.len() == PAGE && events.last().is_some_and(|e| e.position < to) {
                 next = events.last().map(|e| read_ahead(store, e.position));
             }
             for event in events {
                 if event.position > to {
-                    next = None;
                     break;
                 }
                 position = event.position;
