@@ -330,18 +330,18 @@ fn append_one(conn: &Connection, stream: &str, expected: ExpectedVersion, events
 fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let bad =
         |index: usize, e: Box<dyn std::error::Error + Send + Sync>| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e);
-    let event_id: String = row.get(1)?;
-    let metadata: String = row.get(7)?;
-    let occurred_at: String = row.get(8)?;
+    // Read in place: only what the event keeps as text is copied.
+    let text = move |index: usize| row.get_ref(index)?.as_str().map_err(|e| bad(index, e.into()));
+    let (event_id, metadata, occurred_at) = (text(1)?, text(7)?, text(8)?);
     Ok(RecordedEvent {
         position: row.get::<_, i64>(0)? as u64,
-        event_id: Uuid::parse_str(&event_id).map_err(|e| bad(1, e.into()))?,
+        event_id: Uuid::parse_str(event_id).map_err(|e| bad(1, e.into()))?,
         stream_id: row.get(2)?,
         version: row.get::<_, i64>(3)? as u64,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
         data: row.get(6)?,
-        metadata: serde_json::from_str::<Metadata>(&metadata).map_err(|e| bad(7, e.into()))?,
-        occurred_at: DateTime::parse_from_rfc3339(&occurred_at).map_err(|e| bad(8, e.into()))?.with_timezone(&Utc),
+        metadata: serde_json::from_str::<Metadata>(metadata).map_err(|e| bad(7, e.into()))?,
+        occurred_at: DateTime::parse_from_rfc3339(occurred_at).map_err(|e| bad(8, e.into()))?.with_timezone(&Utc),
     })
 }
