@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Plaza, Profile, RawReply, raw_http, run_to_exit};
+use common::{Plaza, Profile, RawReply, parse_raw, raw_http, run_to_exit};
 use serde_json::{Value, json};
 
 fn graphql_code(reply: &common::Reply) -> &str {
@@ -209,12 +209,20 @@ fn slow_and_greedy_clients_are_cut_off(profile: Profile) {
     assert_eq!((reply.status, reply.body["error"].as_str()), (408, Some("request_timeout")), "{}", reply.head);
     // A refusal sent before the body was read (here: no token) ends the connection, and
     // says so, or the client would send its next request on a closed connection.
-    let unread = b"POST /admin/projections/content/pause HTTP/1.1\r\nHost: plaza\r\nContent-Length: 100\r\n\r\n";
-    let reply = raw_http(port, unread, Duration::from_secs(10));
+    // Read to the end: the server closes it (and so gives back its place in the
+    // per-address limit below).
+    let mut unread = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    unread.write_all(b"POST /admin/projections/content/pause HTTP/1.1\r\nHost: plaza\r\nContent-Length: 100\r\n\r\n").unwrap();
+    unread.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    let closed = unread.read_to_end(&mut received);
+    assert!(closed.is_ok() || closed.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "{closed:?}");
+    let reply = parse_raw(&received);
     assert_eq!(reply.status, 401, "{}", reply.head);
     assert!(reply.head.to_ascii_lowercase().contains("\r\nconnection: close"), "{}", reply.head);
 
-    // At most 8 connections per client address; the 9th is told so and closed.
+    // At most 8 connections per client address; the 9th is told so and closed. The
+    // connections above are closed by now (the 408's as it was answered).
     let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
     let refused = raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: plaza\r\n\r\n", Duration::from_secs(10));
