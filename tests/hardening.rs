@@ -187,6 +187,18 @@ fn the_data_directory_is_private() {
     assert!(plaza.log().contains("tightened permissions"), "{}", plaza.log_tail(20));
 }
 
+/// Sends `request` and reads until the server closes the connection (within 10 s);
+/// returns what it answered.
+fn until_closed(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(request).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut received = Vec::new();
+    let closed = stream.read_to_end(&mut received);
+    assert!(closed.is_ok() || closed.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "{closed:?}");
+    received
+}
+
 // 7. Half-sent requests held connections for minutes.
 fn slow_and_greedy_clients_are_cut_off(profile: Profile) {
     let plaza = Plaza::start_with(
@@ -197,12 +209,7 @@ fn slow_and_greedy_clients_are_cut_off(profile: Profile) {
     );
     let port = plaza.port(0);
     // Half a head: the connection is closed.
-    let mut half_head = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    half_head.write_all(b"POST /api/v1/users/login HTTP/1.1\r\nHost: plaza\r\n").unwrap();
-    half_head.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buffer = Vec::new();
-    let closed = half_head.read_to_end(&mut buffer);
-    assert!(closed.is_ok() || closed.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "{closed:?}");
+    until_closed(port, b"POST /api/v1/users/login HTTP/1.1\r\nHost: plaza\r\n");
     // Half a body: 408 with the JSON error shape.
     let half_body = b"POST /api/v1/users/login HTTP/1.1\r\nHost: plaza\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"login\"";
     let reply = raw_http(port, half_body, Duration::from_secs(10));
@@ -211,13 +218,7 @@ fn slow_and_greedy_clients_are_cut_off(profile: Profile) {
     // says so, or the client would send its next request on a closed connection.
     // Read to the end: the server closes it (and so gives back its place in the
     // per-address limit below).
-    let mut unread = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    unread.write_all(b"POST /admin/projections/content/pause HTTP/1.1\r\nHost: plaza\r\nContent-Length: 100\r\n\r\n").unwrap();
-    unread.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut received = Vec::new();
-    let closed = unread.read_to_end(&mut received);
-    assert!(closed.is_ok() || closed.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset), "{closed:?}");
-    let reply = parse_raw(&received);
+    let reply = parse_raw(&until_closed(port, b"POST /admin/projections/content/pause HTTP/1.1\r\nHost: plaza\r\nContent-Length: 100\r\n\r\n"));
     assert_eq!(reply.status, 401, "{}", reply.head);
     assert!(reply.head.to_ascii_lowercase().contains("\r\nconnection: close"), "{}", reply.head);
 
