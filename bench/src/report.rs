@@ -297,9 +297,10 @@ impl Report<'_> {
              messages and 2 view-counter events, {} events in all, the kinds interleaved in the log. The no-op baseline reads the \
              whole log from the store in pages of {} and decodes every event: the least any rebuild or export does, on one thread (a rebuild reads the next batch on another thread while it applies one, so a projection that writes little can beat it). Each rebuild is \
              the code of `plaza projections rebuild NAME` (`Rebuild::run`): a new generation's tables are created beside the live \
-             ones, the log is read in batches of {}, each batch's statements and checkpoint are committed in one transaction, and the \
-             new generation is switched live at the head; into a new SQLite `read.db` per projection (`synchronous=NORMAL`, 8 KiB pages) and into \
-             a new PostgreSQL database per projection on the local server. Events/s is the whole log divided by the time, whatever \
+             ones, the log is read in batches of {}, each batch's statements applied with the generation's checkpoint (SQLite \
+             commits a second's worth of batches at once, PostgreSQL each batch), and the new generation is switched live at the \
+             head; into a new SQLite `read.db` per projection (`synchronous=NORMAL`, 8 KiB pages) and into a new PostgreSQL \
+             database per projection on the local server. Events/s is the whole log divided by the time, whatever \
              share of the events the projection uses; \"Rows checked\" is the row count of its main table afterwards (accounts: \
              follows, content: likes, counters: counters, conversations: messages, feeds: timelines). The exports run the release \
              `plaza events export --format jsonl|parquet` as a child process on the same store (default chunks of 100,000 events, \

@@ -587,6 +587,38 @@ async fn a_poison_event_is_parked_with_its_streams_later_events(db: Arc<dyn Read
     running.await.unwrap();
 }
 
+/// A rebuild parks a poison event like a projector does, and builds everything else
+/// (on SQLite, the batches it held uncommitted with it are rolled back and applied
+/// again, one commit each).
+async fn a_rebuild_parks_a_poison_event_and_builds_the_rest(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::dead_letters;
+    use plaza_projections::poison::PoisonTestProjection;
+    use plaza_projections::runtime::FailurePolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    for i in 0..12 {
+        update_bio(&*store, b, &format!("b{i}")).await;
+    }
+    let poison = update_bio(&*store, a, "poison").await;
+    let behind = update_bio(&*store, a, "after").await;
+    for i in 12..20 {
+        update_bio(&*store, b, &format!("b{i}")).await;
+    }
+    let rebuild = plaza_projections::Rebuild::new(Arc::new(PoisonTestProjection), store.clone(), db.clone())
+        .with_batch_size(4)
+        .with_failure_policy(FailurePolicy { max_attempts: 2, park: true });
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let live = rebuild.run(&mut |_| {}, shutdown).await.unwrap().expect("switched over");
+    assert_eq!(live.position, store.head().await.unwrap());
+    let parked: Vec<(u64, String)> = dead_letters::list(&*db).await.unwrap().iter().map(|d| (d.position, d.state.as_str().to_owned())).collect();
+    assert_eq!(parked, vec![(poison, "failed".to_owned()), (behind, "blocked".to_owned())]);
+    let log = db.query("SELECT bio FROM poison_log ORDER BY seq", vec![]).await.unwrap();
+    let bios: Vec<&str> = log.iter().map(|r| r.text(0).unwrap()).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("b{i}")).collect();
+    assert_eq!(bios, expected, "every other event once, in order");
+}
+
 /// Configured to stop on failure, a projection stays before the failing event, says it
 /// has failed, and goes on by itself once fixed.
 async fn a_projection_set_to_stop_on_failure_waits_for_the_fix(db: Arc<dyn ReadModelDb>) {
@@ -880,6 +912,7 @@ on_both_engines!(
     a_newer_projection_version_rebuilds_by_itself,
     read_models_from_before_generations_are_kept_then_rebuilt,
     a_poison_event_is_parked_with_its_streams_later_events,
+    a_rebuild_parks_a_poison_event_and_builds_the_rest,
     a_projection_set_to_stop_on_failure_waits_for_the_fix,
     a_rebuild_carries_the_change_log_over,
     a_rebuild_creates_the_query_indexes_once_caught_up,
@@ -898,4 +931,79 @@ async fn new_sqlite_read_models_have_8_kib_pages() {
 
 async fn page_size(db: &dyn ReadModelDb) -> i64 {
     db.query("PRAGMA page_size", vec![]).await.unwrap()[0].int(0).unwrap()
+}
+
+/// A generation being built, with four users registered in the store: its tables, set
+/// to hold commits, and the changes of the store's events `range`.
+struct Building {
+    db: Arc<dyn ReadModelDb>,
+    tables: Arc<Tables>,
+    events: Vec<RecordedEvent>,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl Building {
+    async fn new() -> Self {
+        let (store_dir, db_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = SqliteEventStore::open(&store_dir.path().join("events.db")).unwrap();
+        for name in ["a", "b", "c", "d"] {
+            register(&store, name).await;
+        }
+        let db: Arc<dyn ReadModelDb> = Arc::new(SqliteReadModels::open(&db_dir.path().join("read.db")).unwrap());
+        generations::ensure_live(&*db, &AccountsProjection).await.unwrap();
+        let building = generations::start_building(&*db, &AccountsProjection).await.unwrap();
+        let tables = Arc::new(Tables::of(&AccountsProjection, building.generation).with_held_commits());
+        Self { db, tables, events: store.read_all(0, 10).await.unwrap(), _dirs: [store_dir, db_dir] }
+    }
+
+    async fn apply(&self, range: std::ops::Range<usize>) -> Result<(), plaza_projections::ReadModelError> {
+        let changes = self.events[range.clone()].iter().map(|event| Changes::of(&AccountsProjection, event)).collect();
+        self.db.apply(self.tables.clone(), changes, self.events[range.end - 1].position).await
+    }
+
+    /// What readers see: the generation's users and checkpoint.
+    async fn committed(&self) -> (Vec<String>, u64) {
+        let building = generations::generations(&*self.db, "accounts").await.unwrap().into_iter().find(|g| g.generation == 2).unwrap();
+        (rows_of(&*self.db, "SELECT count(*) FROM users__g2").await, building.position)
+    }
+}
+
+/// SQLite commits a rebuild's batches together: readers see none of them until
+/// something else writes (or the rebuild asks), and then all of them with their
+/// checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_a_rebuilds_batches_together() {
+    let building = Building::new().await;
+    building.apply(0..2).await.unwrap();
+    building.apply(2..4).await.unwrap();
+    assert_eq!(building.committed().await, (vec!["[Int(0)]".to_string()], 0));
+    building.db.execute(Statement::new("UPDATE projection_health SET failing = 0 WHERE reporter = 'nobody'", [])).await.unwrap();
+    assert_eq!(building.committed().await, (vec!["[Int(4)]".to_string()], 4));
+
+    building.db.commit_held(&building.tables).await.unwrap();
+    assert_eq!(building.committed().await, (vec!["[Int(4)]".to_string()], 4), "nothing was held");
+}
+
+/// When SQLite rolls back the whole held transaction (as it does after some errors), the
+/// rebuild hears of it and its checkpoint is where its rows are: it resumes from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reports_a_rebuilds_batches_rolled_back() {
+    let building = Building::new().await;
+    building
+        .db
+        .execute(Statement::new(
+            "CREATE TRIGGER refuse_d AFTER INSERT ON users__g2 WHEN NEW.username = 'd' BEGIN SELECT RAISE(ROLLBACK, 'refused'); END",
+            [],
+        ))
+        .await
+        .unwrap();
+    building.apply(0..2).await.unwrap();
+    let lost = building.apply(2..4).await;
+    assert!(matches!(lost, Err(plaza_projections::ReadModelError::Uncommitted("accounts", 2))), "{lost:?}");
+    assert_eq!(building.committed().await, (vec!["[Int(0)]".to_string()], 0), "the first batch went too, checkpoint and all");
+
+    building.db.execute(Statement::new("DROP TRIGGER refuse_d", [])).await.unwrap();
+    building.apply(0..4).await.unwrap();
+    building.db.commit_held(&building.tables).await.unwrap();
+    assert_eq!(building.committed().await, (vec!["[Int(4)]".to_string()], 4));
 }

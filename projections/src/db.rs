@@ -92,6 +92,10 @@ pub enum ReadModelError {
     /// again at what it is to do ([`crate::generations`]).
     #[error("generation {1} of projection {0} takes no changes now (paused, replaced or dropped)")]
     Stopped(&'static str, u64),
+    /// Batches applied to a generation and held uncommitted ([`Tables::hold_commits`])
+    /// were rolled back: its checkpoint is where it was before them.
+    #[error("batches applied to generation {1} of projection {0} were rolled back before their commit; its checkpoint is before them")]
+    Uncommitted(&'static str, u64),
 }
 
 /// Creates a partition's row unless it exists: from the partition's start, everything up
@@ -128,7 +132,19 @@ pub trait ReadModelDb: Send + Sync + 'static {
     /// take changes ([`crate::generations::GUARD`]); else [`ReadModelError::Stopped`].
     /// Events of a stream with a dead letter are parked behind it
     /// ([`crate::dead_letters::plan`]).
+    ///
+    /// For a generation whose [`Tables::hold_commits`] is set, an engine may leave the
+    /// transaction open and commit several batches at once (with their checkpoint, so a
+    /// crash only loses work to redo); it commits them before doing anything else, and
+    /// at [`commit_held`](Self::commit_held).
     async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError>;
+
+    /// Commits what [`apply`](Self::apply) held uncommitted for the generation of
+    /// `tables`; [`ReadModelError::Uncommitted`] if that was lost (its checkpoint is then
+    /// older than what was applied).
+    async fn commit_held(&self, _tables: &Tables) -> Result<(), ReadModelError> {
+        Ok(())
+    }
 
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError>;
 

@@ -367,6 +367,7 @@ pub struct Tables {
     tables: Vec<&'static str>,
     /// Physical names of the tables a rebuild leaves to the switch-over.
     carried_over: Vec<String>,
+    hold_commits: bool,
     shapes: Mutex<HashMap<(usize, usize), Arc<Shape>>>,
 }
 
@@ -409,7 +410,31 @@ impl Tables {
                 }
             }
         }
-        Self { projection, generation, suffix: format!("__g{generation}"), objects, tables, carried_over: Vec::new(), shapes: Mutex::default() }
+        Self {
+            projection,
+            generation,
+            suffix: format!("__g{generation}"),
+            objects,
+            tables,
+            carried_over: Vec::new(),
+            hold_commits: false,
+            shapes: Mutex::default(),
+        }
+    }
+
+    /// Marks a generation being built, which nobody reads yet: the database may commit
+    /// several of its batches at once ([`ReadModelDb::apply`]). Each commit of SQLite in
+    /// WAL mode writes every page the transaction changed to the log, and a batch of a
+    /// rebuild changes nearly every page of a large table's keys (likes by video and
+    /// user): committing a content rebuild every batch wrote about six times the
+    /// database's size.
+    pub fn with_held_commits(mut self) -> Self {
+        self.hold_commits = true;
+        self
+    }
+
+    pub fn hold_commits(&self) -> bool {
+        self.hold_commits
     }
 
     pub fn projection(&self) -> &'static str {

@@ -5,6 +5,11 @@
 //! A rebuild holds a lock for its projection ([`ReadModelDb::try_lock`]), so a second one
 //! refuses to start, and resumes from its generation's own checkpoint when it is started
 //! again after being killed.
+//!
+//! Its batches may be committed several at a time ([`Tables::with_held_commits`]). If
+//! held ones are rolled back (one of them failed, or their commit did), it goes back to
+//! its checkpoint and commits batch by batch up to where they failed, where the usual
+//! retries and dead letters take over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,6 +99,22 @@ impl Rebuild {
         })
     }
 
+    /// Stops before switching over, the batches applied so far committed (if they can
+    /// be: a rebuild started again resumes from its checkpoint either way).
+    async fn stopped(&self, held: &Tables) -> Result<Option<Generation>, RebuildError> {
+        match self.db.commit_held(held).await {
+            Ok(()) | Err(ReadModelError::Uncommitted(..)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The building generation's checkpoint, as committed.
+    async fn checkpoint(&self, generation: u64) -> Result<u64, ReadModelError> {
+        let generations = generations::generations(&*self.db, self.projection.name()).await?;
+        let building = generations.iter().find(|g| g.generation == generation);
+        building.map(|g| g.position).ok_or_else(|| ReadModelError::Stopped(self.projection.name(), generation))
+    }
+
     /// Builds a new generation up to the live one and switches over to it; returns the
     /// new live generation, or None when `shutdown` came first (run again to resume).
     pub async fn run(
@@ -107,13 +128,16 @@ impl Rebuild {
         generations::ensure_live(db, &*self.projection).await?;
         let building = generations::start_building(db, &*self.projection).await?;
         let tables = Arc::new(Tables::of(&*self.projection, building.generation));
+        let held = Arc::new(Tables::of(&*self.projection, building.generation).with_held_commits());
+        // Up to here, batches are committed one by one (after held ones were lost).
+        let mut careful_until = 0;
         let mut progress =
             RebuildProgress { generation: building.generation, position: building.position, head: 0, events: 0, started: Instant::now() };
         info!(projection = name, generation = building.generation, from = building.position, "rebuild started");
         let mut health = Health::new(name);
-        loop {
+        'build: loop {
             if *shutdown.borrow() {
-                return Ok(None);
+                return self.stopped(&held).await;
             }
             progress.head = self.store.head().await?;
             // The next batch is read and projected on another task while this one applies.
@@ -126,8 +150,14 @@ impl Rebuild {
                     next = Some(self.read_ahead(last, &tables));
                 }
                 let again = || events.iter().map(|event| changes_of(&*self.projection, &tables, event)).collect();
-                let applied = match apply_changes(db, &tables, changes, again, self.policy, &mut health, &mut shutdown).await {
+                let into = if progress.position < careful_until { &tables } else { &held };
+                let applied = match apply_changes(db, into, changes, again, self.policy, &mut health, &mut shutdown).await {
                     Ok(applied) => applied,
+                    Err(ReadModelError::Uncommitted(..)) => {
+                        next.inspect(tokio::task::JoinHandle::abort);
+                        (careful_until, progress.position) = (last, self.checkpoint(building.generation).await?);
+                        continue 'build;
+                    }
                     Err(error) => {
                         next.inspect(tokio::task::JoinHandle::abort);
                         return Err(error.into());
@@ -137,13 +167,20 @@ impl Rebuild {
                 progress.position = progress.position.max(applied);
                 if applied < last {
                     next.inspect(tokio::task::JoinHandle::abort);
-                    return Ok(None);
+                    return self.stopped(&held).await;
                 }
                 report(&progress);
                 if *shutdown.borrow() {
                     next.inspect(tokio::task::JoinHandle::abort);
-                    return Ok(None);
+                    return self.stopped(&held).await;
                 }
+            }
+            match db.commit_held(&held).await {
+                Err(ReadModelError::Uncommitted(..)) => {
+                    (careful_until, progress.position) = (progress.position, self.checkpoint(building.generation).await?);
+                    continue 'build;
+                }
+                committed => committed?,
             }
             generations::create_query_indexes(db, &*self.projection, building.generation).await?;
             let live = generations::live(db, name).await?;

@@ -270,7 +270,7 @@ pub(crate) async fn apply_changes(
             health.applied(count);
             return Ok(last);
         }
-        Err(stopped @ ReadModelError::Stopped(..)) => return Err(stopped),
+        Err(error @ (ReadModelError::Stopped(..) | ReadModelError::Uncommitted(..))) => return Err(error),
         Err(error) if count > 1 => debug!(projection = tables.projection(), %error, "batch failed; applying its events one at a time"),
         Err(_) => {}
     }
@@ -281,7 +281,7 @@ pub(crate) async fn apply_changes(
         loop {
             let error = match db.apply(tables.clone(), vec![change.clone()], change.position).await {
                 Ok(()) => break,
-                Err(stopped @ ReadModelError::Stopped(..)) => return Err(stopped),
+                Err(error @ (ReadModelError::Stopped(..) | ReadModelError::Uncommitted(..))) => return Err(error),
                 Err(error) => error,
             };
             attempts += 1;
@@ -296,7 +296,7 @@ pub(crate) async fn apply_changes(
                         metrics::counter!("plaza_projection_dead_letters_parked_total", "projection" => tables.projection()).increment(1);
                         break;
                     }
-                    Err(stopped @ ReadModelError::Stopped(..)) => return Err(stopped),
+                    Err(error @ (ReadModelError::Stopped(..) | ReadModelError::Uncommitted(..))) => return Err(error),
                     Err(error) => warn!(projection = tables.projection(), %error, "cannot park the event"),
                 }
             }

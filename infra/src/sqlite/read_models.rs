@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -19,8 +20,111 @@ use super::{ReaderPool, open_connection};
 /// readers for queries.
 pub struct SqliteReadModels {
     path: std::path::PathBuf,
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Writer>>,
     readers: Arc<ReaderPool>,
+}
+
+/// How long the writer holds batches of generations being built uncommitted
+/// ([`Tables::hold_commits`]) at most. Another process's writer waits that long for
+/// SQLite's write lock, within its busy timeout (5 s); this process's own writes commit
+/// the held batches first and do not wait.
+const HOLD_AT_MOST: Duration = Duration::from_secs(1);
+
+/// The writer connection and the transaction it may hold open for rebuilds.
+struct Writer {
+    conn: Connection,
+    /// When the open transaction began, and the generations whose batches it holds.
+    held: Option<(Instant, BTreeSet<(&'static str, u64)>)>,
+    /// Generations whose held batches were rolled back, until their rebuild hears of it.
+    lost: BTreeSet<(&'static str, u64)>,
+}
+
+impl Writer {
+    /// Commits the held batches, if any. If that fails, or SQLite already rolled them back
+    /// (it does after some errors), their generations are remembered as lost.
+    fn commit_held(&mut self) -> rusqlite::Result<()> {
+        let mut committed = Ok(());
+        if self.held.is_some() && !self.conn.is_autocommit() {
+            committed = self.conn.execute_batch("COMMIT");
+            if committed.is_ok() {
+                self.held = None;
+            }
+        }
+        // Still held: the commit failed, or SQLite had rolled the transaction back.
+        self.drop_held();
+        committed
+    }
+
+    /// Rolls back whatever is still held; its generations are lost.
+    fn drop_held(&mut self) {
+        if let Some((_, generations)) = self.held.take() {
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            self.lost.extend(generations);
+        }
+    }
+
+    /// [`ReadModelError::Uncommitted`], once, if the generation lost held batches.
+    fn check_lost(&mut self, (projection, generation): (&'static str, u64)) -> Result<(), ReadModelError> {
+        match self.lost.remove(&(projection, generation)) {
+            true => Err(ReadModelError::Uncommitted(projection, generation)),
+            false => Ok(()),
+        }
+    }
+
+    /// Applies one batch inside the held transaction (opened if needed) and commits it
+    /// once that is [`HOLD_AT_MOST`] old. Held batches stand or fall together: if one
+    /// fails, all are rolled back ([`ReadModelError::Uncommitted`]) and the rebuild
+    /// goes back to its checkpoint. (A savepoint per batch would keep the others, but
+    /// copies every page a batch changes, which cost as much as the commits saved.)
+    /// Returns false if the generation takes no changes.
+    fn apply_held(&mut self, tables: &Tables, changes: Vec<Changes>, position: u64) -> Result<bool, ReadModelError> {
+        let generation = (tables.projection(), tables.generation());
+        if self.conn.is_autocommit() {
+            self.drop_held(); // SQLite rolled it back
+        }
+        self.check_lost(generation)?;
+        if self.held.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
+            self.held = Some((Instant::now(), BTreeSet::new()));
+        }
+        let (since, generations) = self.held.as_mut().expect("opened above");
+        generations.insert(generation);
+        let since = *since;
+        let outcome = (|| -> rusqlite::Result<bool> {
+            if !guard(&self.conn, tables, position)? {
+                return Ok(false);
+            }
+            execute_all(&self.conn, planned(&self.conn, tables, changes)?, Some(tables))?;
+            Ok(true)
+        })();
+        let outcome = outcome.and_then(|applied| {
+            if since.elapsed() >= HOLD_AT_MOST {
+                self.commit_held()?;
+            }
+            Ok(applied)
+        });
+        match outcome {
+            Ok(applied) => {
+                self.check_lost(generation)?;
+                Ok(applied)
+            }
+            Err(error) => {
+                tracing::warn!(projection = generation.0, generation = generation.1, %error, "a rebuild's uncommitted batches are rolled back");
+                self.drop_held();
+                self.lost.remove(&generation);
+                Err(ReadModelError::Uncommitted(generation.0, generation.1))
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// A rebuild stopped on purpose keeps the batches it applied.
+    fn drop(&mut self) {
+        let _ = self.commit_held();
+    }
 }
 
 fn db_error(error: impl std::fmt::Display) -> ReadModelError {
@@ -43,21 +147,29 @@ impl SqliteReadModels {
             writer.execute_batch(statement).map_err(db_error)?;
         }
         let readers = ReaderPool::open(path, 4).map_err(db_error)?;
+        let writer = Writer { conn: writer, held: None, lost: BTreeSet::new() };
         Ok(Self { path: path.to_owned(), writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
     }
 
+    /// Runs `f` on the writer, on a blocking thread.
+    async fn on_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, ReadModelError> + Send + 'static,
+    ) -> Result<T, ReadModelError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || f(&mut writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))).await.map_err(db_error)?
+    }
+
+    /// Runs `f` on the writer connection once held batches are committed.
     async fn with_writer<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, ReadModelError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn)
+        self.on_writer(move |writer| {
+            writer.commit_held().map_err(db_error)?;
+            f(&mut writer.conn).map_err(db_error)
         })
         .await
-        .map_err(db_error)?
-        .map_err(db_error)
     }
 }
 
@@ -98,7 +210,7 @@ fn from_sqlite(value: ValueRef<'_>) -> SqlValue {
 
 /// Whether a generation may take changes now; the first statement of every applying
 /// transaction (BEGIN IMMEDIATE: nobody else writes until it ends).
-fn guard(tx: &rusqlite::Transaction<'_>, tables: &Tables, position: u64) -> rusqlite::Result<bool> {
+fn guard(tx: &Connection, tables: &Tables, position: u64) -> rusqlite::Result<bool> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let changed = tx.prepare_cached(&sqlite_sql(GUARD))?.execute(params![tables.projection(), tables.generation() as i64, position as i64, now])?;
     Ok(changed > 0)
@@ -106,7 +218,7 @@ fn guard(tx: &rusqlite::Transaction<'_>, tables: &Tables, position: u64) -> rusq
 
 /// The statements applying `changes`, after the guard: events of streams with a dead
 /// letter are parked behind it.
-fn planned(tx: &rusqlite::Transaction<'_>, tables: &Tables, changes: Vec<Changes>) -> rusqlite::Result<Vec<Statement>> {
+fn planned(tx: &Connection, tables: &Tables, changes: Vec<Changes>) -> rusqlite::Result<Vec<Statement>> {
     let mut parked = HashSet::new();
     let mut read = tx.prepare_cached(&sqlite_sql(PARKED_STREAMS))?;
     let mut rows = read.query(params![tables.projection(), tables.generation() as i64])?;
@@ -139,6 +251,11 @@ impl ReadModelDb for SqliteReadModels {
     }
 
     async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError> {
+        if tables.hold_commits() {
+            let target = tables.clone();
+            let applied = self.on_writer(move |writer| writer.apply_held(&tables, changes, position)).await?;
+            return if applied { Ok(()) } else { Err(stopped(&target)) };
+        }
         let applied = {
             let tables = tables.clone();
             self.with_writer(move |conn| {
@@ -153,6 +270,16 @@ impl ReadModelDb for SqliteReadModels {
             .await?
         };
         if applied { Ok(()) } else { Err(stopped(&tables)) }
+    }
+
+    async fn commit_held(&self, tables: &Tables) -> Result<(), ReadModelError> {
+        let generation = (tables.projection(), tables.generation());
+        self.on_writer(move |writer| {
+            let committed = writer.commit_held();
+            writer.check_lost(generation)?;
+            committed.map_err(db_error)
+        })
+        .await
     }
 
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
@@ -267,7 +394,7 @@ impl ReadModelDb for SqliteReadModels {
 /// statement journal, which cost as much as it saved (measured on a rebuild of the
 /// content projection). Their texts are one `Arc` each per text, so each is converted and
 /// looked up in the connection's cache once per batch, not once per row.
-fn execute_all(tx: &rusqlite::Transaction<'_>, statements: Vec<Statement>, tables: Option<&Tables>) -> rusqlite::Result<()> {
+fn execute_all(tx: &Connection, statements: Vec<Statement>, tables: Option<&Tables>) -> rusqlite::Result<()> {
     let Some(tables) = tables else {
         for statement in statements {
             let mut prepared = tx.prepare_cached(&sqlite_sql(&statement.sql))?;
