@@ -79,7 +79,8 @@ Configuration keys (file key / environment variable, default):
   group_max_members       PLAZA_GROUP_MAX_MEMBERS       10000
   message_edit_window_secs PLAZA_MESSAGE_EDIT_WINDOW_SECS 900
   presence_ttl_secs       PLAZA_PRESENCE_TTL_SECS       300
-  rebuild_batch_size      PLAZA_REBUILD_BATCH_SIZE      50000 (events a projection rebuild applies per transaction)
+  rebuild_batch_size      PLAZA_REBUILD_BATCH_SIZE      50000 (events a projection rebuild reads and applies at a time)
+  rebuild_commit_ms       PLAZA_REBUILD_COMMIT_MS       1000  (a rebuild into SQLite commits its batches this often; 0: each batch)
   projection_max_attempts PLAZA_PROJECTION_MAX_ATTEMPTS 5     (tries at an event a projection fails on, with backoff)
   projection_on_failure   PLAZA_PROJECTION_ON_FAILURE   park  (then: park it as a dead letter and go on, or stop)
   projection_stall_secs   PLAZA_PROJECTION_STALL_SECS   60    (events waiting, nothing applied this long: stalled)

@@ -243,6 +243,7 @@ async fn rebuild(config: &Config, projection: Arc<dyn Projection>) -> anyhow::Re
     let rebuild = Rebuild::new(projection.clone(), store, db)
         .with_notices(notices)
         .with_batch_size(config.rebuild_batch_size)
+        .with_commit_interval(Duration::from_millis(config.rebuild_commit_ms))
         .with_failure_policy(plaza_infra::failure_policy(config));
     match rebuild.run(&mut |progress| report.report(progress), shutdown).await {
         Ok(Some(live)) => {

@@ -161,8 +161,10 @@ fn a_rebuild_refuses_a_second_one_and_resumes_after_sigkill(profile: Profile) {
     let head = senders.into_iter().map(|s| s.join().unwrap()).max().unwrap();
     wait_for_status(&plaza, "conversations", "caught up", |s| s["applied_position"].as_u64() >= Some(head));
 
-    // One rebuild runs; frozen right after its first batch, it still holds its lock.
-    let mut first = plaza.command(&["projections", "rebuild", "conversations"], &[("PLAZA_REBUILD_BATCH_SIZE", "1")]).spawn().unwrap();
+    // One rebuild runs; frozen right after its first batch, it still holds its lock. It
+    // commits every batch, so the checkpoint is where its progress says.
+    let one_by_one = [("PLAZA_REBUILD_BATCH_SIZE", "1"), ("PLAZA_REBUILD_COMMIT_MS", "0")];
+    let mut first = plaza.command(&["projections", "rebuild", "conversations"], &one_by_one).spawn().unwrap();
     let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
     let line = lines.find_map(|line| line.ok().filter(|l| l.contains("at position"))).expect("a progress line");
     std::process::Command::new("kill").args(["-STOP", &first.id().to_string()]).status().unwrap();
@@ -177,7 +179,8 @@ fn a_rebuild_refuses_a_second_one_and_resumes_after_sigkill(profile: Profile) {
     let checkpoint = building["rebuild"]["applied_position"].as_u64().unwrap();
     assert!(checkpoint >= position_in(&line) && checkpoint < head, "first batch at {}, checkpoint {checkpoint}, head {head}", position_in(&line));
 
-    // Run again: it continues from that checkpoint and switches over.
+    // Run again (committing a second's worth of batches at once): it continues from that
+    // checkpoint and switches over.
     let (ok, out, err) = plaza.cli(&["projections", "rebuild", "conversations"], &[("PLAZA_REBUILD_BATCH_SIZE", "10")]);
     assert!(ok && out.contains("conversations: switched to generation 2"), "{out}{err}");
     let continued_at = position_in(err.lines().find(|l| l.contains("at position")).expect("a progress line"));

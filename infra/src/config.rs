@@ -67,8 +67,11 @@ pub struct Config {
     /// Where to send traces (OTLP over HTTP, protobuf), e.g. `http://127.0.0.1:4318`
     /// for a local OpenTelemetry Collector; `/v1/traces` is added. Empty: none.
     pub otlp_endpoint: String,
-    /// Events a rebuild applies per transaction.
+    /// Events a rebuild reads and applies at a time.
     pub rebuild_batch_size: usize,
+    /// How long a rebuild into SQLite may hold applied batches before it commits them
+    /// (0: every batch). Another process writing the same read models waits that long.
+    pub rebuild_commit_ms: u64,
     /// Attempts at an event a projection fails on before it counts as failing.
     pub projection_max_attempts: u32,
     /// Then: `park` it as a dead letter and go on, or `stop` and keep retrying.
@@ -154,6 +157,7 @@ impl Default for Config {
             log_format: "text".into(),
             otlp_endpoint: String::new(),
             rebuild_batch_size: 50_000,
+            rebuild_commit_ms: 1_000,
             projection_max_attempts: 5,
             projection_on_failure: OnFailure::Park,
             projection_stall_secs: 60,

@@ -933,8 +933,8 @@ async fn page_size(db: &dyn ReadModelDb) -> i64 {
     db.query("PRAGMA page_size", vec![]).await.unwrap()[0].int(0).unwrap()
 }
 
-/// A generation being built, with four users registered in the store: its tables, set
-/// to hold commits, and the changes of the store's events `range`.
+/// A generation of the accounts projection being built (its tables set to hold commits),
+/// and a store holding four registrations.
 struct Building {
     db: Arc<dyn ReadModelDb>,
     tables: Arc<Tables>,
@@ -952,7 +952,7 @@ impl Building {
         let db: Arc<dyn ReadModelDb> = Arc::new(SqliteReadModels::open(&db_dir.path().join("read.db")).unwrap());
         generations::ensure_live(&*db, &AccountsProjection).await.unwrap();
         let building = generations::start_building(&*db, &AccountsProjection).await.unwrap();
-        let tables = Arc::new(Tables::of(&AccountsProjection, building.generation).with_held_commits());
+        let tables = Arc::new(Tables::of(&AccountsProjection, building.generation).with_held_commits(std::time::Duration::from_secs(3600)));
         Self { db, tables, events: store.read_all(0, 10).await.unwrap(), _dirs: [store_dir, db_dir] }
     }
 
@@ -984,8 +984,9 @@ async fn sqlite_commits_a_rebuilds_batches_together() {
     assert_eq!(building.committed().await, (vec!["[Int(4)]".to_string()], 4), "nothing was held");
 }
 
-/// When SQLite rolls back the whole held transaction (as it does after some errors), the
-/// rebuild hears of it and its checkpoint is where its rows are: it resumes from there.
+/// A failing batch takes the batches held with it along (here SQLite rolls the whole
+/// transaction back itself): the rebuild hears of it, and the generation's checkpoint is
+/// where its rows are, so it can go on from there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_reports_a_rebuilds_batches_rolled_back() {
     let building = Building::new().await;

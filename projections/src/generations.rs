@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::coalesce::{self, Runnable, Shape};
 use crate::{Projection, ReadModelDb, ReadModelError, Row, SqlValue, Statement};
@@ -367,7 +368,7 @@ pub struct Tables {
     tables: Vec<&'static str>,
     /// Physical names of the tables a rebuild leaves to the switch-over.
     carried_over: Vec<String>,
-    hold_commits: bool,
+    hold_commits: Option<Duration>,
     shapes: Mutex<HashMap<(usize, usize), Arc<Shape>>>,
 }
 
@@ -417,23 +418,24 @@ impl Tables {
             objects,
             tables,
             carried_over: Vec::new(),
-            hold_commits: false,
+            hold_commits: None,
             shapes: Mutex::default(),
         }
     }
 
-    /// Marks a generation being built, which nobody reads yet: the database may commit
-    /// several of its batches at once ([`ReadModelDb::apply`]). Each commit of SQLite in
-    /// WAL mode writes every page the transaction changed to the log, and a batch of a
-    /// rebuild changes nearly every page of a large table's keys (likes by video and
-    /// user): committing a content rebuild every batch wrote about six times the
-    /// database's size.
-    pub fn with_held_commits(mut self) -> Self {
-        self.hold_commits = true;
+    /// Marks a generation being built, which nobody reads yet: the database may hold
+    /// its batches uncommitted for up to `at_most` and commit them at once
+    /// ([`ReadModelDb::apply`]). Each commit of SQLite in WAL mode writes every page the
+    /// transaction changed to the log, and a batch of a rebuild changes nearly every page
+    /// of a large table's keys (likes by video and user): committing a content rebuild
+    /// every batch wrote about six times the database's size.
+    pub fn with_held_commits(mut self, at_most: Duration) -> Self {
+        self.hold_commits = (!at_most.is_zero()).then_some(at_most);
         self
     }
 
-    pub fn hold_commits(&self) -> bool {
+    /// How long batches may be held uncommitted, if at all.
+    pub fn hold_commits(&self) -> Option<Duration> {
         self.hold_commits
     }
 

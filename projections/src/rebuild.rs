@@ -6,10 +6,10 @@
 //! refuses to start, and resumes from its generation's own checkpoint when it is started
 //! again after being killed.
 //!
-//! Its batches may be committed several at a time ([`Tables::with_held_commits`]). If
-//! held ones are rolled back (one of them failed, or their commit did), it goes back to
-//! its checkpoint and commits batch by batch up to where they failed, where the usual
-//! retries and dead letters take over.
+//! Its batches may be committed a second's worth at a time
+//! ([`Tables::with_held_commits`]). If held ones are rolled back (one of them failed, or
+//! their commit did), it goes back to its checkpoint and commits batch by batch up to
+//! where they failed, where the usual retries and dead letters take over.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,12 +64,21 @@ pub struct Rebuild {
     db: Arc<dyn ReadModelDb>,
     notices: Arc<dyn ChangeNotices>,
     batch_size: usize,
+    commit_interval: Duration,
     policy: FailurePolicy,
 }
 
 impl Rebuild {
     pub fn new(projection: Arc<dyn Projection>, store: Arc<dyn EventStore>, db: Arc<dyn ReadModelDb>) -> Self {
-        Self { projection, store, db, notices: Arc::new(LocalNotices::default()), batch_size: 50_000, policy: FailurePolicy::default() }
+        Self {
+            projection,
+            store,
+            db,
+            notices: Arc::new(LocalNotices::default()),
+            batch_size: 50_000,
+            commit_interval: Duration::from_secs(1),
+            policy: FailurePolicy::default(),
+        }
     }
 
     /// What to do with an event the projection keeps failing on (as its projectors do).
@@ -86,6 +95,13 @@ impl Rebuild {
 
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// How long the database may hold applied batches before it commits them
+    /// ([`Tables::with_held_commits`]; zero: every batch). Default 1 s.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
         self
     }
 
@@ -128,7 +144,7 @@ impl Rebuild {
         generations::ensure_live(db, &*self.projection).await?;
         let building = generations::start_building(db, &*self.projection).await?;
         let tables = Arc::new(Tables::of(&*self.projection, building.generation));
-        let held = Arc::new(Tables::of(&*self.projection, building.generation).with_held_commits());
+        let held = Arc::new(Tables::of(&*self.projection, building.generation).with_held_commits(self.commit_interval));
         // Up to here, batches are committed one by one (after held ones were lost).
         let mut careful_until = 0;
         let mut progress =

@@ -24,13 +24,11 @@ pub struct SqliteReadModels {
     readers: Arc<ReaderPool>,
 }
 
-/// How long the writer holds batches of generations being built uncommitted
-/// ([`Tables::hold_commits`]) at most. Another process's writer waits that long for
-/// SQLite's write lock, within its busy timeout (5 s); this process's own writes commit
-/// the held batches first and do not wait.
-const HOLD_AT_MOST: Duration = Duration::from_secs(1);
-
-/// The writer connection and the transaction it may hold open for rebuilds.
+/// The writer connection and the transaction it may hold open for rebuilds: batches of
+/// generations being built, uncommitted for as long as [`Tables::hold_commits`] allows.
+/// Another process's writer waits that long for SQLite's write lock (within its busy
+/// timeout, 5 s); this process's own writes commit the held batches first and do not
+/// wait.
 struct Writer {
     conn: Connection,
     /// When the open transaction began, and the generations whose batches it holds.
@@ -74,12 +72,12 @@ impl Writer {
     }
 
     /// Applies one batch inside the held transaction (opened if needed) and commits it
-    /// once that is [`HOLD_AT_MOST`] old. Held batches stand or fall together: if one
+    /// once that is `at_most` old. Held batches stand or fall together: if one
     /// fails, all are rolled back ([`ReadModelError::Uncommitted`]) and the rebuild
     /// goes back to its checkpoint. (A savepoint per batch would keep the others, but
     /// copies every page a batch changes, which cost as much as the commits saved.)
     /// Returns false if the generation takes no changes.
-    fn apply_held(&mut self, tables: &Tables, changes: Vec<Changes>, position: u64) -> Result<bool, ReadModelError> {
+    fn apply_held(&mut self, tables: &Tables, changes: Vec<Changes>, position: u64, at_most: Duration) -> Result<bool, ReadModelError> {
         let generation = (tables.projection(), tables.generation());
         if self.conn.is_autocommit() {
             self.drop_held(); // SQLite rolled it back
@@ -100,7 +98,7 @@ impl Writer {
             Ok(true)
         })();
         let outcome = outcome.and_then(|applied| {
-            if since.elapsed() >= HOLD_AT_MOST {
+            if since.elapsed() >= at_most {
                 self.commit_held()?;
             }
             Ok(applied)
@@ -251,9 +249,9 @@ impl ReadModelDb for SqliteReadModels {
     }
 
     async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError> {
-        if tables.hold_commits() {
+        if let Some(at_most) = tables.hold_commits() {
             let target = tables.clone();
-            let applied = self.on_writer(move |writer| writer.apply_held(&tables, changes, position)).await?;
+            let applied = self.on_writer(move |writer| writer.apply_held(&tables, changes, position, at_most)).await?;
             return if applied { Ok(()) } else { Err(stopped(&target)) };
         }
         let applied = {
