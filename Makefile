@@ -19,12 +19,13 @@ run: ## Run Plaza, embedded profile (SQLite in ./data, http://127.0.0.1:8080)
 .PHONY: test
 test: services check-architecture clean-test-dbs ## Run all tests (starts PostgreSQL, Redis and Kafka if needed)
 	@log=$$(mktemp); set -o pipefail; \
-	$(CARGO) test --workspace --all-targets 2>&1 | tee "$$log"; status=$$?; \
+	$(CARGO) test --workspace --all-targets --no-fail-fast 2>&1 | tee "$$log"; status=$$?; \
 	$(MAKE) --no-print-directory test-eventstoredb 2>&1 | tee -a "$$log" || status=1; \
 	$(MAKE) --no-print-directory test-openapi 2>&1 | tee -a "$$log" || status=1; \
 	$(MAKE) --no-print-directory test-fuzz 2>&1 | tee -a "$$log" || status=1; \
 	awk '/^test result:/ { passed += $$4; failed += $$6; ignored += $$8 } \
 	     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$$log"; \
+	grep '^test .* FAILED$$' "$$log" || true; \
 	grep -m1 '^eventstoredb:' "$$log" || true; \
 	grep -m1 '^schemathesis: the REST API' "$$log" || echo "schemathesis: FAILED"; \
 	grep -m1 '^fuzz: every target' "$$log" || echo "fuzz: FAILED"; \
