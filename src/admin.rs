@@ -239,9 +239,11 @@ async fn retry(State(admin): State<Admin>, Path(name): Path<String>, request: Re
     admin_user(&admin, request.headers(), true).await.map_err(Refusal::api)?;
     let projection = admin.projection(&name)?.clone();
     let (selection, form) = which(request).await?;
-    let outcome = dead_letters::retry(admin.db.as_ref(), admin.store.as_ref(), projection.as_ref(), selection)
-        .await
-        .map_err(|e| Refusal::Failed(e.to_string()).api())?;
+    let outcome = match plaza_infra::processes(&admin.config, admin.store.clone()).into_iter().find(|p| p.name() == name) {
+        Some(process) => plaza_projections::processes::retry(admin.db.as_ref(), admin.store.as_ref(), process.as_ref(), selection).await,
+        None => dead_letters::retry(admin.db.as_ref(), admin.store.as_ref(), projection.as_ref(), selection).await,
+    }
+    .map_err(|e| Refusal::Failed(e.to_string()).api())?;
     Ok(if form { back_to_page() } else { axum::Json(outcome).into_response() })
 }
 

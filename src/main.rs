@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
-use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys};
+use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys, Notifications};
 use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
@@ -19,6 +19,7 @@ use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
 use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisPresence, RedisRateLimiter, RedisTyping};
 use plaza_infra::{Config, Distribution};
 use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
+use plaza_projections::processes::ProcessRunner;
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projector};
 use plaza_read_api::{Live, ReadApi, ReadApiSettings};
 use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
@@ -158,14 +159,14 @@ async fn start(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let relay = config.distribution == Distribution::Kafka;
-            let projections = all_projection_names(&config);
+            let projections = all_runnable_names(&config);
             run(config, Roles { write_api: true, read_api: true, relay, projections }).await
         }
         Command::WriteApi => run(config, Roles { write_api: true, ..none }).await,
         Command::ReadApi => run(config, Roles { read_api: true, ..none }).await,
         Command::Relay => run(config, Roles { relay: true, ..none }).await,
         Command::Projector { projections } => {
-            let known = all_projection_names(&config);
+            let known = all_runnable_names(&config);
             if let Some(unknown) = projections.iter().find(|name| !known.contains(name)) {
                 anyhow::bail!("unknown projection {unknown:?}; known: {}", known.join(", "));
             }
@@ -193,6 +194,13 @@ struct Roles {
 
 fn all_projection_names(config: &Config) -> Vec<String> {
     plaza_infra::projections(config).iter().map(|p| p.name().to_owned()).collect()
+}
+
+/// The projections and process managers a projector process may run.
+fn all_runnable_names(config: &Config) -> Vec<String> {
+    let mut names = all_projection_names(config);
+    names.extend(plaza_infra::PROCESS_NAMES.iter().map(|name| (*name).to_owned()));
+    names
 }
 
 /// Runs the given roles on one listener, with /healthz and /readyz, until SIGTERM or
@@ -228,7 +236,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     };
     if let Some(db) = &db {
         // Every projection has a live generation, so readers find its tables (views).
-        for projection in plaza_infra::projections(&config) {
+        for projection in ops::with_processes(&config) {
             plaza_projections::generations::ensure_live(db.as_ref(), projection.as_ref())
                 .await
                 .with_context(|| format!("cannot prepare the read model {}", projection.name()))?;
@@ -289,6 +297,13 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                     Projector::new(projection, store.clone(), db.clone(), progress.clone()).with_notices(notices.clone()).with_failure_policy(policy);
                 background.spawn(projector.run(shutdown.clone()));
             }
+        }
+    }
+    if let (Some(db), Some(store)) = (&db, &store) {
+        // Process managers tail the store in every deployment: they issue commands to it.
+        for process in plaza_infra::processes(&config, store.clone()).into_iter().filter(|p| roles.projections.iter().any(|name| name == p.name())) {
+            let runner = ProcessRunner::new(process, store.clone(), db.clone()).with_failure_policy(plaza_infra::failure_policy(&config));
+            background.spawn(runner.run(shutdown.clone()));
         }
     }
     if let (Some(db), Some(store), false) = (&db, &store, roles.projections.is_empty()) {
@@ -366,6 +381,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             content: Content::new(store.clone()),
             counters: Counters::start(store.clone(), Arc::new(ReadModelBaseline(db.clone()))),
             conversations: Conversations::new(store.clone(), Arc::new(ReadModelMessages(db)), conversation_settings),
+            notifications: Notifications::new(store.clone()),
             presence: presence.clone(),
             typing: typing.clone(),
             keys: IdempotencyKeys::new(store.clone()),
@@ -416,7 +432,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             tokens: tokens.clone(),
             db: db.clone(),
             store: store.clone(),
-            projections: plaza_infra::projections(&config),
+            projections: ops::with_processes(&config),
             config: Arc::new(config.clone()),
             process_roles,
             logins: Arc::new(LoginThrottle { policy: plaza_infra::login_policy(&config), log: failures }),

@@ -96,9 +96,17 @@ impl Which {
     }
 }
 
-/// Finds a projection by name, or says which exist.
+/// Every projection, and every process manager's checkpoint (which status, pause,
+/// resume and dead letters treat as a projection).
+pub(crate) fn with_processes(config: &Config) -> Vec<Arc<dyn Projection>> {
+    let mut all = plaza_infra::projections(config);
+    all.extend(plaza_infra::process_checkpoints());
+    all
+}
+
+/// Finds a projection (or a process manager's checkpoint) by name, or says which exist.
 fn projection(name: &str, config: &Config) -> anyhow::Result<Arc<dyn Projection>> {
-    let all = plaza_infra::projections(config);
+    let all = with_processes(config);
     let known: Vec<&str> = all.iter().map(|p| p.name()).collect();
     all.iter().find(|p| p.name() == name).cloned().ok_or_else(|| anyhow::anyhow!("unknown projection {name:?}; known: {}", known.join(", ")))
 }
@@ -114,6 +122,9 @@ pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow
             }
             Ok(())
         }
+        ProjectionsCommand::Rebuild { name } | ProjectionsCommand::Build { name, .. } if plaza_infra::PROCESS_NAMES.contains(&name.as_str()) => {
+            anyhow::bail!("{name} is a process manager: it has no read model to build (its checkpoint only moves forward)")
+        }
         ProjectionsCommand::Rebuild { name } => rebuild(config, projection(&name, config)?).await,
         ProjectionsCommand::Pause { name } => pause(config, &name, true).await,
         ProjectionsCommand::Resume { name } => pause(config, &name, false).await,
@@ -126,7 +137,7 @@ pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow
 pub async fn status(config: &Config) -> anyhow::Result<Vec<ProjectionStatus>> {
     let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
     let db = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
-    let projections = plaza_infra::projections(config);
+    let projections = with_processes(config);
     for projection in &projections {
         generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
     }
@@ -314,7 +325,7 @@ impl Reporter {
 
 async fn dead_letters_command(config: &Config, command: DeadLettersCommand) -> anyhow::Result<()> {
     let db = plaza_infra::open_read_models(config).await.context("cannot open the read models")?;
-    for projection in plaza_infra::projections(config) {
+    for projection in with_processes(config) {
         generations::ensure_live(db.as_ref(), projection.as_ref()).await?;
     }
     match command {
@@ -344,7 +355,10 @@ async fn dead_letters_command(config: &Config, command: DeadLettersCommand) -> a
                 return Ok(());
             }
             let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
-            let outcome = dead_letters::retry(db.as_ref(), store.as_ref(), projection.as_ref(), selection).await?;
+            let outcome = match plaza_infra::processes(config, store.clone()).into_iter().find(|p| p.name() == name) {
+                Some(process) => plaza_projections::processes::retry(db.as_ref(), store.as_ref(), process.as_ref(), selection).await?,
+                None => dead_letters::retry(db.as_ref(), store.as_ref(), projection.as_ref(), selection).await?,
+            };
             println!("{name}: replayed {} events; {} still parked", outcome.applied, outcome.still_parked);
             for error in &outcome.errors {
                 eprintln!("{name}: {error}");

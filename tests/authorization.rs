@@ -86,6 +86,7 @@ fn rows() -> Vec<Row> {
         ("POST", "/api/v1/conversations/{conversation}/typing", None, [401, 404, 204]),
         ("PUT", "/api/v1/messages/{message}", Some(json!({ "body": "edited" })), [401, 404, 200]),
         ("DELETE", "/api/v1/messages/{message}", None, [401, 404, 200]),
+        ("PUT", "/api/v1/users/{owner}/notification-settings", Some(json!({ "video_liked": false })), [401, 403, 200]),
         // Things any signed-in user may do.
         ("POST", "/api/v1/conversations", Some(json!({ "kind": "group", "title": "New", "member_ids": [] })), [401, 201, 201]),
         ("POST", "/api/v1/conversations", Some(json!({ "kind": "direct", "member_id": "{member}" })), [401, 201, 201]),
@@ -102,6 +103,7 @@ fn rows() -> Vec<Row> {
         ("DELETE", "/api/v1/comments/{comment}/like", None, [401, 409, 409]),
         ("POST", "/api/v1/hashtags", Some(json!({ "name": "mine" })), [401, 201, 409]),
         ("POST", "/api/v1/recommend/refresh", None, [401, 200, 200]),
+        ("POST", "/api/v1/notifications/read", Some(json!({ "all": true })), [401, 200, 200]),
         // Anyone, signed in or not.
         ("POST", "/api/v1/videos/{video}/views", None, [200, 200, 200]),
         ("POST", "/api/v1/counter/increment", Some(json!({ "resource_id": "r", "counter_type": "clicks", "delta": 1 })), [200, 200, 200]),
@@ -195,6 +197,21 @@ fn queries_show_each_caller_only_their_own() {
         };
         assert_eq!(codes, expected, "{query}");
     }
+    // Notifications: the signed-in user's own (the owner was told of the comment on
+    // their video; the other user of nothing), and the unread count on `me` only.
+    let notifications: Vec<Value> = CALLERS
+        .iter()
+        .map(|c| {
+            let body = plaza.graphql_reply("{ notifications { totalCount } }", json!({}), token(&scene, *c), Some(position)).body;
+            body["data"]["notifications"]["totalCount"].clone().as_i64().map_or_else(|| body["errors"][0]["extensions"]["code"].clone(), Value::from)
+        })
+        .collect();
+    assert_eq!(notifications, vec![json!("unauthenticated"), json!(0), json!(1)]);
+    let counted = |caller| {
+        ask(&format!("{{ user(id: \"{}\") {{ unreadNotificationsCount }} }}", scene.owner), caller)["data"]["user"]["unreadNotificationsCount"]
+            .clone()
+    };
+    assert_eq!((counted(As::Anonymous), counted(As::Other), counted(As::Owner)), (Value::Null, Value::Null, json!(1)));
     let owners = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.owner_token), position);
     assert_eq!(owners["conversations"]["totalCount"], 1);
     let others = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.other_token), position);
@@ -243,7 +260,7 @@ fn admin_routes_answer_only_admins() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let status = plaza.send("GET", "/admin/projections", None, Some(&admin_token), &[]);
     let names: Vec<&str> = status.body.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["accounts", "content", "counters", "conversations", "feeds"]);
+    assert_eq!(names, ["accounts", "content", "counters", "conversations", "feeds", "notifications", "welcome"]);
 
     // The page's cookie works for forms from this origin only.
     let login = plaza.send_form("/admin/login", "login=operator&password=correct+horse+battery", &[]);

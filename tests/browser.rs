@@ -46,7 +46,11 @@ fn the_ops_page_renders_the_projections_and_its_retry_button_works() {
 
     let seen = browse("ops-page.mjs", &[&plaza.base, "operator", "correct horse battery"]);
     assert!(seen["loginUrl"].as_str().unwrap().ends_with("/admin/login"), "{seen}");
-    assert_eq!(seen["projections"], json!(["accounts", "content", "counters", "conversations", "feeds", "poison_test"]), "{seen}");
+    assert_eq!(
+        seen["projections"],
+        json!(["accounts", "content", "counters", "conversations", "feeds", "notifications", "poison_test", "welcome"]),
+        "{seen}"
+    );
     assert_eq!(seen["letters"], json!([poison, behind]), "{seen}");
     assert_eq!(seen["after"], json!([behind]), "the retried event left the page: {seen}");
     assert_eq!(seen["refresh"], true);

@@ -69,7 +69,7 @@ pub async fn run_all(plaza: &Path, settings: &Settings, admin: &str) -> anyhow::
     eprintln!("[rebuild] no-op baseline (read + decode the log): {:.2} s", baseline.as_secs_f64());
 
     let mut rebuilds = Vec::new();
-    for projection in plaza_projections::all(plaza_projections::feeds::Settings::default()) {
+    for projection in plaza_projections::all(Default::default()) {
         let name = projection.name();
         if !settings.rebuild_projections.is_empty() && !settings.rebuild_projections.iter().any(|p| p == name) {
             continue;

@@ -7,7 +7,9 @@ pub mod content;
 pub mod conversations;
 pub mod counters;
 pub mod idempotency;
+pub mod notifications;
 mod pipeline;
+pub mod welcome;
 
 pub use accounts::{Accounts, Registration};
 pub use auth::Passwords;
@@ -15,7 +17,9 @@ pub use content::{Content, Created, VideoFields};
 pub use conversations::{ConversationSettings, Conversations, Draft, Membership, MessageIndex, Sent, Started};
 pub use counters::{CounterBaseline, Counters};
 pub use idempotency::{Claim, IdempotencyKeys};
+pub use notifications::Notifications;
 pub use pipeline::{CommandContext, Outcome};
+pub use welcome::WelcomeFlow;
 
 use plaza_domain::{DomainError, StoreError};
 

@@ -18,6 +18,8 @@ const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x8c1f_4a4e_7b1d_4f0a_9d52_2
 pub struct CommandContext {
     pub actor: Option<Uuid>,
     pub correlation_id: Option<Uuid>,
+    /// The event that caused the command (a process manager's).
+    pub causation_id: Option<Uuid>,
     /// `Idempotency-Key` header and the request it came with.
     pub idempotency: Option<Idempotency>,
 }
@@ -33,7 +35,7 @@ pub struct Idempotency {
 
 impl CommandContext {
     pub fn new(actor: Option<Uuid>) -> Self {
-        Self { actor, correlation_id: Some(Uuid::now_v7()), idempotency: None }
+        Self { actor, correlation_id: Some(Uuid::now_v7()), causation_id: None, idempotency: None }
     }
 
     pub fn with_idempotency_key(mut self, key: String, request: &str) -> Self {
@@ -69,7 +71,7 @@ impl CommandContext {
         Metadata {
             actor: self.actor,
             correlation_id: self.correlation_id,
-            causation_id: None,
+            causation_id: self.causation_id,
             idempotency_key: self.idempotency.as_ref().map(|i| i.key.clone()),
         }
     }

@@ -61,6 +61,8 @@ pub enum DomainError {
     InvalidConversation(&'static str),
     #[error("{0}")]
     InvalidMessage(&'static str),
+    #[error("{0}")]
+    InvalidNotification(&'static str),
     #[error("conversation not found")]
     ConversationNotFound,
     #[error("message not found")]
@@ -110,6 +112,7 @@ impl DomainError {
             Self::ReservedCounter => "reserved_counter",
             Self::InvalidConversation(_) => "invalid_conversation",
             Self::InvalidMessage(_) => "invalid_message",
+            Self::InvalidNotification(_) => "invalid_notification",
             Self::ConversationNotFound => "conversation_not_found",
             Self::MessageNotFound => "message_not_found",
             Self::AlreadyMember => "already_member",

@@ -205,6 +205,24 @@ pub enum Event {
     IdempotentIncrementAnswered {
         value: i64,
     },
+    /// A user switched notification kinds on or off (only the kinds that changed).
+    NotificationSettingsChanged {
+        user_id: Uuid,
+        settings: std::collections::BTreeMap<String, bool>,
+    },
+    /// A user read their notifications: up to (and with) notification `up_to`, or all
+    /// of them so far when `up_to` is `None`.
+    NotificationsRead {
+        user_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        up_to: Option<i64>,
+    },
+    /// A notice from Plaza itself (the welcome notice, ...) for one user.
+    SystemNoticeSent {
+        notice_id: Uuid,
+        user_id: Uuid,
+        text: String,
+    },
 }
 
 /// One counter increment of a [`Event::CountersIncremented`] batch.
@@ -261,6 +279,9 @@ impl Event {
             Self::ConversationRead { .. } => "ConversationRead",
             Self::IdempotencyKeyUsed { .. } => "IdempotencyKeyUsed",
             Self::IdempotentIncrementAnswered { .. } => "IdempotentIncrementAnswered",
+            Self::NotificationSettingsChanged { .. } => "NotificationSettingsChanged",
+            Self::NotificationsRead { .. } => "NotificationsRead",
+            Self::SystemNoticeSent { .. } => "SystemNoticeSent",
         }
     }
 
@@ -370,5 +391,81 @@ mod tests {
     fn unknown_data_is_a_decode_error_not_a_panic() {
         let err = Event::decode("UserFollowed", 1, r#"{"type":"UserFollowed"}"#).unwrap_err();
         assert_eq!(err.event_type, "UserFollowed");
+    }
+}
+
+/// The key that places a recorded event in a Kafka partition (`plaza relay`): events
+/// of one key keep their order for every consumer. It is the stream id, except for
+/// streams about another stream's thing, which take that thing's key, so a consumer
+/// meets the thing before what happens to it (a video before its likes, a
+/// conversation's start and members before its messages):
+///
+/// - `like-{video}-{user}`, `favorite-{video}-{user}`, and the comments of a video
+///   (`comment-{id}`, `comment-like-{comment}-{user}`, by their events' `video_id`):
+///   `video-{video}`;
+/// - `follow-{follower}-{followee}`: `user-{followee}`; `notifications-{user}`,
+///   `recommendations-{user}`: `user-{user}`;
+/// - `conversation-{id}-messages`, `read-{conversation}-{user}` and `message-{id}` (by
+///   its events' `conversation_id`): `conversation-{id}`.
+///
+/// Every event of a stream gets the same key (what is read from an event is the same
+/// in all of its stream's events), so one stream's order always holds.
+pub fn partition_key<'a>(stream_id: &'a str, data: &str) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    /// The id after `prefix`: 36 characters.
+    fn id_after<'s>(stream_id: &'s str, prefix: &str) -> Option<&'s str> {
+        stream_id.strip_prefix(prefix).and_then(|rest| rest.get(..36))
+    }
+    #[derive(Deserialize)]
+    struct About {
+        video_id: Option<Uuid>,
+        conversation_id: Option<Uuid>,
+    }
+    let about = || serde_json::from_str::<About>(data).ok();
+    let key = if let Some(video) = id_after(stream_id, "like-").or_else(|| id_after(stream_id, "favorite-")) {
+        Some(format!("video-{video}"))
+    } else if stream_id.starts_with("comment-") {
+        about().and_then(|a| a.video_id).map(|video| format!("video-{video}"))
+    } else if let Some(followee) = stream_id.strip_prefix("follow-").and_then(|rest| rest.get(37..)) {
+        Some(format!("user-{followee}"))
+    } else if let Some(user) = id_after(stream_id, "notifications-").or_else(|| id_after(stream_id, "recommendations-")) {
+        Some(format!("user-{user}"))
+    } else if let Some(conversation) = stream_id.strip_suffix("-messages").and_then(|s| id_after(s, "conversation-")) {
+        Some(format!("conversation-{conversation}"))
+    } else if let Some(conversation) = id_after(stream_id, "read-") {
+        Some(format!("conversation-{conversation}"))
+    } else if stream_id.starts_with("message-") {
+        about().and_then(|a| a.conversation_id).map(|conversation| format!("conversation-{conversation}"))
+    } else {
+        None
+    };
+    key.map_or(Cow::Borrowed(stream_id), Cow::Owned)
+}
+
+#[cfg(test)]
+mod partition_key_tests {
+    use super::*;
+
+    #[test]
+    fn related_streams_share_their_things_key() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let key = |stream: &str, data: &str| partition_key(stream, data).into_owned();
+        assert_eq!(key(&format!("video-{a}"), "{}"), format!("video-{a}"));
+        assert_eq!(key(&format!("like-{a}-{b}"), "{}"), format!("video-{a}"));
+        assert_eq!(key(&format!("favorite-{a}-{b}"), "{}"), format!("video-{a}"));
+        let on_video = format!(r#"{{"type":"CommentPosted","video_id":"{a}","comment_id":"{b}"}}"#);
+        assert_eq!(key(&format!("comment-{b}"), &on_video), format!("video-{a}"));
+        assert_eq!(key(&format!("comment-like-{b}-{a}"), &on_video), format!("video-{a}"));
+        assert_eq!(key(&format!("follow-{a}-{b}"), "{}"), format!("user-{b}"));
+        assert_eq!(key(&format!("notifications-{a}"), "{}"), format!("user-{a}"));
+        assert_eq!(key(&format!("conversation-{a}"), "{}"), format!("conversation-{a}"));
+        assert_eq!(key(&format!("conversation-{a}-messages"), "{}"), format!("conversation-{a}"));
+        assert_eq!(key(&format!("read-{a}-{b}"), "{}"), format!("conversation-{a}"));
+        let in_conversation = format!(r#"{{"type":"MessageEdited","conversation_id":"{a}"}}"#);
+        assert_eq!(key(&format!("message-{b}"), &in_conversation), format!("conversation-{a}"));
+        // Anything else, or data that does not say: the stream itself.
+        assert_eq!(key("counters-3", "{}"), "counters-3");
+        assert_eq!(key(&format!("comment-{b}"), "not json"), format!("comment-{b}"));
+        assert_eq!(key("like-short", "{}"), "like-short");
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod feeds;
 pub mod follows;
+pub mod notifications;
 pub mod reservation;
 pub mod store;
 pub mod text;

@@ -51,7 +51,7 @@ pub fn schema() -> &'static PlazaSchema {
                 typing: Arc::new(plaza_live::LocalTyping::default()),
                 presence_ttl: std::time::Duration::from_secs(300),
             };
-            let hub = Hub::start(Arc::new(Empty), tokio::sync::watch::channel(0).1);
+            let hub = Hub::start(Arc::new(Empty), tokio::sync::watch::channel(0).1, tokio::sync::watch::channel(0).1);
             build_schema(Arc::new(Empty), live, hub, true)
         })
     })

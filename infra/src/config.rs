@@ -81,6 +81,18 @@ pub struct Config {
     /// Test only: adds the `poison_test` projection, which fails on profile updates whose
     /// bio is "poison" until a row is in its `poison_fixes` table.
     pub test_poison_projection: bool,
+    /// Notifications of one kind about one thing (likes of a video, follows of a user)
+    /// join the previous one while it is unread and was updated this recently.
+    pub notification_group_window_secs: u64,
+    /// The `system` notification every new user gets (the welcome flow).
+    pub welcome_text: String,
+    /// Usernames every new user follows on registering (the welcome flow), as a list or
+    /// one comma-separated string (`PLAZA_WELCOME_FOLLOW=plaza,news`).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub welcome_follow: Vec<String>,
+    /// Test only: the welcome flow stops for good after its notice to this username,
+    /// before its follows, so a test can kill the process there (empty: never).
+    pub test_pause_welcome_after_notice: String,
     /// GraphQL requests per second a signed-in user may send (0: unlimited), and the
     /// burst; buckets apart from the commands'.
     pub graphql_rate_limit_user_per_sec: u32,
@@ -162,6 +174,10 @@ impl Default for Config {
             projection_on_failure: OnFailure::Park,
             projection_stall_secs: 60,
             test_poison_projection: false,
+            notification_group_window_secs: 3600,
+            welcome_text: "Welcome to Plaza! Follow people you like, and their videos will show up in your feed.".into(),
+            welcome_follow: Vec::new(),
+            test_pause_welcome_after_notice: String::new(),
             graphql_rate_limit_user_per_sec: 50,
             graphql_rate_limit_user_burst: 100,
             graphql_rate_limit_ip_per_sec: 200,
@@ -223,6 +239,21 @@ impl Config {
         shown.jwt_secret = self.jwt_secret.as_ref().map(|_| Secret("***".into()));
         toml::to_string_pretty(&shown).expect("configuration serializes")
     }
+}
+
+/// A list of names given as a list, or as one string of names separated by commas.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let names = match Names::deserialize(deserializer)? {
+        Names::List(names) => names,
+        Names::Commas(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(names.into_iter().map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()).collect())
 }
 
 /// Hides the password of a database URL (`postgres://user:***@host/db`).

@@ -30,11 +30,32 @@ pub(crate) fn record_append(took: std::time::Duration, appends: usize, events: u
 
 /// Every projection this deployment maintains (the test-only one when configured).
 pub fn projections(config: &Config) -> Vec<Arc<dyn plaza_projections::Projection>> {
-    let mut all = plaza_projections::all(plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit });
+    let mut all = plaza_projections::all(plaza_projections::Settings {
+        feeds: plaza_projections::feeds::Settings { fanout_limit: config.feed_fanout_limit },
+        notifications: plaza_projections::notifications::Settings {
+            group_window: std::time::Duration::from_secs(config.notification_group_window_secs),
+        },
+    });
     if config.test_poison_projection {
         all.push(Arc::new(plaza_projections::poison::PoisonTestProjection));
     }
     all
+}
+
+/// The process managers' names (the welcome flow).
+pub const PROCESS_NAMES: &[&str] = &["welcome"];
+
+/// Every process manager, issuing its commands to `store`.
+pub fn processes(config: &Config, store: Arc<dyn plaza_domain::EventStore>) -> Vec<Arc<dyn plaza_projections::processes::Process>> {
+    let welcome = plaza_commands::WelcomeFlow::new(store, config.welcome_text.clone(), config.welcome_follow.clone())
+        .with_pause_after_notice(config.test_pause_welcome_after_notice.clone());
+    vec![Arc::new(welcome)]
+}
+
+/// The checkpoints of the process managers, as projections without tables (status,
+/// pause and dead letters treat them as projections).
+pub fn process_checkpoints() -> Vec<Arc<dyn plaza_projections::Projection>> {
+    PROCESS_NAMES.iter().map(|name| Arc::new(plaza_projections::processes::Checkpoint(*name)) as Arc<dyn plaza_projections::Projection>).collect()
 }
 
 /// What projectors do with an event they keep failing on, as the configuration says.

@@ -91,7 +91,7 @@ fn assert_matches_store(seen: &[(String, RecordedEvent)], stored: &[RecordedEven
     let mut last_version: HashMap<&str, u64> = HashMap::new();
     for (key, event) in seen {
         let original = by_id[&event.event_id];
-        assert_eq!(key, &original.stream_id, "key is the stream id");
+        assert_eq!(key, &plaza_domain::event::partition_key(&original.stream_id, &original.data), "the stream's partition key");
         assert_eq!((event.position, event.version, &event.event_type), (original.position, original.version, &original.event_type));
         assert_eq!(event.metadata, original.metadata);
         assert_eq!(event.decode().unwrap(), original.decode().unwrap());

@@ -18,8 +18,10 @@ pub mod feeds;
 pub mod generations;
 pub mod health;
 pub mod notices;
+pub mod notifications;
 pub mod partitions;
 pub mod poison;
+pub mod processes;
 pub mod progress;
 pub mod rebuild;
 pub mod runtime;
@@ -35,13 +37,21 @@ pub use runtime::{Projection, Projector};
 
 use std::sync::Arc;
 
+/// What the projections' configuration decides.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    pub feeds: feeds::Settings,
+    pub notifications: notifications::Settings,
+}
+
 /// Every projection Plaza maintains.
-pub fn all(feeds: feeds::Settings) -> Vec<Arc<dyn Projection>> {
+pub fn all(settings: Settings) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(accounts::AccountsProjection),
         Arc::new(content::ContentProjection),
         Arc::new(counters::CountersProjection),
         Arc::new(conversations::ConversationsProjection),
-        Arc::new(feeds::FeedsProjection { settings: feeds }),
+        Arc::new(feeds::FeedsProjection { settings: settings.feeds }),
+        Arc::new(notifications::NotificationsProjection { settings: settings.notifications }),
     ]
 }

@@ -64,7 +64,9 @@ impl Progress {
     /// For a read API whose projectors run elsewhere (or are fed by Kafka): reads how far
     /// each projection has applied the log from the read-model database, again whenever
     /// a change notice arrives and at least every `poll_every`. `topic` is the Kafka topic
-    /// the projectors consume (ignored for projectors that tail the store).
+    /// the projectors consume (ignored for projectors that tail the store). Only the
+    /// projections this progress already tracks are followed: other rows (a process
+    /// manager's checkpoint) are no read model a reader waits for.
     pub async fn follow_read_models(
         self,
         db: Arc<dyn ReadModelDb>,
@@ -79,7 +81,9 @@ impl Progress {
             match db.query(APPLIED_POSITIONS, vec![topic.as_str().into()]).await {
                 Ok(rows) => {
                     for row in rows {
-                        if let (Ok(name), Ok(position)) = (row.text(0), row.int(1)) {
+                        if let (Ok(name), Ok(position)) = (row.text(0), row.int(1))
+                            && self.projections.lock().expect("progress lock").contains_key(name)
+                        {
                             self.advance(name, position as u64);
                         }
                     }

@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
 use crate::render::Shared;
+use crate::schema::notifications::{Notification, notification_from_row};
 use crate::schema::realtime::{ConversationEvent, ConversationEventKind, InboxEvent, InboxEventKind};
 use crate::schema::{message_from_row, role_from_str, user_from_row};
 
@@ -42,6 +43,8 @@ pub struct Hub {
 struct Inner {
     conversations: Mutex<HashMap<String, broadcast::Sender<Arc<Shared<ConversationEvent>>>>>,
     inboxes: Mutex<HashMap<String, broadcast::Sender<Arc<InboxEvent>>>>,
+    /// Each listening user's new and grown notifications.
+    notifications: Mutex<HashMap<String, broadcast::Sender<Arc<Notification>>>>,
 }
 
 /// Changes with their message and its sender, after change `$1`.
@@ -66,12 +69,19 @@ const MEMBERS_READ: &str = "SELECT m.user_id, COALESCE(r.read_seq, 0) FROM conve
      WHERE m.conversation_id = $1";
 
 impl Hub {
-    /// Starts tailing the log from its newest change; `advanced` ticks when the
-    /// conversations projection has applied more.
-    pub fn start(db: Arc<dyn ReadModelDb>, advanced: watch::Receiver<u64>) -> Self {
+    /// Starts tailing the logs from their newest changes; `conversations` and
+    /// `notifications` tick when those projections have applied more.
+    pub fn start(db: Arc<dyn ReadModelDb>, conversations: watch::Receiver<u64>, notifications: watch::Receiver<u64>) -> Self {
         let inner = Arc::new(Inner::default());
-        tokio::spawn(tail(Arc::downgrade(&inner), db, advanced));
+        tokio::spawn(tail(Arc::downgrade(&inner), db.clone(), conversations));
+        tokio::spawn(tail_notifications(Arc::downgrade(&inner), db, notifications));
         Self { inner }
+    }
+
+    /// The user's notifications created or grown from now on.
+    pub fn notifications(&self, user_id: &str) -> broadcast::Receiver<Arc<Notification>> {
+        let mut map = self.inner.notifications.lock().expect("hub lock");
+        map.entry(user_id.to_owned()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe()
     }
 
     /// Every change of the conversation from now on.
@@ -198,6 +208,7 @@ impl Inner {
     fn sweep(&self) {
         self.conversations.lock().expect("hub lock").retain(|_, sender| sender.receiver_count() > 0);
         self.inboxes.lock().expect("hub lock").retain(|_, sender| sender.receiver_count() > 0);
+        self.notifications.lock().expect("hub lock").retain(|_, sender| sender.receiver_count() > 0);
     }
 }
 
@@ -255,4 +266,89 @@ fn render(row: &Row) -> Option<ConversationEvent> {
         _ => return None,
     }
     Some(event)
+}
+
+/// Notifications created or grown after change `$1` (at most `$2` changes), each at
+/// its current state, in the order of the changes.
+const NOTIFICATION_CHANGES: &str = concat!(
+    "SELECT ch.id, ",
+    crate::notification_columns!(),
+    " FROM (SELECT id, position FROM notification_changes WHERE id > $1 ORDER BY id LIMIT $2) ch
+     JOIN notifications n ON n.position = ch.position ORDER BY ch.id, n.recipient_id, n.id"
+);
+
+/// The newest notification change (0: none yet).
+async fn newest_notification_change(db: &dyn ReadModelDb) -> Result<i64, plaza_projections::ReadModelError> {
+    let rows = db.query("SELECT COALESCE(MAX(id), 0) FROM notification_changes", vec![]).await?;
+    Ok(rows.first().and_then(|row| row.int(0).ok()).unwrap_or(0))
+}
+
+/// Hands each created or grown notification to its recipient's listeners here. A
+/// group grown twice before the hub reads it is handed over once, as it is now.
+async fn tail_notifications(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut advanced: watch::Receiver<u64>) {
+    let mut last = loop {
+        match newest_notification_change(db.as_ref()).await {
+            Ok(newest) => break newest,
+            Err(error) => warn!(%error, "the hub cannot read the notification changes yet"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            changed = advanced.changed(), if watching => watching = changed.is_ok(),
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.notifications.lock().expect("hub lock").is_empty() {
+            // Nobody to tell (read before looking, as `tail` does).
+            match newest_notification_change(db.as_ref()).await {
+                Ok(newest) if inner.notifications.lock().expect("hub lock").is_empty() => {
+                    last = last.max(newest);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "the hub cannot read the notification changes"),
+            }
+        }
+        loop {
+            let rows = match db.query(NOTIFICATION_CHANGES, vec![SqlValue::Int(last), SqlValue::Int(PAGE)]).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    warn!(%error, "the hub cannot read the notification changes");
+                    break;
+                }
+            };
+            let newest = match db
+                .query(
+                    "SELECT COALESCE(MAX(id), 0) FROM (SELECT id FROM notification_changes WHERE id > $1 ORDER BY id LIMIT $2) ch",
+                    vec![SqlValue::Int(last), SqlValue::Int(PAGE)],
+                )
+                .await
+            {
+                Ok(found) => found.first().and_then(|row| row.int(0).ok()).unwrap_or(0),
+                Err(error) => {
+                    warn!(%error, "the hub cannot read the notification changes");
+                    break;
+                }
+            };
+            if newest <= last {
+                break;
+            }
+            let listeners = inner.notifications.lock().expect("hub lock");
+            for row in &rows {
+                let Ok(notification) = notification_from_row(&Row(row.0[1..].to_vec())) else { continue };
+                if let Some(sender) = listeners.get(&notification.recipient_id) {
+                    let _ = sender.send(Arc::new(notification));
+                }
+            }
+            drop(listeners);
+            let full = newest - last >= PAGE;
+            last = newest;
+            if !full {
+                break;
+            }
+        }
+        inner.sweep();
+    }
 }

@@ -69,7 +69,7 @@ impl ReadApi {
         live: Live,
         settings: ReadApiSettings,
     ) -> Self {
-        let hub = hub::Hub::start(db.clone(), progress.watch("conversations"));
+        let hub = hub::Hub::start(db.clone(), progress.watch("conversations"), progress.watch("notifications"));
         // Well within the TTL, so an open connection never looks offline.
         let presence_every = (live.presence_ttl / 3).clamp(Duration::from_millis(250), Duration::from_secs(60));
         Self {

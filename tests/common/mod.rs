@@ -157,6 +157,9 @@ impl Plaza {
             ("PLAZA_LOG".to_owned(), "info,tower_http=error".to_owned()),
             // Processes that issue and check tokens must share the secret.
             ("PLAZA_JWT_SECRET".to_owned(), format!("test-secret-{}", uuid::Uuid::new_v4())),
+            // No welcome notice: tests that count events or notifications see only their
+            // own (tests/notifications.rs turns it on).
+            ("PLAZA_WELCOME_TEXT".to_owned(), String::new()),
         ];
         let process = |args: Vec<&'static str>| Process { args, port: free_port(), child: Mutex::new(None) };
         let processes = match profile {
@@ -323,6 +326,15 @@ impl Plaza {
     }
 
     /// Kills every process with SIGKILL: no shutdown, no flushing.
+    /// Changes a `PLAZA_*` setting for the processes started from now on (an empty
+    /// value removes it).
+    pub fn set_setting(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
     pub fn kill9(&self) {
         for index in 0..self.processes.len() {
             self.kill9_process(index);

@@ -58,7 +58,8 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::InvalidHashtag(_)
         | DomainError::InvalidCounter(_)
         | DomainError::InvalidConversation(_)
-        | DomainError::InvalidMessage(_) => StatusCode::BAD_REQUEST,
+        | DomainError::InvalidMessage(_)
+        | DomainError::InvalidNotification(_) => StatusCode::BAD_REQUEST,
         DomainError::NotAllowed(_) | DomainError::ReservedCounter => StatusCode::FORBIDDEN,
         DomainError::UserNotFound
         | DomainError::VideoNotFound

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 pub mod limits;
 pub mod login;
+mod notifications;
 mod openapi;
 mod users;
 
@@ -16,6 +17,7 @@ mod users;
 pub mod requests {
     pub use crate::content::{CommentRequest, HashtagRequest, IncrementRequest, PublishRequest, UpdateRequest};
     pub use crate::conversations::{EditRequest, MembersRequest, MessageRequest, ReadRequest, RoleRequest, StartRequest, UpdateConversationRequest};
+    pub use crate::notifications::{NotificationSettingsRequest, ReadNotificationsRequest};
     pub use crate::users::{LoginRequest, ProfileRequest, RegisterRequest};
 }
 
@@ -25,7 +27,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
-use plaza_commands::{Accounts, Claim, CommandContext, Content, Conversations, Counters, IdempotencyKeys};
+use plaza_commands::{Accounts, Claim, CommandContext, Content, Conversations, Counters, IdempotencyKeys, Notifications};
 use plaza_edge::Tokens;
 
 pub use error::ApiError;
@@ -43,6 +45,7 @@ pub struct WriteApi {
     pub content: Content,
     pub counters: Counters,
     pub conversations: Conversations,
+    pub notifications: Notifications,
     pub presence: Arc<dyn plaza_live::Presence>,
     pub typing: Arc<dyn plaza_live::TypingSignals>,
     pub keys: IdempotencyKeys,
@@ -75,6 +78,8 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/users/login", post(users::login))
         .route("/api/v1/users/{id}", put(users::update_profile))
         .route("/api/v1/users/{id}/follow", post(users::follow).delete(users::unfollow))
+        .route("/api/v1/users/{id}/notification-settings", put(notifications::settings))
+        .route("/api/v1/notifications/read", post(notifications::mark_read))
         .route("/api/v1/videos", post(content::publish))
         .route("/api/v1/videos/{id}", put(content::update).delete(content::delete))
         .route("/api/v1/videos/{id}/like", post(content::like).delete(content::unlike))

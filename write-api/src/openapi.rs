@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::answers::*;
-use crate::{content, conversations, users};
+use crate::{content, conversations, notifications, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,6 +53,8 @@ use crate::{content, conversations, users};
         conversations::mark_read,
         conversations::typing,
         conversations::heartbeat,
+        notifications::mark_read,
+        notifications::settings,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonAnswers),

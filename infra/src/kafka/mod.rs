@@ -1,8 +1,10 @@
 //! Event distribution through Kafka (cluster profile).
 //!
 //! The relay ([`Relay`]) tails the event store's global log and produces every event to
-//! one topic, keyed by stream id so one stream's events stay in order on one partition,
-//! with the envelope in headers and the event's JSON as payload. After each batch it
+//! one topic, keyed so one stream's events stay in order on one partition
+//! ([`plaza_domain::event::partition_key`]: the stream id, or for a stream about
+//! another's thing, such as a like of a video, that thing's key), with the envelope in
+//! headers and the event's JSON as payload. After each batch it
 //! also writes a watermark to every partition (see `plaza_projections::partitions`).
 //!
 //! Kafka projectors ([`KafkaProjector`]) consume that topic in one consumer group per

@@ -110,7 +110,8 @@ impl Relay {
         let topic = self.settings.topic.as_str();
         let mut deliveries = Vec::with_capacity(events.len() + partitions as usize);
         for event in events {
-            let record = FutureRecord::to(topic).key(event.stream_id.as_bytes()).payload(event.data.as_bytes()).headers(envelope_headers(event));
+            let key = plaza_domain::event::partition_key(&event.stream_id, &event.data);
+            let record = FutureRecord::to(topic).key(key.as_bytes()).payload(event.data.as_bytes()).headers(envelope_headers(event));
             deliveries.push(self.producer.send_result(record).map_err(|(error, _)| error)?);
         }
         let mark = last.to_string();

@@ -33,6 +33,14 @@ impl User {
             _ => Ok(None),
         }
     }
+
+    /// Your unread notifications (a group counts once); null for anyone but you.
+    async fn unread_notifications_count(&self, ctx: &Context<'_>) -> Result<Option<i64>> {
+        match Viewer::of(ctx) {
+            Some(viewer) if viewer.to_string() == self.id.as_str() => super::notifications::unread_count(ctx, &self.id).await.map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 pub type UserConnection = Connection<String, User, ConnectionFields, EmptyFields>;

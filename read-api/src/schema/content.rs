@@ -141,6 +141,20 @@ fn comment_from_row(row: &Row) -> Result<Comment> {
     })
 }
 
+/// A live video by id.
+pub(super) async fn video_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<Video>> {
+    const SQL: &str = concat!("SELECT ", video_columns!(), ", v.position FROM videos v", video_counts!(), " WHERE v.id = $2 AND v.deleted = 0");
+    let rows = db(ctx).query(SQL, vec![viewer(ctx), id.into()]).await?;
+    rows.first().map(video_from_row).transpose()
+}
+
+/// A live comment by id.
+pub(super) async fn comment_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<Comment>> {
+    const SQL: &str = concat!("SELECT ", comment_columns!(), " WHERE c.id = $1 AND c.deleted = 0");
+    let rows = db(ctx).query(SQL, vec![id.into()]).await?;
+    rows.first().map(comment_from_row).transpose()
+}
+
 pub(super) fn viewer(ctx: &Context<'_>) -> SqlValue {
     Viewer::of(ctx).map_or_else(|| SqlValue::Text(String::new()), |id| SqlValue::Text(id.to_string()))
 }
@@ -273,9 +287,7 @@ pub struct ContentQuery;
 impl ContentQuery {
     /// A live video by id; null when unknown or deleted.
     async fn video(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Video>> {
-        const SQL: &str = concat!("SELECT ", video_columns!(), ", v.position FROM videos v", video_counts!(), " WHERE v.id = $2 AND v.deleted = 0");
-        let rows = db(ctx).query(SQL, vec![viewer(ctx), id.as_str().into()]).await?;
-        rows.first().map(video_from_row).transpose()
+        video_by_id(ctx, &id).await
     }
 
     /// An author's videos, newest first.

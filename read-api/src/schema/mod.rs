@@ -32,6 +32,7 @@ mod accounts;
 mod content;
 mod conversations;
 mod feeds;
+pub(crate) mod notifications;
 pub(crate) mod realtime;
 
 use std::sync::Arc;
@@ -50,7 +51,13 @@ pub use feeds::RequestCache;
 pub use realtime::Subscription;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, content::ContentQuery, feeds::FeedQuery, conversations::ConversationsQuery);
+pub struct Query(
+    accounts::AccountsQuery,
+    content::ContentQuery,
+    feeds::FeedQuery,
+    conversations::ConversationsQuery,
+    notifications::NotificationsQuery,
+);
 
 pub type PlazaSchema = Schema<Query, EmptyMutation, Subscription>;
 

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::conversations::{Live, MAX_PRESENCE_IDS, Message, PresenceState, Role, conversation_for, messages_after, viewer};
+use super::notifications::Notification;
 use super::{bad_request, db};
 use crate::hub::Hub;
 use crate::render::{Rendered, Shared};
@@ -177,6 +178,27 @@ impl Subscription {
                     Ok(event) => yield (*event).clone(),
                     Err(RecvError::Lagged(_)) => {
                         yield InboxEvent { kind: InboxEventKind::Resync, conversation_id: None, message: None, unread_count: None };
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// Your notifications as they are created or grow (a like joining a group sends the
+    /// group again, with its new count), once the read model has them. A subscriber too
+    /// slow for its buffer gets an error with code `resync` and the subscription ends:
+    /// read `notifications` again.
+    async fn notification_added(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Notification>> + use<>> {
+        let user = viewer(ctx)?;
+        let mut live = ctx.data_unchecked::<Hub>().notifications(&user);
+        Ok(async_stream::stream! {
+            loop {
+                match live.recv().await {
+                    Ok(notification) => yield Ok((*notification).clone()),
+                    Err(RecvError::Lagged(_)) => {
+                        yield Err(bad_request("this subscriber fell behind and missed notifications: read `notifications` again", "resync"));
                         return;
                     }
                     Err(RecvError::Closed) => return,
