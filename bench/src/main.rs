@@ -8,6 +8,7 @@ mod cluster;
 mod hotpaths;
 mod http;
 mod messaging;
+mod notifications;
 mod pg;
 mod projection;
 mod rebuild;
@@ -60,6 +61,7 @@ enum Section {
     Hot,
     Messaging,
     Rebuild,
+    Notifications,
 }
 
 /// How long and how big each section runs.
@@ -110,6 +112,7 @@ fn main() -> anyhow::Result<()> {
     let hot = if runs(Section::Hot) { Some(hotpaths::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let messaging = if runs(Section::Messaging) { Some(messaging::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let rebuild = if runs(Section::Rebuild) { Some(runtime.block_on(rebuild::run_all(&plaza, &settings, &admin))?) } else { None };
+    let notifications = if runs(Section::Notifications) { Some(notifications::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
 
     let report = report::Report {
         date,
@@ -122,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         hot: hot.as_ref(),
         messaging: messaging.as_ref(),
         rebuild: rebuild.as_ref(),
+        notifications: notifications.as_ref(),
     };
     write_report(&cli.out, &report.render())?;
     eprintln!("plaza-bench: report written to {}", cli.out.display());

@@ -69,6 +69,7 @@ pub struct Report<'a> {
     pub hot: Option<&'a HotPaths>,
     pub messaging: Option<&'a crate::messaging::Messaging>,
     pub rebuild: Option<&'a crate::rebuild::RebuildResults>,
+    pub notifications: Option<&'a crate::notifications::NotificationResults>,
 }
 
 fn ms(value: f64) -> String {
@@ -129,6 +130,9 @@ impl Report<'_> {
         }
         if let Some(rebuild) = self.rebuild {
             self.rebuild_section(rebuild, &mut out);
+        }
+        if let Some(notifications) = self.notifications {
+            crate::notifications::render(notifications, &mut out);
         }
         out
     }

@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_json::<MessageRequest>(data);
     let _ = decode_json::<EditRequest>(data);
     let _ = decode_json::<ReadRequest>(data);
+    let _ = decode_json::<ReadNotificationsRequest>(data);
+    let _ = decode_json::<NotificationSettingsRequest>(data);
     // The operators' routes: a form or JSON naming dead letters, the page's login form.
     for form in [true, false] {
         let _ = plaza_write_api::admin_forms::decode_which(data, form);
@@ -40,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let (first, second) = text.split_at(text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i));
     let _ = Username::parse(text);
+    let named = plaza_domain::notifications::mentions(text);
+    assert!(named.len() <= plaza_domain::notifications::MAX_MENTIONS, "{named:?}");
+    assert!(named.iter().all(|n| Username::parse(n).is_ok()), "a mention names a possible username: {named:?}");
+    let _ = plaza_domain::event::partition_key(first, second);
     let _ = plaza_domain::accounts::Role::parse(text);
     let _ = Email::parse(text);
     let _ = Password::parse(text.to_owned());

@@ -55,7 +55,7 @@ pub fn processes(config: &Config, store: Arc<dyn plaza_domain::EventStore>) -> V
 /// The checkpoints of the process managers, as projections without tables (status,
 /// pause and dead letters treat them as projections).
 pub fn process_checkpoints() -> Vec<Arc<dyn plaza_projections::Projection>> {
-    PROCESS_NAMES.iter().map(|name| Arc::new(plaza_projections::processes::Checkpoint(*name)) as Arc<dyn plaza_projections::Projection>).collect()
+    PROCESS_NAMES.iter().map(|name| Arc::new(plaza_projections::processes::Checkpoint(name)) as Arc<dyn plaza_projections::Projection>).collect()
 }
 
 /// What projectors do with an event they keep failing on, as the configuration says.
