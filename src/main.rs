@@ -95,6 +95,9 @@ Configuration keys (file key / environment variable, default):
   http_header_timeout_ms  PLAZA_HTTP_HEADER_TIMEOUT_MS  10000 (time to send a request head; ends idle connections)
   http_body_timeout_ms    PLAZA_HTTP_BODY_TIMEOUT_MS    30000 (time to send a request body)
   http_max_connections_per_ip  PLAZA_HTTP_MAX_CONNECTIONS_PER_IP  256  (0: unlimited)
+  notification_group_window_secs PLAZA_NOTIFICATION_GROUP_WINDOW_SECS 3600 (an unread group grows this long after its last action)
+  welcome_text            PLAZA_WELCOME_TEXT            Welcome to Plaza! ...  (the new user's system notice; empty: none)
+  welcome_follow          PLAZA_WELCOME_FOLLOW          (empty)  usernames every new user follows, e.g. plaza,news
 
 Examples:
   plaza serve                                             embedded profile, ./data
@@ -114,11 +117,13 @@ enum Command {
     /// Run only the GraphQL read API; consistency-token waits follow the checkpoints
     /// that projectors elsewhere commit to the read-model database.
     ReadApi,
-    /// Run only projectors, with /healthz and /readyz. With `distribution = kafka`
-    /// they consume the events topic in one consumer group per projection, so several
-    /// projector processes share the work; otherwise each tails the event store.
+    /// Run only projectors and process managers (the welcome flow), with /healthz and
+    /// /readyz. With `distribution = kafka` projectors consume the events topic in one
+    /// consumer group per projection, so several projector processes share the work;
+    /// otherwise each tails the event store. Process managers tail the event store, one
+    /// process running each at a time.
     Projector {
-        /// Projection to run (repeatable); all of them when omitted.
+        /// Projection or process manager to run (repeatable); all of them when omitted.
         #[arg(long = "projection", value_name = "NAME")]
         projections: Vec<String>,
     },

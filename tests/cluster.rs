@@ -117,7 +117,8 @@ fn assert_reflects(plaza: &Plaza, load: &Load, acknowledged: &Acknowledged) {
 }
 
 /// A checksum of every read-model table of a database (each table's rows as text,
-/// sorted), by the plain names readers use.
+/// sorted), by the plain names readers use. The change logs are left out: they number
+/// what subscribers were told in commit order, which Kafka's interleaving decides.
 async fn read_model_checksums(url: &str) -> BTreeMap<String, String> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
@@ -132,6 +133,9 @@ async fn read_model_checksums(url: &str) -> BTreeMap<String, String> {
     let mut sums = BTreeMap::new();
     for row in tables {
         let table: String = row.get(0);
+        if matches!(table.as_str(), "conversation_changes" | "notification_changes") {
+            continue;
+        }
         let sql = format!("SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')), count(*) FROM {table} t");
         let sum = client.query_one(&sql, &[]).await.unwrap();
         sums.insert(table, format!("{} ({} rows)", sum.get::<_, String>(0), sum.get::<_, i64>(1)));

@@ -62,7 +62,7 @@ enum Spread {
 pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str) -> anyhow::Result<NotificationResults> {
     let likes = if settings.quick { 5_000 } else { 100_000 };
     let mut bursts = Vec::new();
-    for (case, spread) in [("100,000 likes of one video", Spread::OneVideo), ("1 like on each of 100,000 videos", Spread::EachVideo)] {
+    for (case, spread) in [("all on one video", Spread::OneVideo), ("one on each of as many videos", Spread::EachVideo)] {
         for engine in ["SQLite", "PostgreSQL"] {
             let burst = runtime.block_on(burst(case, spread, engine, likes, admin))?;
             eprintln!(
@@ -146,7 +146,7 @@ async fn burst(case: &'static str, spread: Spread, engine: &'static str, likes: 
     };
     check_count(db.as_ref(), "SELECT count(*) FROM notifications", groups, engine).await?;
     check_count(db.as_ref(), "SELECT count(*) FROM notification_actors", actors, engine).await?;
-    check_count(db.as_ref(), "SELECT COALESCE(SUM(actor_count), 0) FROM notifications", actors, engine).await?;
+    check_count(db.as_ref(), "SELECT CAST(COALESCE(SUM(actor_count), 0) AS BIGINT) FROM notifications", actors, engine).await?;
     drop(db);
     if let Some(database) = database {
         database.drop_now().await?;

@@ -376,7 +376,10 @@ impl ReadModelDb for SqliteReadModels {
         // holding it dies, however it dies.
         let mut path = self.path.clone().into_os_string();
         path.push(format!(".{name}.lock"));
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(db_error)?;
+        // Private, as everything in the data directory is.
+        let file = std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).truncate(false).write(true), 0o600)
+            .open(&path)
+            .map_err(db_error)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Box::new(file))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

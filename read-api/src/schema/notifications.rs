@@ -170,7 +170,7 @@ fn decode(cursor: &str) -> Result<(i64, i64)> {
         .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
 }
 
-fn signed_in(ctx: &Context<'_>) -> Result<String> {
+pub(crate) fn signed_in(ctx: &Context<'_>) -> Result<String> {
     Viewer::of(ctx).map(|id| id.to_string()).ok_or_else(|| bad_request("sign in to read your notifications", "unauthenticated"))
 }
 

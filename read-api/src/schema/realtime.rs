@@ -191,7 +191,7 @@ impl Subscription {
     /// slow for its buffer gets an error with code `resync` and the subscription ends:
     /// read `notifications` again.
     async fn notification_added(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Result<Notification>> + use<>> {
-        let user = viewer(ctx)?;
+        let user = super::notifications::signed_in(ctx)?;
         let mut live = ctx.data_unchecked::<Hub>().notifications(&user);
         Ok(async_stream::stream! {
             loop {
