@@ -54,7 +54,10 @@ fn each_kind_reaches_its_user_grouped_read_and_withdrawn(profile: Profile) {
     let (alice, alice_token, _) = plaza.register("alice");
     let (bob, bob_token, _) = plaza.register("bob");
     let (_, carol_token, _) = plaza.register("carol");
-    let (dave, dave_token, _) = plaza.register("dave");
+    let (dave, dave_token, registered) = plaza.register("dave");
+    // Mentions resolve when applied: through Kafka a registration of a moment ago may
+    // still be on its way (another partition), so the names are known first.
+    list(&plaza, &dave_token, registered);
     let act = |method: &str, path: &str, body: Option<Value>, token: &str| ok(plaza.send(method, path, body, Some(token), &[]));
 
     // A mention in a description; an unknown @name is plain text.
