@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt, StreamExt};
-use plaza_domain::{Event, EventStore, ExpectedVersion, NewEvent};
+use plaza_domain::{Event, NewEvent};
 use plaza_infra::postgres::PgReadModels;
 use plaza_infra::sqlite::{SqliteEventStore, SqliteReadModels};
 use plaza_projections::notifications::NotificationsProjection;
@@ -28,6 +28,7 @@ use crate::Settings;
 use crate::http::{Server, agent, register};
 use crate::pg::FreshDatabase;
 use crate::projection::{BATCH_SIZE, check_count, new_event};
+use crate::rebuild::append_all;
 use crate::stats::thousands;
 
 pub struct Burst {
@@ -152,19 +153,6 @@ async fn burst(case: &'static str, spread: Spread, engine: &'static str, likes: 
         database.drop_now().await?;
     }
     Ok(Burst { case, read_models: engine, likes: likes as u64, elapsed, baseline })
-}
-
-async fn append_all(store: &Arc<SqliteEventStore>, appends: Vec<(String, Vec<NewEvent>)>) -> anyhow::Result<()> {
-    let mut results = futures_util::stream::iter(appends)
-        .map(|(stream, events)| {
-            let store = store.clone();
-            async move { store.append(&stream, ExpectedVersion::NoStream, events).await }
-        })
-        .buffer_unordered(512);
-    while let Some(result) = results.next().await {
-        result?;
-    }
-    Ok(())
 }
 
 /// Likes one video `samples` times, one at a time, each by a new liker, and times each

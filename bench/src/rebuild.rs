@@ -285,7 +285,7 @@ pub async fn prefill(store: Arc<SqliteEventStore>, total: usize) -> anyhow::Resu
 
 /// Appends every stream (each new) with many appends in flight, so the store commits
 /// them in large groups.
-async fn append_all(store: &Arc<SqliteEventStore>, appends: Vec<(String, Vec<NewEvent>)>) -> anyhow::Result<()> {
+pub async fn append_all(store: &Arc<SqliteEventStore>, appends: Vec<(String, Vec<NewEvent>)>) -> anyhow::Result<()> {
     let mut results = futures_util::stream::iter(appends)
         .map(|(stream, events)| {
             let store = store.clone();
