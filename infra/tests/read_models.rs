@@ -837,6 +837,64 @@ async fn a_rebuild_carries_the_change_log_over(db: Arc<dyn ReadModelDb>) {
     assert_eq!(rows_of(&*db, "SELECT MAX(id), count(*) FROM conversation_changes").await, vec!["[Int(12), Int(12)]"]);
 }
 
+/// A notification group takes likes while it is unread and idle for less than the group
+/// window; a like after that, or after the owner read it, opens a new group. The owner's
+/// own like, and likes while the kind is switched off, count nowhere; an unlike takes
+/// its liker out of the unread group, and a group left with nobody goes.
+async fn notification_groups_close_when_read_or_idle(db: Arc<dyn ReadModelDb>) {
+    use plaza_projections::notifications::{NotificationsProjection, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    let start = Utc::now() - chrono::Duration::hours(1);
+    let at = |seconds: i64| start + chrono::Duration::seconds(seconds);
+    let append_at = |stream: String, event: Event, seconds: i64| {
+        let store = store.clone();
+        async move {
+            let new = NewEvent::new(Uuid::now_v7(), &event, Metadata::default(), at(seconds));
+            store.append(&stream, ExpectedVersion::Any, vec![new]).await.unwrap();
+        }
+    };
+    let owner = register(&*store, "owner").await;
+    let mut fans = Vec::new();
+    for name in ["fan0", "fan1", "fan2", "fan3", "fan4"] {
+        fans.push(register(&*store, name).await);
+    }
+    let video_id = Uuid::now_v7();
+    let video = Event::VideoPublished {
+        video_id,
+        author_id: owner,
+        title: "V".into(),
+        description: String::new(),
+        media_url: "https://cdn.example/v.mp4".into(),
+        hashtags: vec![],
+    };
+    append_at(format!("video-{video_id}"), video, 0).await;
+    let like = |user_id: Uuid, seconds: i64| append_at(format!("like-{video_id}-{user_id}"), Event::VideoLiked { video_id, user_id }, seconds);
+    like(fans[0], 0).await;
+    like(fans[1], 50).await; // joins: idle 50 s of 60
+    like(owner, 60).await; // nobody is told of their own like
+    like(fans[2], 111).await; // idle 61 s: a new group
+    append_at(format!("notifications-{owner}"), Event::NotificationsRead { user_id: owner, up_to: None }, 112).await;
+    like(fans[3], 113).await; // the group was read: a new group
+    let off = Event::NotificationSettingsChanged { user_id: owner, settings: [("video_liked".to_owned(), false)].into() };
+    append_at(format!("notifications-{owner}"), off, 114).await;
+    like(fans[4], 115).await; // switched off: counted nowhere
+    let unlike = |user_id: Uuid, seconds: i64| append_at(format!("like-{video_id}-{user_id}"), Event::VideoUnliked { video_id, user_id }, seconds);
+    unlike(fans[2], 116).await; // its group was read: it stays
+    unlike(fans[3], 117).await; // its unread group is left with nobody
+
+    let projection = Arc::new(NotificationsProjection { settings: Settings { group_window: std::time::Duration::from_secs(60) } });
+    projector(&store, &db, projection).catch_up().await.unwrap();
+    let groups = rows_of(&*db, "SELECT kind, actor_count, recipient_id FROM notifications").await;
+    let group = |count: i64| format!("[Text(\"video_liked\"), Int({count}), Text(\"{owner}\")]");
+    assert_eq!(groups, vec![group(1), group(2)], "fan0 and fan1 in one group, fan2 in the next; fan3's group went");
+    let actors = rows_of(&*db, "SELECT n.actor_count, a.actor_id FROM notification_actors a JOIN notifications n ON n.recipient_id = a.recipient_id AND n.id = a.notification_id").await;
+    let actor = |count: i64, user: Uuid| format!("[Int({count}), Text(\"{user}\")]");
+    let mut expected = vec![actor(2, fans[0]), actor(2, fans[1]), actor(1, fans[2])];
+    expected.sort();
+    assert_eq!(actors, expected);
+}
+
 /// Whether the read-model database has an index of that (physical) name.
 async fn has_index(db: &dyn ReadModelDb, name: &str) -> bool {
     let name = SqlValue::from(name);
@@ -923,6 +981,7 @@ on_both_engines!(
     a_projection_set_to_stop_on_failure_waits_for_the_fix,
     a_rebuild_carries_the_change_log_over,
     a_rebuild_creates_the_query_indexes_once_caught_up,
+    notification_groups_close_when_read_or_idle,
 );
 
 /// A new SQLite read model file has 8 KiB pages; one made with other pages keeps them.
