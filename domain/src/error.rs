@@ -63,6 +63,8 @@ pub enum DomainError {
     InvalidMessage(&'static str),
     #[error("{0}")]
     InvalidNotification(&'static str),
+    #[error("{0}")]
+    InvalidSearch(&'static str),
     #[error("conversation not found")]
     ConversationNotFound,
     #[error("message not found")]
@@ -113,6 +115,7 @@ impl DomainError {
             Self::InvalidConversation(_) => "invalid_conversation",
             Self::InvalidMessage(_) => "invalid_message",
             Self::InvalidNotification(_) => "invalid_notification",
+            Self::InvalidSearch(_) => "invalid_search",
             Self::ConversationNotFound => "conversation_not_found",
             Self::MessageNotFound => "message_not_found",
             Self::AlreadyMember => "already_member",

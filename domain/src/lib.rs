@@ -12,6 +12,7 @@ pub mod feeds;
 pub mod follows;
 pub mod notifications;
 pub mod reservation;
+pub mod search;
 pub mod store;
 pub mod text;
 pub mod videos;

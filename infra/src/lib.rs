@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+pub mod tantivy;
 pub mod telemetry;
 
 use std::sync::Arc;

@@ -59,7 +59,8 @@ fn domain_status(error: &DomainError) -> StatusCode {
         | DomainError::InvalidCounter(_)
         | DomainError::InvalidConversation(_)
         | DomainError::InvalidMessage(_)
-        | DomainError::InvalidNotification(_) => StatusCode::BAD_REQUEST,
+        | DomainError::InvalidNotification(_)
+        | DomainError::InvalidSearch(_) => StatusCode::BAD_REQUEST,
         DomainError::NotAllowed(_) | DomainError::ReservedCounter => StatusCode::FORBIDDEN,
         DomainError::UserNotFound
         | DomainError::VideoNotFound

@@ -1,0 +1,202 @@
+//! Search: what can be searched, the rules of a query, how results are ordered, and the
+//! port a search engine implements (tantivy embedded, Elasticsearch in the cluster).
+//!
+//! A query is normalised before it is searched or recorded ([`normalize_query`]): NFKC
+//! (full-width `ＡＢＣ１２３`, common in Chinese input, is `ABC123`), lowercase, runs of
+//! whitespace as one space, trimmed. What a query means is the engine's business, the
+//! same on both: every word must match, in any searched field; a word of 5 or more
+//! letters also matches words one edit away; the last word also matches as a prefix
+//! (the user may still be typing it); Chinese text is segmented into words, the query as
+//! well as the documents. Characters other engines read as syntax (`"`, `*`, `:`, `(`,
+//! `-`, `~`, ...) are plain text here.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use uuid::Uuid;
+
+use crate::DomainError;
+
+/// The longest query, in characters, after normalisation.
+pub const MAX_QUERY_CHARS: usize = 200;
+/// How deep a result list goes: cursors reach at most this many results.
+pub const MAX_RESULTS: usize = 1_000;
+/// The most results one page holds.
+pub const MAX_PAGE: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchKind {
+    Videos,
+    Users,
+    Hashtags,
+}
+
+impl SearchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Videos => "videos",
+            Self::Users => "users",
+            Self::Hashtags => "hashtags",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchSort {
+    /// Best match first (BM25, a title or name counting more than a description).
+    #[default]
+    Relevance,
+    /// Newest first (videos; users by registration; hashtags by first use).
+    Newest,
+    /// Most liked first: videos by likes, hashtags by the videos using them; users
+    /// have no likes, so newest first.
+    MostLiked,
+}
+
+/// The query as it is searched and recorded, or why it is refused.
+pub fn normalize_query(input: &str) -> Result<String, DomainError> {
+    let folded: String = input.nfkc().flat_map(char::to_lowercase).collect();
+    if folded.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(DomainError::InvalidSearch("the query holds a control character"));
+    }
+    let query = folded.split_whitespace().collect::<Vec<_>>().join(" ");
+    if query.is_empty() {
+        return Err(DomainError::InvalidSearch("the query is empty"));
+    }
+    if query.chars().count() > MAX_QUERY_CHARS {
+        return Err(DomainError::InvalidSearch("a query holds at most 200 characters"));
+    }
+    Ok(query)
+}
+
+/// One search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    /// Normalised ([`normalize_query`]).
+    pub query: String,
+    pub kind: SearchKind,
+    pub sort: SearchSort,
+    /// Only what was created at or after this time (Unix microseconds).
+    pub since: Option<i64>,
+    /// Results skipped (a cursor's), at most [`MAX_RESULTS`] with `first`.
+    pub offset: usize,
+    /// At most [`MAX_PAGE`].
+    pub first: usize,
+}
+
+/// One result: the matched object's id (a video's or user's id, a hashtag's name), its
+/// score (0 when sorted by something else) and its matched fields' fragments, HTML
+/// escaped, the matched words in `<em>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub id: String,
+    pub score: f32,
+    pub highlights: Vec<Highlight>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Highlight {
+    pub field: String,
+    pub fragment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    /// Matches in all (not only this page's).
+    pub total: usize,
+}
+
+/// What the search index holds about one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchDocument {
+    Video {
+        video_id: Uuid,
+        author_id: Uuid,
+        title: String,
+        description: String,
+        hashtags: Vec<String>,
+        /// Unix microseconds.
+        created_at: i64,
+        likes: i64,
+    },
+    User {
+        user_id: Uuid,
+        username: String,
+        display_name: Option<String>,
+        bio: Option<String>,
+        created_at: i64,
+    },
+    Hashtag {
+        name: String,
+        created_at: i64,
+        /// Videos using it.
+        videos: i64,
+    },
+}
+
+impl SearchDocument {
+    pub fn kind(&self) -> SearchKind {
+        match self {
+            Self::Video { .. } => SearchKind::Videos,
+            Self::User { .. } => SearchKind::Users,
+            Self::Hashtag { .. } => SearchKind::Hashtags,
+        }
+    }
+
+    /// The id a hit carries.
+    pub fn id(&self) -> String {
+        match self {
+            Self::Video { video_id, .. } => video_id.to_string(),
+            Self::User { user_id, .. } => user_id.to_string(),
+            Self::Hashtag { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// A change to the index.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IndexChange {
+    /// Adds the document, or replaces the one of its kind and id.
+    Put(SearchDocument),
+    Delete {
+        kind: SearchKind,
+        id: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search engine: {0}")]
+    Engine(String),
+}
+
+/// A search engine's read side.
+#[async_trait]
+pub trait SearchIndex: Send + Sync {
+    async fn search(&self, request: SearchRequest) -> Result<SearchPage, SearchError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_folded_and_collapsed() {
+        assert_eq!(normalize_query("  Funny\t CATS ").unwrap(), "funny cats");
+        assert_eq!(normalize_query("ＡＢＣ１２３").unwrap(), "abc123");
+        assert_eq!(normalize_query("搞笑　视频").unwrap(), "搞笑 视频", "an ideographic space is a space");
+        assert_eq!(normalize_query("\"title:(cats)\" -dogs*").unwrap(), "\"title:(cats)\" -dogs*", "syntax is text");
+    }
+
+    #[test]
+    fn empty_long_and_control_queries_are_refused() {
+        for bad in ["", "   ", "\u{3000}", "a\u{0}b", "x\u{1b}[31m"] {
+            assert!(matches!(normalize_query(bad), Err(DomainError::InvalidSearch(_))), "{bad:?}");
+        }
+        assert!(normalize_query(&"a".repeat(MAX_QUERY_CHARS)).is_ok());
+        assert!(normalize_query(&"a".repeat(1000)).is_err());
+        assert!(normalize_query(&"视".repeat(201)).is_err());
+    }
+}

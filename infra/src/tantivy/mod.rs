@@ -1,0 +1,280 @@
+//! The embedded search index: a tantivy index in a directory of the data dir.
+//!
+//! One index holds videos, users and hashtags (field `kind`), each document once under
+//! `key` = `{kind}:{id}`: a put deletes the key and adds the new document in the same
+//! commit, so an edited title is found by its new words only and a deleted video by
+//! none. Each commit carries the position of the last event it applied (the commit
+//! payload): the index and its checkpoint move together, as a read model and its
+//! checkpoint do in one transaction.
+//!
+//! A query ([`plaza_domain::search`]) becomes: every word must match (`Must`), each in
+//! any of the kind's fields (`Should`, a title or name boosted over a description),
+//! exactly (BM25), within one edit if it has 5 or more letters, and as a prefix if it is
+//! the last word; fuzzy and prefix matches score a constant below an exact one.
+//! Highlights mark the words of each stored field that matched so, HTML escaped.
+
+pub mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use plaza_domain::search::{
+    Highlight, IndexChange, MAX_PAGE, MAX_RESULTS, SearchDocument, SearchError, SearchHit, SearchIndex, SearchKind, SearchPage, SearchRequest,
+    SearchSort,
+};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+
+use tokenizer::{WordsTokenizer, query_words};
+
+/// Memory the writer buffers before it writes a segment.
+const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+/// Characters of a highlighted fragment.
+const FRAGMENT_CHARS: usize = 150;
+/// Words of this many characters or more also match one edit away.
+const FUZZY_FROM_CHARS: usize = 5;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    kind: Field,
+    key: Field,
+    id: Field,
+    title: Field,
+    description: Field,
+    hashtags: Field,
+    name: Field,
+    created_at: Field,
+    likes: Field,
+}
+
+impl Fields {
+    fn schema() -> (Schema, Fields) {
+        let mut builder = Schema::builder();
+        let words = TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default().set_tokenizer(tokenizer::NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            )
+            .set_stored();
+        let fields = Fields {
+            kind: builder.add_text_field("kind", STRING),
+            key: builder.add_text_field("key", STRING),
+            id: builder.add_text_field("id", STRING | STORED),
+            title: builder.add_text_field("title", words.clone()),
+            description: builder.add_text_field("description", words.clone()),
+            hashtags: builder.add_text_field("hashtags", words.clone()),
+            name: builder.add_text_field("name", words),
+            created_at: builder.add_i64_field("created_at", INDEXED | FAST),
+            likes: builder.add_i64_field("likes", FAST),
+        };
+        (builder.build(), fields)
+    }
+
+    /// The text fields a kind is searched in, with their boosts, and their names as
+    /// highlights report them.
+    fn searched(&self, kind: SearchKind) -> Vec<(Field, f32, &'static str)> {
+        match kind {
+            SearchKind::Videos => vec![(self.title, 3.0, "title"), (self.hashtags, 2.0, "hashtags"), (self.description, 1.0, "description")],
+            // A user's `name` is their username and display name; `description` their bio.
+            SearchKind::Users => vec![(self.name, 3.0, "name"), (self.description, 1.0, "bio")],
+            SearchKind::Hashtags => vec![(self.name, 1.0, "name")],
+        }
+    }
+}
+
+fn key(kind: SearchKind, id: &str) -> String {
+    format!("{}:{id}", kind.as_str())
+}
+
+fn engine(error: impl std::fmt::Display) -> SearchError {
+    SearchError::Engine(error.to_string())
+}
+
+/// A tantivy index of videos, users and hashtags.
+#[derive(Clone)]
+pub struct TantivySearch {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+}
+
+impl TantivySearch {
+    /// Opens the index in `dir`, creating it (and the directory) if needed.
+    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+        std::fs::create_dir_all(dir).map_err(engine)?;
+        let (schema, fields) = Fields::schema();
+        let index = Index::open_or_create(MmapDirectory::open(dir).map_err(engine)?, schema).map_err(engine)?;
+        index.tokenizers().register(tokenizer::NAME, TextAnalyzer::from(WordsTokenizer));
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(engine)?;
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY).map_err(engine)?;
+        Ok(Self { inner: Arc::new(Inner { index, fields, reader, writer: Mutex::new(writer) }) })
+    }
+
+    /// The position of the last event the index holds (0: none).
+    pub fn position(&self) -> Result<u64, SearchError> {
+        let metas = self.inner.index.load_metas().map_err(engine)?;
+        Ok(metas.payload.and_then(|p| p.parse().ok()).unwrap_or(0))
+    }
+
+    /// Applies the changes and commits them with `position`, then serves them.
+    pub fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
+        self.inner.apply(changes, position)
+    }
+}
+
+impl Inner {
+    fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for change in changes {
+            match change {
+                IndexChange::Put(document) => {
+                    writer.delete_term(Term::from_field_text(self.fields.key, &key(document.kind(), &document.id())));
+                    writer.add_document(self.document(document)).map_err(engine)?;
+                }
+                IndexChange::Delete { kind, id } => {
+                    writer.delete_term(Term::from_field_text(self.fields.key, &key(kind, &id)));
+                }
+            }
+        }
+        let mut commit = writer.prepare_commit().map_err(engine)?;
+        commit.set_payload(&position.to_string());
+        commit.commit().map_err(engine)?;
+        drop(writer);
+        self.reader.reload().map_err(engine)
+    }
+
+    fn document(&self, document: SearchDocument) -> TantivyDocument {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.kind, document.kind().as_str());
+        doc.add_text(f.key, key(document.kind(), &document.id()));
+        doc.add_text(f.id, document.id());
+        match document {
+            SearchDocument::Video { title, description, hashtags, created_at, likes, .. } => {
+                doc.add_text(f.title, title);
+                doc.add_text(f.description, description);
+                doc.add_text(f.hashtags, hashtags.join(" "));
+                doc.add_i64(f.created_at, created_at);
+                doc.add_i64(f.likes, likes);
+            }
+            SearchDocument::User { username, display_name, bio, created_at, .. } => {
+                doc.add_text(f.name, [Some(username), display_name].into_iter().flatten().collect::<Vec<_>>().join(" "));
+                doc.add_text(f.description, bio.unwrap_or_default());
+                doc.add_i64(f.created_at, created_at);
+            }
+            SearchDocument::Hashtag { name, created_at, videos } => {
+                doc.add_text(f.name, name);
+                doc.add_i64(f.created_at, created_at);
+                doc.add_i64(f.likes, videos);
+            }
+        }
+        doc
+    }
+
+    fn query(&self, request: &SearchRequest, words: &[String]) -> BooleanQuery {
+        let f = &self.fields;
+        let mut must: Vec<(Occur, Box<dyn Query>)> =
+            vec![(Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.kind, request.kind.as_str()), IndexRecordOption::Basic)))];
+        for (i, word) in words.iter().enumerate() {
+            let last = i + 1 == words.len();
+            let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for (field, boost, _) in f.searched(request.kind) {
+                let term = Term::from_field_text(field, word);
+                let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
+                if last {
+                    let prefix = FuzzyTermQuery::new_prefix(term.clone(), 0, true);
+                    any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), boost * 0.5))));
+                }
+                if word.chars().count() >= FUZZY_FROM_CHARS {
+                    let fuzzy = FuzzyTermQuery::new(term, 1, true);
+                    any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.3))));
+                }
+            }
+            must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        if let Some(since) = request.since {
+            let range = RangeQuery::new(Bound::Included(Term::from_field_i64(f.created_at, since)), Bound::Unbounded);
+            must.push((Occur::Must, Box::new(range)));
+        }
+        BooleanQuery::new(must)
+    }
+
+    /// The fields of `doc` holding a word that matched one of `words`, highlighted.
+    fn highlights(&self, doc: &TantivyDocument, kind: SearchKind, words: &[String]) -> Vec<Highlight> {
+        let matches = |word: &str| {
+            words.iter().enumerate().any(|(i, asked)| {
+                word == asked
+                    || (i + 1 == words.len() && word.starts_with(asked.as_str()))
+                    || (asked.chars().count() >= FUZZY_FROM_CHARS && strsim::levenshtein(word, asked) <= 1)
+            })
+        };
+        let mut out = Vec::new();
+        for (field, _, name) in self.fields.searched(kind) {
+            let Some(text) = doc.get_first(field).and_then(|v| v.as_str()) else { continue };
+            let terms: BTreeMap<String, f32> =
+                tokenizer::document_words(text).into_iter().filter(|w| matches(&w.text)).map(|w| (w.text, 1.0)).collect();
+            if terms.is_empty() {
+                continue;
+            }
+            let generator = SnippetGenerator::new(terms, TextAnalyzer::from(WordsTokenizer), field, FRAGMENT_CHARS);
+            let mut snippet = generator.snippet(text);
+            snippet.set_snippet_prefix_postfix("<em>", "</em>");
+            if !snippet.is_empty() {
+                out.push(Highlight { field: name.to_owned(), fragment: snippet.to_html() });
+            }
+        }
+        out
+    }
+
+    fn search_now(&self, request: &SearchRequest) -> Result<SearchPage, SearchError> {
+        let words = query_words(&request.query);
+        if words.is_empty() {
+            // Nothing but punctuation: nothing to look for.
+            return Ok(SearchPage { hits: vec![], total: 0 });
+        }
+        let query = self.query(request, &words);
+        let searcher = self.reader.searcher();
+        let offset = request.offset.min(MAX_RESULTS);
+        let limit = request.first.clamp(1, MAX_PAGE).min(MAX_RESULTS - offset).max(1);
+        let top = TopDocs::with_limit(limit).and_offset(offset);
+        let (total, found): (usize, Vec<(f32, DocAddress)>) = match request.sort {
+            SearchSort::Relevance => searcher.search(&query, &(Count, top.order_by_score())).map_err(engine)?,
+            SearchSort::Newest | SearchSort::MostLiked => {
+                let by_likes = request.sort == SearchSort::MostLiked && request.kind != SearchKind::Users;
+                let field = if by_likes { "likes" } else { "created_at" };
+                let (total, docs) = searcher.search(&query, &(Count, top.order_by_fast_field::<i64>(field, Order::Desc))).map_err(engine)?;
+                (total, docs.into_iter().map(|(_, address)| (0.0, address)).collect())
+            }
+        };
+        let mut hits = Vec::with_capacity(found.len());
+        for (score, address) in found {
+            let doc: TantivyDocument = searcher.doc(address).map_err(engine)?;
+            let id = doc.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let highlights = self.highlights(&doc, request.kind, &words);
+            hits.push(SearchHit { id, score, highlights });
+        }
+        Ok(SearchPage { hits, total })
+    }
+}
+
+#[async_trait]
+impl SearchIndex for TantivySearch {
+    async fn search(&self, request: SearchRequest) -> Result<SearchPage, SearchError> {
+        // Searching reads memory-mapped segments and scores on the CPU: not async work.
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.search_now(&request)).await.map_err(engine)?
+    }
+}

@@ -1,0 +1,165 @@
+//! The search port's conformance suite: what every engine must answer alike. It runs on
+//! the embedded tantivy index always.
+
+use plaza_domain::search::{IndexChange, SearchDocument, SearchIndex, SearchKind, SearchPage, SearchRequest, SearchSort, normalize_query};
+use plaza_infra::tantivy::TantivySearch;
+use uuid::Uuid;
+
+const DAY: i64 = 86_400_000_000;
+
+fn video(title: &str, description: &str, hashtags: &[&str], day: i64, likes: i64) -> SearchDocument {
+    SearchDocument::Video {
+        video_id: Uuid::now_v7(),
+        author_id: Uuid::now_v7(),
+        title: title.into(),
+        description: description.into(),
+        hashtags: hashtags.iter().map(|h| h.to_string()).collect(),
+        created_at: day * DAY,
+        likes,
+    }
+}
+
+fn request(query: &str, kind: SearchKind, sort: SearchSort) -> SearchRequest {
+    SearchRequest { query: normalize_query(query).unwrap(), kind, sort, since: None, offset: 0, first: 20 }
+}
+
+/// The ids a search finds, in order.
+async fn found(index: &dyn SearchIndex, query: &str, kind: SearchKind, sort: SearchSort) -> Vec<String> {
+    index.search(request(query, kind, sort)).await.unwrap().hits.into_iter().map(|hit| hit.id).collect()
+}
+
+async fn videos(index: &dyn SearchIndex, query: &str) -> Vec<String> {
+    found(index, query, SearchKind::Videos, SearchSort::Relevance).await
+}
+
+struct Library {
+    cats: SearchDocument,
+    dogs: SearchDocument,
+    kids: SearchDocument,
+    chinese: SearchDocument,
+    script: SearchDocument,
+}
+
+impl Library {
+    fn new() -> Self {
+        Self {
+            cats: video("Funny cats compilation", "The best cat moments of the year", &["cats", "funny"], 1, 50),
+            dogs: video("Dogs playing fetch", "A sunny afternoon in the park", &["dogs"], 2, 500),
+            kids: video("Cat videos for kids", "Gentle and calm", &["cats"], 3, 5),
+            chinese: video("超级搞笑的猫咪视频", "每天都有新的猫咪", &["搞笑"], 4, 20),
+            script: video("<script>alert(1)</script> cats & mice", "", &[], 5, 0),
+        }
+    }
+
+    fn all(&self) -> Vec<&SearchDocument> {
+        vec![&self.cats, &self.dogs, &self.kids, &self.chinese, &self.script]
+    }
+}
+
+fn id(document: &SearchDocument) -> String {
+    document.id()
+}
+
+async fn conformance(index: &TantivySearch) {
+    let library = Library::new();
+    let mut changes: Vec<IndexChange> = library.all().into_iter().cloned().map(IndexChange::Put).collect();
+    let alice = SearchDocument::User {
+        user_id: Uuid::now_v7(),
+        username: "alice_wonder".into(),
+        display_name: Some("Alice Liddell".into()),
+        bio: Some("I film my cats".into()),
+        created_at: DAY,
+    };
+    let bob = SearchDocument::User { user_id: Uuid::now_v7(), username: "bob".into(), display_name: None, bio: None, created_at: 2 * DAY };
+    changes.push(IndexChange::Put(alice.clone()));
+    changes.push(IndexChange::Put(bob.clone()));
+    changes.push(IndexChange::Put(SearchDocument::Hashtag { name: "summer".into(), created_at: DAY, videos: 3 }));
+    changes.push(IndexChange::Put(SearchDocument::Hashtag { name: "summertime".into(), created_at: DAY, videos: 9 }));
+    index.apply(changes, 42).unwrap();
+    assert_eq!(index.position().unwrap(), 42);
+
+    // English words, every one must match, in any field.
+    assert_eq!(videos(index, "funny cats").await[0], id(&library.cats));
+    assert_eq!(videos(index, "sunny park").await, vec![id(&library.dogs)], "words from the description");
+    assert!(videos(index, "funny horses").await.is_empty(), "every word must match");
+    assert_eq!(videos(index, "funny dogs").await, vec![id(&library.dogs)], "funny is one edit from sunny, in its description");
+    // Chinese, segmented: `搞笑视频` finds `超级搞笑的猫咪视频`.
+    assert_eq!(videos(index, "搞笑视频").await, vec![id(&library.chinese)]);
+    assert_eq!(videos(index, "猫咪").await, vec![id(&library.chinese)]);
+    // One typo in a word of 5+ letters; none in a shorter one.
+    assert_eq!(videos(index, "compilaton").await, vec![id(&library.cats)]);
+    assert_eq!(videos(index, "fetvh dogs").await, vec![id(&library.dogs)], "fetvh is one edit from fetch (5 letters)");
+    assert!(videos(index, "dgs playing").await.is_empty(), "no typo in a 3-letter word");
+    // The last word is a prefix.
+    assert_eq!(videos(index, "compil").await, vec![id(&library.cats)]);
+    assert_eq!(videos(index, "funny ca").await, vec![id(&library.cats)]);
+    assert!(videos(index, "compil funny").await.is_empty(), "only the last word is a prefix");
+    // Sorts.
+    let cats = |sort| found(index, "cats", SearchKind::Videos, sort);
+    assert_eq!(cats(SearchSort::Newest).await, vec![id(&library.script), id(&library.kids), id(&library.cats)]);
+    assert_eq!(cats(SearchSort::MostLiked).await, vec![id(&library.cats), id(&library.kids), id(&library.script)]);
+    let relevance = index.search(request("cats", SearchKind::Videos, SearchSort::Relevance)).await.unwrap();
+    assert!(relevance.hits.windows(2).all(|w| w[0].score >= w[1].score), "best first: {relevance:?}");
+    // Since.
+    let recent = SearchRequest { since: Some(3 * DAY), ..request("cats", SearchKind::Videos, SearchSort::Newest) };
+    assert_eq!(index.search(recent).await.unwrap().hits.len(), 2);
+    // Pages.
+    let page = |offset, first| SearchRequest { offset, first, ..request("cats", SearchKind::Videos, SearchSort::Newest) };
+    let SearchPage { hits, total } = index.search(page(1, 1)).await.unwrap();
+    assert_eq!((hits.len(), total), (1, 3));
+    assert_eq!(hits[0].id, id(&library.kids));
+    assert!(index.search(page(3, 20)).await.unwrap().hits.is_empty());
+    // Highlights: matched words in <em>, everything HTML escaped.
+    let script = index.search(request("mice", SearchKind::Videos, SearchSort::Relevance)).await.unwrap();
+    let title = &script.hits[0].highlights[0];
+    assert_eq!(title.field, "title");
+    assert_eq!(title.fragment, "&lt;script&gt;alert(1)&lt;/script&gt; cats &amp; <em>mice</em>");
+    let typo = index.search(request("compilaton", SearchKind::Videos, SearchSort::Relevance)).await.unwrap();
+    assert_eq!(typo.hits[0].highlights[0].fragment, "Funny cats <em>compilation</em>", "a fuzzy match is highlighted too");
+    let chinese = index.search(request("搞笑视频", SearchKind::Videos, SearchSort::Relevance)).await.unwrap();
+    assert!(chinese.hits[0].highlights[0].fragment.contains("<em>搞笑</em>"), "{chinese:?}");
+    // Query syntax is text; punctuation alone finds nothing.
+    assert!(videos(index, "title:(cats) AND -dogs*").await.is_empty());
+    assert!(videos(index, "!!!").await.is_empty());
+    // Users and hashtags.
+    let users = |query| found(index, query, SearchKind::Users, SearchSort::Relevance);
+    assert_eq!(users("alice").await, vec![id(&alice)], "the username's words");
+    assert_eq!(users("liddell").await, vec![id(&alice)], "the display name");
+    assert_eq!(users("bo").await, vec![id(&bob)], "a prefix");
+    assert!(users("funny").await.is_empty(), "users are not videos");
+    assert_eq!(found(index, "summer", SearchKind::Hashtags, SearchSort::MostLiked).await, vec!["summertime", "summer"]);
+
+    // An edited title is found by its new words only; a deleted video by none.
+    let SearchDocument::Video { video_id, author_id, .. } = library.dogs.clone() else { unreachable!() };
+    let edited = SearchDocument::Video {
+        video_id,
+        author_id,
+        title: "Puppies at the beach".into(),
+        description: String::new(),
+        hashtags: vec![],
+        created_at: 2 * DAY,
+        likes: 500,
+    };
+    index.apply(vec![IndexChange::Put(edited), IndexChange::Delete { kind: SearchKind::Videos, id: id(&library.cats) }], 43).unwrap();
+    assert!(videos(index, "fetch").await.is_empty());
+    assert_eq!(videos(index, "puppies beach").await, vec![video_id.to_string()]);
+    let mut cats = videos(index, "cats").await;
+    cats.sort();
+    let mut expected = vec![id(&library.kids), id(&library.script)];
+    expected.sort();
+    assert_eq!(cats, expected, "the deleted video is gone");
+    assert!(!videos(index, "compilation").await.contains(&id(&library.cats)));
+    assert_eq!(index.position().unwrap(), 43);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tantivy_answers_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = TantivySearch::open(dir.path()).unwrap();
+    conformance(&index).await;
+    drop(index);
+    // The checkpoint and the documents survive a reopen.
+    let index = TantivySearch::open(dir.path()).unwrap();
+    assert_eq!(index.position().unwrap(), 43);
+    assert_eq!(videos(&index, "puppies").await.len(), 1);
+}
