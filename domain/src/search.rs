@@ -108,8 +108,9 @@ pub struct SearchPage {
     pub total: usize,
 }
 
-/// What the search index holds about one object.
-#[derive(Debug, Clone, PartialEq)]
+/// What the search index holds about one object (and keeps whole, as its source).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SearchDocument {
     Video {
         video_id: Uuid,
@@ -176,6 +177,18 @@ pub enum SearchError {
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
     async fn search(&self, request: SearchRequest) -> Result<SearchPage, SearchError>;
+}
+
+/// A search engine's write side, for the search projection: the documents it holds and
+/// the position of the last event they include, changed together.
+#[async_trait]
+pub trait SearchWriter: Send + Sync {
+    /// The position of the last event applied (0: none).
+    async fn position(&self) -> Result<u64, SearchError>;
+    /// The document of that kind and id, as last applied.
+    async fn get(&self, kind: SearchKind, id: &str) -> Result<Option<SearchDocument>, SearchError>;
+    /// Applies the changes and moves the position to `position`, all or nothing.
+    async fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError>;
 }
 
 #[cfg(test)]

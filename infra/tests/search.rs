@@ -1,7 +1,9 @@
 //! The search port's conformance suite: what every engine must answer alike. It runs on
 //! the embedded tantivy index always.
 
-use plaza_domain::search::{IndexChange, SearchDocument, SearchIndex, SearchKind, SearchPage, SearchRequest, SearchSort, normalize_query};
+use plaza_domain::search::{
+    IndexChange, SearchDocument, SearchIndex, SearchKind, SearchPage, SearchRequest, SearchSort, SearchWriter, normalize_query,
+};
 use plaza_infra::tantivy::TantivySearch;
 use uuid::Uuid;
 
@@ -75,8 +77,8 @@ async fn conformance(index: &TantivySearch) {
     changes.push(IndexChange::Put(bob.clone()));
     changes.push(IndexChange::Put(SearchDocument::Hashtag { name: "summer".into(), created_at: DAY, videos: 3 }));
     changes.push(IndexChange::Put(SearchDocument::Hashtag { name: "summertime".into(), created_at: DAY, videos: 9 }));
-    index.apply(changes, 42).unwrap();
-    assert_eq!(index.position().unwrap(), 42);
+    index.apply(changes, 42).await.unwrap();
+    assert_eq!(index.position().await.unwrap(), 42);
 
     // English words, every one must match, in any field.
     assert_eq!(videos(index, "funny cats").await[0], id(&library.cats));
@@ -140,7 +142,7 @@ async fn conformance(index: &TantivySearch) {
         created_at: 2 * DAY,
         likes: 500,
     };
-    index.apply(vec![IndexChange::Put(edited), IndexChange::Delete { kind: SearchKind::Videos, id: id(&library.cats) }], 43).unwrap();
+    index.apply(vec![IndexChange::Put(edited), IndexChange::Delete { kind: SearchKind::Videos, id: id(&library.cats) }], 43).await.unwrap();
     assert!(videos(index, "fetch").await.is_empty());
     assert_eq!(videos(index, "puppies beach").await, vec![video_id.to_string()]);
     let mut cats = videos(index, "cats").await;
@@ -149,7 +151,7 @@ async fn conformance(index: &TantivySearch) {
     expected.sort();
     assert_eq!(cats, expected, "the deleted video is gone");
     assert!(!videos(index, "compilation").await.contains(&id(&library.cats)));
-    assert_eq!(index.position().unwrap(), 43);
+    assert_eq!(index.position().await.unwrap(), 43);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,6 +162,109 @@ async fn tantivy_answers_the_conformance_suite() {
     drop(index);
     // The checkpoint and the documents survive a reopen.
     let index = TantivySearch::open(dir.path()).unwrap();
-    assert_eq!(index.position().unwrap(), 43);
+    assert_eq!(index.position().await.unwrap(), 43);
     assert_eq!(videos(&index, "puppies").await.len(), 1);
+}
+
+mod projection {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use plaza_domain::search::{SearchKind, SearchSort, SearchWriter};
+    use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent};
+    use plaza_infra::sqlite::SqliteEventStore;
+    use plaza_infra::tantivy::TantivySearch;
+    use plaza_projections::search::SearchProjector;
+    use uuid::Uuid;
+
+    use super::found;
+
+    async fn append(store: &dyn EventStore, stream: &str, event: Event) {
+        let new = NewEvent::new(Uuid::now_v7(), &event, Metadata::default(), Utc::now());
+        store.append(stream, ExpectedVersion::Any, vec![new]).await.unwrap();
+    }
+
+    async fn publish(store: &dyn EventStore, author_id: Uuid, title: &str, hashtags: &[&str]) -> Uuid {
+        let video_id = Uuid::now_v7();
+        let event = Event::VideoPublished {
+            video_id,
+            author_id,
+            title: title.into(),
+            description: String::new(),
+            media_url: "https://cdn.example/v.mp4".into(),
+            hashtags: hashtags.iter().map(|h| h.to_string()).collect(),
+        };
+        append(store, &format!("video-{video_id}"), event).await;
+        video_id
+    }
+
+    async fn like(store: &dyn EventStore, video_id: Uuid, times: usize) {
+        for _ in 0..times {
+            let user_id = Uuid::now_v7();
+            append(store, &format!("like-{video_id}-{user_id}"), Event::VideoLiked { video_id, user_id }).await;
+        }
+    }
+
+    /// The search projection keeps documents as the events leave them, across batches
+    /// and restarts: edits, deletions, likes, hashtag counts and profiles.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_search_projection_follows_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+        let index = Arc::new(TantivySearch::open(&dir.path().join("search")).unwrap());
+        let user_id = Uuid::now_v7();
+        let registered = Event::UserRegistered { user_id, username: "alice".into(), email: "a@example.com".into(), password_hash: "h".into() };
+        append(&*store, &format!("user-{user_id}"), registered).await;
+        let profile = Event::ProfileUpdated { user_id, display_name: Some("Alice Liddell".into()), bio: Some("cat person".into()), avatar_url: None };
+        append(&*store, &format!("user-{user_id}"), profile).await;
+        let edited = publish(&*store, user_id, "Funny cats", &["cats", "funny"]).await;
+        let deleted = publish(&*store, user_id, "Cat tricks", &["cats"]).await;
+        let fewer = publish(&*store, user_id, "Cats again", &["cats"]).await;
+        let more = publish(&*store, user_id, "Cats forever", &["cats"]).await;
+        like(&*store, fewer, 2).await;
+        like(&*store, more, 5).await;
+        like(&*store, deleted, 9).await;
+        let update = Event::VideoUpdated {
+            video_id: edited,
+            author_id: user_id,
+            title: "Hilarious kittens".into(),
+            description: String::new(),
+            hashtags: vec!["kittens".into()],
+        };
+        append(&*store, &format!("video-{edited}"), update).await;
+        append(&*store, &format!("video-{deleted}"), Event::VideoDeleted { video_id: deleted, author_id: user_id }).await;
+        let page = Event::HashtagCreated { name: "summer".into(), description: None, created_by: user_id };
+        append(&*store, "hashtag-summer", page).await;
+
+        // Small batches: documents are read back from the index between them.
+        let head = store.head().await.unwrap();
+        assert_eq!(SearchProjector::new(index.clone(), store.clone()).with_batch_size(3).catch_up().await.unwrap(), head);
+        assert_eq!(index.position().await.unwrap(), head);
+
+        let videos = |query: &'static str, sort| found(&*index, query, SearchKind::Videos, sort);
+        assert_eq!(videos("cats", SearchSort::MostLiked).await, vec![more.to_string(), fewer.to_string()], "edited and deleted are gone");
+        assert_eq!(videos("kittens", SearchSort::Relevance).await, vec![edited.to_string()]);
+        assert!(videos("funny", SearchSort::Relevance).await.is_empty());
+        assert_eq!(found(&*index, "liddell", SearchKind::Users, SearchSort::Relevance).await, vec![user_id.to_string()]);
+        let hashtags = found(&*index, "cats kittens summer funny", SearchKind::Hashtags, SearchSort::Relevance).await;
+        assert!(hashtags.is_empty(), "one hashtag matches every word or none");
+        let counts = |name: &'static str| {
+            let index = index.clone();
+            async move {
+                match index.get(SearchKind::Hashtags, name).await.unwrap() {
+                    Some(plaza_domain::search::SearchDocument::Hashtag { videos, .. }) => videos,
+                    other => panic!("{name}: {other:?}"),
+                }
+            }
+        };
+        assert_eq!((counts("cats").await, counts("kittens").await, counts("funny").await, counts("summer").await), (2, 1, 0, 0));
+
+        // A restart goes on from the index's position.
+        like(&*store, fewer, 4).await;
+        drop(index);
+        let index = Arc::new(TantivySearch::open(&dir.path().join("search")).unwrap());
+        SearchProjector::new(index.clone(), store.clone()).catch_up().await.unwrap();
+        let videos = |query: &'static str, sort| found(&*index, query, SearchKind::Videos, sort);
+        assert_eq!(videos("cats", SearchSort::MostLiked).await, vec![fewer.to_string(), more.to_string()]);
+    }
 }

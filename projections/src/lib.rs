@@ -25,6 +25,7 @@ pub mod processes;
 pub mod progress;
 pub mod rebuild;
 pub mod runtime;
+pub mod search;
 pub mod status;
 
 pub use db::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};

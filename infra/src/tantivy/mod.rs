@@ -3,7 +3,9 @@
 //! One index holds videos, users and hashtags (field `kind`), each document once under
 //! `key` = `{kind}:{id}`: a put deletes the key and adds the new document in the same
 //! commit, so an edited title is found by its new words only and a deleted video by
-//! none. Each commit carries the position of the last event it applied (the commit
+//! none. The document is stored whole as JSON (`source`, as Elasticsearch keeps
+//! `_source`): hits and highlights are read from it, and the projection reads it back
+//! to change a document in part (a like). Each commit carries the position of the last event it applied (the commit
 //! payload): the index and its checkpoint move together, as a read model and its
 //! checkpoint do in one transaction.
 //!
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use plaza_domain::search::{
     Highlight, IndexChange, MAX_PAGE, MAX_RESULTS, SearchDocument, SearchError, SearchHit, SearchIndex, SearchKind, SearchPage, SearchRequest,
-    SearchSort,
+    SearchSort, SearchWriter,
 };
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
@@ -46,7 +48,7 @@ const FUZZY_FROM_CHARS: usize = 5;
 struct Fields {
     kind: Field,
     key: Field,
-    id: Field,
+    source: Field,
     title: Field,
     description: Field,
     hashtags: Field,
@@ -58,15 +60,13 @@ struct Fields {
 impl Fields {
     fn schema() -> (Schema, Fields) {
         let mut builder = Schema::builder();
-        let words = TextOptions::default()
-            .set_indexing_options(
-                TextFieldIndexing::default().set_tokenizer(tokenizer::NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions),
-            )
-            .set_stored();
+        let words = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer(tokenizer::NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
         let fields = Fields {
             kind: builder.add_text_field("kind", STRING),
             key: builder.add_text_field("key", STRING),
-            id: builder.add_text_field("id", STRING | STORED),
+            source: builder.add_text_field("source", STORED),
             title: builder.add_text_field("title", words.clone()),
             description: builder.add_text_field("description", words.clone()),
             hashtags: builder.add_text_field("hashtags", words.clone()),
@@ -77,15 +77,30 @@ impl Fields {
         (builder.build(), fields)
     }
 
-    /// The text fields a kind is searched in, with their boosts, and their names as
-    /// highlights report them.
-    fn searched(&self, kind: SearchKind) -> Vec<(Field, f32, &'static str)> {
+    /// The text fields a kind is searched in, with their boosts.
+    fn searched(&self, kind: SearchKind) -> Vec<(Field, f32)> {
         match kind {
-            SearchKind::Videos => vec![(self.title, 3.0, "title"), (self.hashtags, 2.0, "hashtags"), (self.description, 1.0, "description")],
+            SearchKind::Videos => vec![(self.title, 3.0), (self.hashtags, 2.0), (self.description, 1.0)],
             // A user's `name` is their username and display name; `description` their bio.
-            SearchKind::Users => vec![(self.name, 3.0, "name"), (self.description, 1.0, "bio")],
-            SearchKind::Hashtags => vec![(self.name, 1.0, "name")],
+            SearchKind::Users => vec![(self.name, 3.0), (self.description, 1.0)],
+            SearchKind::Hashtags => vec![(self.name, 1.0)],
         }
+    }
+}
+
+/// The texts of a document, by the name highlights report and the field they are in.
+fn texts(fields: &Fields, document: &SearchDocument) -> Vec<(&'static str, Field, String)> {
+    match document {
+        SearchDocument::Video { title, description, hashtags, .. } => vec![
+            ("title", fields.title, title.clone()),
+            ("hashtags", fields.hashtags, hashtags.join(" ")),
+            ("description", fields.description, description.clone()),
+        ],
+        SearchDocument::User { username, display_name, bio, .. } => vec![
+            ("name", fields.name, [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
+            ("bio", fields.description, bio.clone().unwrap_or_default()),
+        ],
+        SearchDocument::Hashtag { name, .. } => vec![("name", fields.name, name.clone())],
     }
 }
 
@@ -121,27 +136,17 @@ impl TantivySearch {
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY).map_err(engine)?;
         Ok(Self { inner: Arc::new(Inner { index, fields, reader, writer: Mutex::new(writer) }) })
     }
-
-    /// The position of the last event the index holds (0: none).
-    pub fn position(&self) -> Result<u64, SearchError> {
-        let metas = self.inner.index.load_metas().map_err(engine)?;
-        Ok(metas.payload.and_then(|p| p.parse().ok()).unwrap_or(0))
-    }
-
-    /// Applies the changes and commits them with `position`, then serves them.
-    pub fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
-        self.inner.apply(changes, position)
-    }
 }
 
 impl Inner {
+    /// Applies the changes and commits them with `position`, then serves them.
     fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for change in changes {
             match change {
                 IndexChange::Put(document) => {
                     writer.delete_term(Term::from_field_text(self.fields.key, &key(document.kind(), &document.id())));
-                    writer.add_document(self.document(document)).map_err(engine)?;
+                    writer.add_document(self.document(&document)?).map_err(engine)?;
                 }
                 IndexChange::Delete { kind, id } => {
                     writer.delete_term(Term::from_field_text(self.fields.key, &key(kind, &id)));
@@ -155,32 +160,37 @@ impl Inner {
         self.reader.reload().map_err(engine)
     }
 
-    fn document(&self, document: SearchDocument) -> TantivyDocument {
+    fn document(&self, document: &SearchDocument) -> Result<TantivyDocument, SearchError> {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_text(f.kind, document.kind().as_str());
         doc.add_text(f.key, key(document.kind(), &document.id()));
-        doc.add_text(f.id, document.id());
-        match document {
-            SearchDocument::Video { title, description, hashtags, created_at, likes, .. } => {
-                doc.add_text(f.title, title);
-                doc.add_text(f.description, description);
-                doc.add_text(f.hashtags, hashtags.join(" "));
-                doc.add_i64(f.created_at, created_at);
-                doc.add_i64(f.likes, likes);
-            }
-            SearchDocument::User { username, display_name, bio, created_at, .. } => {
-                doc.add_text(f.name, [Some(username), display_name].into_iter().flatten().collect::<Vec<_>>().join(" "));
-                doc.add_text(f.description, bio.unwrap_or_default());
-                doc.add_i64(f.created_at, created_at);
-            }
-            SearchDocument::Hashtag { name, created_at, videos } => {
-                doc.add_text(f.name, name);
-                doc.add_i64(f.created_at, created_at);
-                doc.add_i64(f.likes, videos);
-            }
+        doc.add_text(f.source, serde_json::to_string(document).map_err(engine)?);
+        for (_, field, text) in texts(f, document) {
+            doc.add_text(field, text);
         }
-        doc
+        let (created_at, likes) = match document {
+            SearchDocument::Video { created_at, likes, .. } => (*created_at, *likes),
+            SearchDocument::User { created_at, .. } => (*created_at, 0),
+            SearchDocument::Hashtag { created_at, videos, .. } => (*created_at, *videos),
+        };
+        doc.add_i64(f.created_at, created_at);
+        doc.add_i64(f.likes, likes);
+        Ok(doc)
+    }
+
+    fn source(&self, doc: &TantivyDocument) -> Result<SearchDocument, SearchError> {
+        let json = doc.get_first(self.fields.source).and_then(|v| v.as_str()).unwrap_or_default();
+        serde_json::from_str(json).map_err(engine)
+    }
+
+    fn get(&self, kind: SearchKind, id: &str) -> Result<Option<SearchDocument>, SearchError> {
+        let searcher = self.reader.searcher();
+        let query = TermQuery::new(Term::from_field_text(self.fields.key, &key(kind, id)), IndexRecordOption::Basic);
+        let Some((_, address)) = searcher.search(&query, &TopDocs::with_limit(1).order_by_score()).map_err(engine)?.into_iter().next() else {
+            return Ok(None);
+        };
+        self.source(&searcher.doc(address).map_err(engine)?).map(Some)
     }
 
     fn query(&self, request: &SearchRequest, words: &[String]) -> BooleanQuery {
@@ -190,7 +200,7 @@ impl Inner {
         for (i, word) in words.iter().enumerate() {
             let last = i + 1 == words.len();
             let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-            for (field, boost, _) in f.searched(request.kind) {
+            for (field, boost) in f.searched(request.kind) {
                 let term = Term::from_field_text(field, word);
                 let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
                 any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
@@ -212,8 +222,8 @@ impl Inner {
         BooleanQuery::new(must)
     }
 
-    /// The fields of `doc` holding a word that matched one of `words`, highlighted.
-    fn highlights(&self, doc: &TantivyDocument, kind: SearchKind, words: &[String]) -> Vec<Highlight> {
+    /// The texts of `document` holding a word that matched one of `words`, highlighted.
+    fn highlights(&self, document: &SearchDocument, words: &[String]) -> Vec<Highlight> {
         let matches = |word: &str| {
             words.iter().enumerate().any(|(i, asked)| {
                 word == asked
@@ -222,15 +232,14 @@ impl Inner {
             })
         };
         let mut out = Vec::new();
-        for (field, _, name) in self.fields.searched(kind) {
-            let Some(text) = doc.get_first(field).and_then(|v| v.as_str()) else { continue };
+        for (name, field, text) in texts(&self.fields, document) {
             let terms: BTreeMap<String, f32> =
-                tokenizer::document_words(text).into_iter().filter(|w| matches(&w.text)).map(|w| (w.text, 1.0)).collect();
+                tokenizer::document_words(&text).into_iter().filter(|w| matches(&w.text)).map(|w| (w.text, 1.0)).collect();
             if terms.is_empty() {
                 continue;
             }
             let generator = SnippetGenerator::new(terms, TextAnalyzer::from(WordsTokenizer), field, FRAGMENT_CHARS);
-            let mut snippet = generator.snippet(text);
+            let mut snippet = generator.snippet(&text);
             snippet.set_snippet_prefix_postfix("<em>", "</em>");
             if !snippet.is_empty() {
                 out.push(Highlight { field: name.to_owned(), fragment: snippet.to_html() });
@@ -261,12 +270,28 @@ impl Inner {
         };
         let mut hits = Vec::with_capacity(found.len());
         for (score, address) in found {
-            let doc: TantivyDocument = searcher.doc(address).map_err(engine)?;
-            let id = doc.get_first(self.fields.id).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-            let highlights = self.highlights(&doc, request.kind, &words);
-            hits.push(SearchHit { id, score, highlights });
+            let document = self.source(&searcher.doc(address).map_err(engine)?)?;
+            hits.push(SearchHit { id: document.id(), score, highlights: self.highlights(&document, &words) });
         }
         Ok(SearchPage { hits, total })
+    }
+}
+
+#[async_trait]
+impl SearchWriter for TantivySearch {
+    async fn position(&self) -> Result<u64, SearchError> {
+        // The commit payload (see the module's documentation).
+        let metas = self.inner.index.load_metas().map_err(engine)?;
+        Ok(metas.payload.and_then(|p| p.parse().ok()).unwrap_or(0))
+    }
+
+    async fn get(&self, kind: SearchKind, id: &str) -> Result<Option<SearchDocument>, SearchError> {
+        self.inner.get(kind, id)
+    }
+
+    async fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.apply(changes, position)).await.map_err(engine)?
     }
 }
 
