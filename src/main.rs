@@ -12,14 +12,17 @@ use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
 use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys, Notifications};
+use plaza_domain::search::SearchIndex;
 use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
 use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
 use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisPresence, RedisRateLimiter, RedisTyping};
+use plaza_infra::tantivy::TantivySearch;
 use plaza_infra::{Config, Distribution};
 use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
 use plaza_projections::processes::ProcessRunner;
+use plaza_projections::search::SearchProjector;
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projector};
 use plaza_read_api::{Live, ReadApi, ReadApiSettings};
 use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
@@ -311,6 +314,16 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             background.spawn(runner.run(shutdown.clone()));
         }
     }
+    // Search, embedded: a tantivy index in the data dir, fed here by the search
+    // projector, when this process both tails the store and serves the read API.
+    let search: Option<Arc<dyn SearchIndex>> = match (&store, roles.read_api && tailing) {
+        (Some(store), true) => {
+            let index = Arc::new(TantivySearch::open(&config.data_dir.join("search")).context("cannot open the search index")?);
+            background.spawn(SearchProjector::new(index.clone(), store.clone()).run(shutdown.clone()));
+            Some(index)
+        }
+        _ => None,
+    };
     if let (Some(db), Some(store), false) = (&db, &store, roles.projections.is_empty()) {
         // Not ready while a projection run here is stalled: events wait and nothing was
         // applied for `projection_stall_secs` (behind but moving is ready).
@@ -414,6 +427,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             consistency_timeout: Duration::from_millis(config.consistency_timeout_ms),
             introspection: config.graphql_introspection,
             proxy_hops: config.trusted_proxy_hops,
+            search,
         };
         let limiter = limiter(plaza_infra::graphql_rate_limits(&config), "graphql");
         let live = Live { presence: presence.clone(), typing: typing.clone(), presence_ttl: Duration::from_secs(config.presence_ttl_secs) };

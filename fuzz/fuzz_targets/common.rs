@@ -8,7 +8,7 @@ use plaza_projections::db::LockGuard;
 use plaza_projections::generations::{Step, Tables};
 use plaza_projections::partitions::{Consumed, Tally};
 use plaza_projections::{Changes, ReadModelDb, ReadModelError, Row, SqlValue, Statement};
-use plaza_read_api::{Hub, Live, PlazaSchema, RequestCache, Viewer, build_schema};
+use plaza_read_api::{Hub, Live, PlazaSchema, RequestCache, Search, Viewer, build_schema};
 
 struct Empty;
 
@@ -52,7 +52,7 @@ pub fn schema() -> &'static PlazaSchema {
                 presence_ttl: std::time::Duration::from_secs(300),
             };
             let hub = Hub::start(Arc::new(Empty), tokio::sync::watch::channel(0).1, tokio::sync::watch::channel(0).1);
-            build_schema(Arc::new(Empty), live, hub, true)
+            build_schema(Arc::new(Empty), live, hub, Search(None), true)
         })
     })
 }

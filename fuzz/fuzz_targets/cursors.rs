@@ -1,5 +1,5 @@
-//! Cursors: arbitrary text as the `after` of every kind of list (keyset cursors and the
-//! ranked feeds' cursors), through the real schema. A bad cursor is an error, never a
+//! Cursors: arbitrary text as the `after` of every kind of list (keyset cursors, the
+//! ranked feeds' and search's cursors), through the real schema. A bad cursor is an error, never a
 //! panic.
 #![no_main]
 
@@ -15,6 +15,7 @@ const QUERY: &str = "query($c: String) {
     hot: feed(kind: HOT, first: 2, after: $c) { totalCount }
     recommended: feed(kind: RECOMMENDED, first: 2, after: $c) { totalCount }
     following: feed(kind: FOLLOWING, first: 2, after: $c) { totalCount }
+    search(query: "cats", after: $c) { totalCount }
 }";
 
 fuzz_target!(|data: &[u8]| {

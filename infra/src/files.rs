@@ -28,6 +28,16 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates a directory private (0700), or makes an existing one private; what other
+/// software writes inside (a search index) is then out of others' reach whatever its
+/// files' modes.
+pub fn private_subdir(dir: &Path) -> io::Result<()> {
+    match dir.exists() {
+        true => tighten(dir, DIR_MODE),
+        false => DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir),
+    }
+}
+
 /// Creates `path` empty and private unless it exists, and makes an existing one private:
 /// SQLite then keeps its `-wal` and `-shm` files as private as the database.
 pub fn private_file(path: &Path) -> io::Result<()> {

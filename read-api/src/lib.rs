@@ -31,7 +31,7 @@ use serde_json::json;
 
 pub use hub::Hub;
 pub use nesting::MAX_NESTING;
-pub use schema::{Live, PlazaSchema, RequestCache, build_schema};
+pub use schema::{Live, PlazaSchema, RequestCache, Search, build_schema};
 
 /// GraphQL request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -57,6 +57,8 @@ pub struct ReadApiSettings {
     pub consistency_timeout: Duration,
     pub introspection: bool,
     pub proxy_hops: usize,
+    /// The search engine, if this process has one (`search` answers an error otherwise).
+    pub search: Option<Arc<dyn plaza_domain::search::SearchIndex>>,
 }
 
 impl ReadApi {
@@ -73,7 +75,7 @@ impl ReadApi {
         // Well within the TTL, so an open connection never looks offline.
         let presence_every = (live.presence_ttl / 3).clamp(Duration::from_millis(250), Duration::from_secs(60));
         Self {
-            schema: build_schema(db, live.clone(), hub, settings.introspection),
+            schema: build_schema(db, live.clone(), hub, schema::Search(settings.search), settings.introspection),
             live,
             presence_every,
             progress,

@@ -128,7 +128,7 @@ struct Inner {
 impl TantivySearch {
     /// Opens the index in `dir`, creating it (and the directory) if needed.
     pub fn open(dir: &Path) -> Result<Self, SearchError> {
-        std::fs::create_dir_all(dir).map_err(engine)?;
+        crate::files::private_subdir(dir).map_err(engine)?;
         let (schema, fields) = Fields::schema();
         let index = Index::open_or_create(MmapDirectory::open(dir).map_err(engine)?, schema).map_err(engine)?;
         index.tokenizers().register(tokenizer::NAME, TextAnalyzer::from(WordsTokenizer));

@@ -76,7 +76,7 @@ pub(crate) fn user_from_row(row: &Row) -> Result<User> {
     })
 }
 
-async fn user_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<User>> {
+pub(super) async fn user_by_id(ctx: &Context<'_>, id: &str) -> Result<Option<User>> {
     const SQL: &str = concat!("SELECT ", user_columns!(), " FROM ", users!(), " WHERE u.id = $1");
     let rows = db(ctx).query(SQL, vec![id.into()]).await?;
     rows.first().map(user_from_row).transpose()

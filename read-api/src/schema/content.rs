@@ -235,6 +235,17 @@ async fn video_list(ctx: &Context<'_>, list: VideoList, key: &str, first: Option
     video_page(rows, limit, after.is_some(), total)
 }
 
+/// A hashtag (normalised name) with its page or videos; None when it has neither.
+pub(super) async fn hashtag_by_name(ctx: &Context<'_>, name: String) -> Result<Option<Hashtag>> {
+    const SQL: &str = "SELECT (SELECT description FROM hashtag_pages WHERE name = $1),
+                              (SELECT count(*) FROM hashtag_pages WHERE name = $1),
+                              (SELECT count(*) FROM video_hashtags WHERE hashtag = $1)";
+    let rows = db(ctx).query(SQL, vec![name.as_str().into()]).await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let (description, has_page, video_count) = (row.opt_text(0)?.map(str::to_owned), row.int(1)? > 0, row.int(2)?);
+    Ok((has_page || video_count > 0).then_some(Hashtag { name, description, video_count }))
+}
+
 /// A hashtag as the write side normalises it (`#Cats` is `cats`).
 fn hashtag_name(name: &str) -> Result<String> {
     plaza_domain::videos::Hashtag::parse(name).map(|tag| tag.as_str().to_owned()).map_err(|e| bad_request(&e.to_string(), e.code()))
@@ -335,14 +346,7 @@ impl ContentQuery {
     /// A hashtag: its page (if any) and how many live videos carry it; null when it has
     /// neither.
     async fn hashtag(&self, ctx: &Context<'_>, name: String) -> Result<Option<Hashtag>> {
-        const SQL: &str = "SELECT (SELECT description FROM hashtag_pages WHERE name = $1),
-                                  (SELECT count(*) FROM hashtag_pages WHERE name = $1),
-                                  (SELECT count(*) FROM video_hashtags WHERE hashtag = $1)";
-        let name = hashtag_name(&name)?;
-        let rows = db(ctx).query(SQL, vec![name.as_str().into()]).await?;
-        let Some(row) = rows.first() else { return Ok(None) };
-        let (description, has_page, video_count) = (row.opt_text(0)?.map(str::to_owned), row.int(1)? > 0, row.int(2)?);
-        Ok((has_page || video_count > 0).then_some(Hashtag { name, description, video_count }))
+        hashtag_by_name(ctx, hashtag_name(&name)?).await
     }
 
     /// Hashtags with the most live videos published in the last 7 days.

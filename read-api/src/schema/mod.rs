@@ -34,6 +34,7 @@ mod conversations;
 mod feeds;
 pub(crate) mod notifications;
 pub(crate) mod realtime;
+mod search;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub use conversations::Live;
 pub(crate) use conversations::{message_from_row, role as role_from_str};
 pub use feeds::RequestCache;
 pub use realtime::Subscription;
+pub use search::Search;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -57,6 +59,7 @@ pub struct Query(
     feeds::FeedQuery,
     conversations::ConversationsQuery,
     notifications::NotificationsQuery,
+    search::SearchQuery,
 );
 
 pub type PlazaSchema = Schema<Query, EmptyMutation, Subscription>;
@@ -66,9 +69,10 @@ pub type PlazaSchema = Schema<Query, EmptyMutation, Subscription>;
 /// answer: 1 for a value, [`LIST_COST`] plus its items for a list, [`FEED_COST`] plus its
 /// items for a ranked feed. With `introspection` off, `__schema`/`__type` are refused and
 /// errors suggest no field names.
-pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, hub: crate::hub::Hub, introspection: bool) -> PlazaSchema {
+pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, hub: crate::hub::Hub, search: Search, introspection: bool) -> PlazaSchema {
     let builder = Schema::build(Query::default(), EmptyMutation, Subscription)
         .data(hub)
+        .data(search)
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(db)
         .data(live)

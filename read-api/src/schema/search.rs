@@ -1,0 +1,135 @@
+//! `search`: videos, users and hashtags from the search index ([`SearchIndex`]), each
+//! hit resolved to the object as the read models have it now (a video deleted since the
+//! index was written is left out).
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, Object, Result, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use plaza_domain::search::{self as domain, MAX_PAGE, MAX_RESULTS, SearchIndex, SearchRequest};
+
+use super::accounts::{User, user_by_id};
+use super::content::{Hashtag, Video, hashtag_by_name, video_by_id};
+use super::{ConnectionFields, bad_request};
+
+/// The search engine, when this process has one.
+#[derive(Clone)]
+pub struct Search(pub Option<Arc<dyn SearchIndex>>);
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "plaza_domain::search::SearchKind")]
+pub enum SearchKind {
+    Videos,
+    Users,
+    Hashtags,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "plaza_domain::search::SearchSort")]
+pub enum SearchSort {
+    /// Best match first.
+    Relevance,
+    /// Newest first.
+    Newest,
+    /// Most liked first (hashtags: most videos; users: newest).
+    MostLiked,
+}
+
+/// A field of the result that matched, HTML escaped, the matched words in `<em>`.
+#[derive(SimpleObject)]
+pub struct SearchHighlight {
+    pub field: String,
+    pub fragment: String,
+}
+
+/// One result: the object it found (one of `video`, `user`, `hashtag`, by the kind
+/// searched), its score (0 unless sorted by relevance) and highlighted fragments.
+#[derive(SimpleObject)]
+pub struct SearchResult {
+    pub score: f64,
+    pub highlights: Vec<SearchHighlight>,
+    pub video: Option<Video>,
+    pub user: Option<User>,
+    pub hashtag: Option<Hashtag>,
+}
+
+pub type SearchConnection = Connection<String, SearchResult, ConnectionFields, EmptyFields>;
+
+/// A result's cursor: its rank in the list (results are ranked, not keyed).
+fn encode_cursor(rank: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("s:{rank}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<usize> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("s:").and_then(|rank| rank.parse().ok()))
+        .filter(|rank| *rank < MAX_RESULTS)
+        .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
+}
+
+#[derive(Default)]
+pub struct SearchQuery;
+
+#[Object]
+impl SearchQuery {
+    /// Searches videos (title, hashtags, description), users (username, display name,
+    /// bio) or hashtags. Every word must match; words of 5+ letters also match one typo
+    /// away; the last word also matches as a prefix; Chinese is segmented into words.
+    /// Results go at most 1,000 deep.
+    #[graphql(complexity = "super::list_complexity(super::LIST_COST, first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn search(
+        &self,
+        ctx: &Context<'_>,
+        query: String,
+        #[graphql(desc = "VIDEOS unless given")] kind: Option<SearchKind>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(desc = "RELEVANCE unless given")] sort: Option<SearchSort>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<SearchConnection> {
+        let (kind, sort) = (kind.unwrap_or(SearchKind::Videos), sort.unwrap_or(SearchSort::Relevance));
+        let query = domain::normalize_query(&query).map_err(|e| bad_request(&e.to_string(), e.code()))?;
+        let first = super::page_size(first)? as usize;
+        let offset = after.as_deref().map(decode_cursor).transpose()?.map_or(0, |rank| rank + 1);
+        let Search(Some(index)) = ctx.data_unchecked::<Search>() else {
+            return Err(bad_request("search is not available from this process", "search_unavailable"));
+        };
+        let request = SearchRequest {
+            query,
+            kind: kind.into(),
+            sort: sort.into(),
+            since: since.map(|at| at.timestamp_micros()),
+            offset,
+            first: first.min(MAX_PAGE),
+        };
+        let page = index.search(request).await.map_err(|e| async_graphql::Error::new(e.to_string()))?;
+        let end = offset + page.hits.len();
+        let mut connection = SearchConnection::with_additional_fields(
+            offset > 0,
+            end < page.total.min(MAX_RESULTS),
+            ConnectionFields { total_count: page.total as i64 },
+        );
+        for (rank, hit) in (offset..).zip(page.hits) {
+            let (mut video, mut user, mut hashtag) = (None, None, None);
+            match kind {
+                SearchKind::Videos => video = video_by_id(ctx, &hit.id).await?,
+                SearchKind::Users => user = user_by_id(ctx, &hit.id).await?,
+                SearchKind::Hashtags => hashtag = hashtag_by_name(ctx, hit.id.clone()).await?,
+            }
+            if video.is_none() && user.is_none() && hashtag.is_none() {
+                continue; // gone from the read models since the index was written
+            }
+            let highlights = hit.highlights.into_iter().map(|h| SearchHighlight { field: h.field, fragment: h.fragment }).collect();
+            let result = SearchResult { score: f64::from(hit.score), highlights, video, user, hashtag };
+            connection.edges.push(Edge::new(encode_cursor(rank), result));
+        }
+        Ok(connection)
+    }
+}
