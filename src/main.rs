@@ -12,7 +12,6 @@ use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
 use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys, Notifications};
-use plaza_domain::search::SearchIndex;
 use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
@@ -24,7 +23,7 @@ use plaza_live::{LocalPresence, LocalTyping, Presence, TypingSignals};
 use plaza_projections::processes::ProcessRunner;
 use plaza_projections::search::SearchProjector;
 use plaza_projections::{ChangeNotices, LocalNotices, Progress, Projector};
-use plaza_read_api::{Live, ReadApi, ReadApiSettings};
+use plaza_read_api::{Live, ReadApi, ReadApiSettings, SearchEngine};
 use plaza_write_api::{ApiError, FailureLog, LocalFailures, LocalRateLimiter, LoginThrottle, RateLimiter, RateLimits, WriteApi};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -314,13 +313,15 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             background.spawn(runner.run(shutdown.clone()));
         }
     }
-    // Search, embedded: a tantivy index in the data dir, fed here by the search
-    // projector, when this process both tails the store and serves the read API.
-    let search: Option<Arc<dyn SearchIndex>> = match (&store, roles.read_api && tailing) {
+    // Search: every process serving the read API keeps a tantivy index in its data dir,
+    // fed by a search projector tailing the store (docs/cluster.md says why).
+    let search = match (&store, roles.read_api) {
         (Some(store), true) => {
             let index = Arc::new(TantivySearch::open(&config.data_dir.join("search")).context("cannot open the search index")?);
-            background.spawn(SearchProjector::new(index.clone(), store.clone()).run(shutdown.clone()));
-            Some(index)
+            let projector = SearchProjector::new(index.clone(), store.clone());
+            let applied = projector.applied();
+            background.spawn(projector.run(shutdown.clone()));
+            Some(SearchEngine { index, applied })
         }
         _ => None,
     };

@@ -52,7 +52,7 @@ pub fn schema() -> &'static PlazaSchema {
                 presence_ttl: std::time::Duration::from_secs(300),
             };
             let hub = Hub::start(Arc::new(Empty), tokio::sync::watch::channel(0).1, tokio::sync::watch::channel(0).1);
-            build_schema(Arc::new(Empty), live, hub, Search(None), true)
+            build_schema(Arc::new(Empty), live, hub, Search::default(), true)
         })
     })
 }

@@ -15,7 +15,7 @@ const QUERY: &str = "query($c: String) {
     hot: feed(kind: HOT, first: 2, after: $c) { totalCount }
     recommended: feed(kind: RECOMMENDED, first: 2, after: $c) { totalCount }
     following: feed(kind: FOLLOWING, first: 2, after: $c) { totalCount }
-    search(query: "cats", after: $c) { totalCount }
+    search(query: \"cats\", after: $c) { totalCount }
 }";
 
 fuzz_target!(|data: &[u8]| {

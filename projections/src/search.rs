@@ -151,13 +151,20 @@ pub struct SearchProjector {
     index: Arc<dyn SearchWriter>,
     store: Arc<dyn EventStore>,
     batch_size: usize,
+    /// Told each position the index has applied.
+    applied: watch::Sender<u64>,
 }
 
 const IDLE: Duration = Duration::from_secs(1);
 
 impl SearchProjector {
     pub fn new(index: Arc<dyn SearchWriter>, store: Arc<dyn EventStore>) -> Self {
-        Self { index, store, batch_size: 1000 }
+        Self { index, store, batch_size: 1000, applied: watch::channel(0).0 }
+    }
+
+    /// The position the index has applied, as it moves (once `run` has started).
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
@@ -193,6 +200,7 @@ impl SearchProjector {
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
             let before = self.index.position().await.unwrap_or(0);
+            self.applied.send_replace(before);
             match self.step().await {
                 Ok(position) if position == before => {
                     tokio::select! {
@@ -200,7 +208,10 @@ impl SearchProjector {
                         _ = shutdown.changed() => {}
                     }
                 }
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(position) => {
+                    self.applied.send_replace(position);
+                    backoff = Duration::from_millis(100);
+                }
                 Err(error) => {
                     warn!(%error, "search projection batch failed, retrying");
                     if sleep_or_shutdown(backoff, &mut shutdown).await {

@@ -31,7 +31,7 @@ use serde_json::json;
 
 pub use hub::Hub;
 pub use nesting::MAX_NESTING;
-pub use schema::{Live, PlazaSchema, RequestCache, Search, build_schema};
+pub use schema::{Live, PlazaSchema, RequestCache, Search, SearchEngine, build_schema};
 
 /// GraphQL request bodies above this size are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -53,12 +53,15 @@ pub struct ReadApi {
     pub presence_every: Duration,
 }
 
+/// The `Plaza-Min-Position` of a request, for resolvers that wait themselves.
+pub struct MinPosition(pub u64);
+
 pub struct ReadApiSettings {
     pub consistency_timeout: Duration,
     pub introspection: bool,
     pub proxy_hops: usize,
     /// The search engine, if this process has one (`search` answers an error otherwise).
-    pub search: Option<Arc<dyn plaza_domain::search::SearchIndex>>,
+    pub search: Option<SearchEngine>,
 }
 
 impl ReadApi {
@@ -75,7 +78,13 @@ impl ReadApi {
         // Well within the TTL, so an open connection never looks offline.
         let presence_every = (live.presence_ttl / 3).clamp(Duration::from_millis(250), Duration::from_secs(60));
         Self {
-            schema: build_schema(db, live.clone(), hub, schema::Search(settings.search), settings.introspection),
+            schema: build_schema(
+                db,
+                live.clone(),
+                hub,
+                Search { engine: settings.search, timeout: settings.consistency_timeout },
+                settings.introspection,
+            ),
             live,
             presence_every,
             progress,
@@ -202,11 +211,14 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
     }
     let viewer = viewer?;
     let request = parse_request(&body?)?;
+    let mut request = request.data(Viewer::new(viewer)).data(RequestCache::default());
     if let Some(value) = headers.get("plaza-min-position") {
         let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(Refusal::invalid_min_position)?;
         wait_for_position(&api, position).await?;
+        // The search index is not among the read models waited for: `search` waits itself.
+        request = request.data(MinPosition(position));
     }
-    let response = api.schema.execute(request.data(Viewer::new(viewer)).data(RequestCache::default())).await;
+    let response = api.schema.execute(request).await;
     Ok(axum::Json(response).into_response())
 }
 

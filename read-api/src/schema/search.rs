@@ -3,6 +3,7 @@
 //! index was written is left out).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, Result, SimpleObject};
@@ -10,14 +11,27 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use plaza_domain::search::{self as domain, MAX_PAGE, MAX_RESULTS, SearchIndex, SearchRequest};
+use tokio::sync::watch;
 
 use super::accounts::{User, user_by_id};
 use super::content::{Hashtag, Video, hashtag_by_name, video_by_id};
 use super::{ConnectionFields, bad_request};
+use crate::MinPosition;
 
-/// The search engine, when this process has one.
+/// The search engine of this process, if it has one.
+#[derive(Clone, Default)]
+pub struct Search {
+    pub engine: Option<SearchEngine>,
+    /// How long a search with a consistency token waits for the index to reach it.
+    pub timeout: Duration,
+}
+
 #[derive(Clone)]
-pub struct Search(pub Option<Arc<dyn SearchIndex>>);
+pub struct SearchEngine {
+    pub index: Arc<dyn SearchIndex>,
+    /// The position the index has applied.
+    pub applied: watch::Receiver<u64>,
+}
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(remote = "plaza_domain::search::SearchKind")]
@@ -98,9 +112,20 @@ impl SearchQuery {
         let query = domain::normalize_query(&query).map_err(|e| bad_request(&e.to_string(), e.code()))?;
         let first = super::page_size(first)? as usize;
         let offset = after.as_deref().map(decode_cursor).transpose()?.map_or(0, |rank| rank + 1);
-        let Search(Some(index)) = ctx.data_unchecked::<Search>() else {
+        let search = ctx.data_unchecked::<Search>();
+        let Some(SearchEngine { index, applied }) = &search.engine else {
             return Err(bad_request("search is not available from this process", "search_unavailable"));
         };
+        // A consistency token covers the index too (the read models were waited for
+        // before the request ran).
+        if let Some(MinPosition(position)) = ctx.data_opt::<MinPosition>() {
+            let mut applied = applied.clone();
+            let reached = tokio::time::timeout(search.timeout, applied.wait_for(|at| at >= position)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                let message = format!("the search index has not reached position {position} within {} ms; retry", search.timeout.as_millis());
+                return Err(bad_request(&message, "consistency_timeout"));
+            }
+        }
         let request = SearchRequest {
             query,
             kind: kind.into(),
