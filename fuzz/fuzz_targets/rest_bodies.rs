@@ -64,11 +64,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = video_hashtags(&[first.to_owned(), second.to_owned()], &description);
     }
     if let Ok(tag) = Hashtag::parse(text) {
-        assert_eq!(
-            Hashtag::parse(tag.as_str()).map(|again| again.as_str().to_owned()),
-            Ok(tag.as_str().to_owned()),
-            "a parsed name parses to itself"
-        );
+        assert_eq!(Hashtag::parse(tag.as_str()).map(|again| again.as_str().to_owned()), Ok(tag.as_str().to_owned()), "a parsed name parses to itself");
         let _ = CreateHashtag::new(tag, Some(second), uuid::Uuid::nil());
     }
     let _ = CounterKey::parse_generic(first, second);
