@@ -13,6 +13,7 @@ mod pg;
 mod projection;
 mod rebuild;
 mod report;
+mod search;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ enum Section {
     Messaging,
     Rebuild,
     Notifications,
+    Search,
 }
 
 /// How long and how big each section runs.
@@ -113,6 +115,7 @@ fn main() -> anyhow::Result<()> {
     let messaging = if runs(Section::Messaging) { Some(messaging::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let rebuild = if runs(Section::Rebuild) { Some(runtime.block_on(rebuild::run_all(&plaza, &settings, &admin))?) } else { None };
     let notifications = if runs(Section::Notifications) { Some(notifications::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
+    let search = if runs(Section::Search) { Some(search::run_all(&runtime, &settings)?) } else { None };
 
     let report = report::Report {
         date,
@@ -126,6 +129,7 @@ fn main() -> anyhow::Result<()> {
         messaging: messaging.as_ref(),
         rebuild: rebuild.as_ref(),
         notifications: notifications.as_ref(),
+        search: search.as_ref(),
     };
     write_report(&cli.out, &report.render())?;
     eprintln!("plaza-bench: report written to {}", cli.out.display());

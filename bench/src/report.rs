@@ -70,6 +70,7 @@ pub struct Report<'a> {
     pub messaging: Option<&'a crate::messaging::Messaging>,
     pub rebuild: Option<&'a crate::rebuild::RebuildResults>,
     pub notifications: Option<&'a crate::notifications::NotificationResults>,
+    pub search: Option<&'a crate::search::SearchResults>,
 }
 
 fn ms(value: f64) -> String {
@@ -133,6 +134,9 @@ impl Report<'_> {
         }
         if let Some(notifications) = self.notifications {
             crate::notifications::render(notifications, &mut out);
+        }
+        if let Some(search) = self.search {
+            crate::search::render(search, &mut out);
         }
         out
     }

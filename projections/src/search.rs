@@ -26,16 +26,16 @@ use tracing::{info, warn};
 
 use crate::runtime::sleep_or_shutdown;
 
-/// The documents a batch touches, as the batch leaves them (`None`: deleted).
+/// The documents a batch touches (to change them), as the batch leaves them (`None`:
+/// deleted, or never there).
 struct Batch<'a> {
     index: &'a dyn SearchWriter,
     documents: HashMap<(SearchKind, String), Option<SearchDocument>>,
-    changed: Vec<(SearchKind, String)>,
 }
 
 impl<'a> Batch<'a> {
     fn new(index: &'a dyn SearchWriter) -> Self {
-        Self { index, documents: HashMap::new(), changed: Vec::new() }
+        Self { index, documents: HashMap::new() }
     }
 
     /// The document as the batch has it so far, to change.
@@ -45,16 +45,12 @@ impl<'a> Batch<'a> {
             let stored = self.index.get(kind, &key.1).await?;
             self.documents.insert(key.clone(), stored);
         }
-        if !self.changed.contains(&key) {
-            self.changed.push(key.clone());
-        }
         Ok(self.documents.get_mut(&key).expect("inserted above"))
     }
 
-    async fn put(&mut self, document: SearchDocument) -> Result<(), SearchError> {
-        let (kind, id) = (document.kind(), document.id());
-        *self.document(kind, id).await? = Some(document);
-        Ok(())
+    /// Replaces the document whole (nothing to read first).
+    fn put(&mut self, document: SearchDocument) {
+        self.documents.insert((document.kind(), document.id()), Some(document));
     }
 
     /// Counts a video in (or out of, `delta` -1) each hashtag, which exists from its first use.
@@ -74,7 +70,7 @@ impl<'a> Batch<'a> {
         let at = envelope.occurred_at.timestamp_micros();
         match event {
             Event::UserRegistered { user_id, username, .. } => {
-                self.put(SearchDocument::User { user_id, username, display_name: None, bio: None, created_at: at }).await?;
+                self.put(SearchDocument::User { user_id, username, display_name: None, bio: None, created_at: at });
             }
             Event::ProfileUpdated { user_id, display_name: name, bio: text, .. } => {
                 if let Some(SearchDocument::User { display_name, bio, .. }) = self.document(SearchKind::Users, user_id.to_string()).await? {
@@ -84,7 +80,7 @@ impl<'a> Batch<'a> {
             Event::VideoPublished { video_id, author_id, title, description, hashtags, .. } => {
                 self.hashtags(&hashtags, 1, at).await?;
                 let video = SearchDocument::Video { video_id, author_id, title, description, hashtags, created_at: at, likes: 0 };
-                self.put(video).await?;
+                self.put(video);
             }
             Event::VideoUpdated { video_id, title: new_title, description: new_description, hashtags: new_hashtags, .. } => {
                 let Some(SearchDocument::Video { hashtags, .. }) = self.document(SearchKind::Videos, video_id.to_string()).await?.clone() else {
@@ -118,10 +114,10 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    fn changes(mut self) -> Vec<IndexChange> {
-        self.changed
+    fn changes(self) -> Vec<IndexChange> {
+        self.documents
             .into_iter()
-            .map(|(kind, id)| match self.documents.remove(&(kind, id.clone())).flatten() {
+            .map(|((kind, id), document)| match document {
                 Some(document) => IndexChange::Put(document),
                 None => IndexChange::Delete { kind, id },
             })
