@@ -83,6 +83,8 @@ pub struct SearchRequest {
     pub offset: usize,
     /// At most [`MAX_PAGE`].
     pub first: usize,
+    /// Whether to count every match (`total`): it costs a visit to each.
+    pub count: bool,
 }
 
 /// One result: the matched object's id (a video's or user's id, a hashtag's name), its
@@ -104,8 +106,10 @@ pub struct Highlight {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchPage {
     pub hits: Vec<SearchHit>,
-    /// Matches in all (not only this page's).
-    pub total: usize,
+    /// Matches in all (not only this page's), when counted.
+    pub total: Option<usize>,
+    /// Whether results go on after this page (within [`MAX_RESULTS`]).
+    pub more: bool,
 }
 
 /// What the search index holds about one object (and keeps whole, as its source).

@@ -22,7 +22,7 @@ fn video(title: &str, description: &str, hashtags: &[&str], day: i64, likes: i64
 }
 
 fn request(query: &str, kind: SearchKind, sort: SearchSort) -> SearchRequest {
-    SearchRequest { query: normalize_query(query).unwrap(), kind, sort, since: None, offset: 0, first: 20 }
+    SearchRequest { query: normalize_query(query).unwrap(), kind, sort, since: None, offset: 0, first: 20, count: true }
 }
 
 /// The ids a search finds, in order.
@@ -107,8 +107,10 @@ async fn conformance(index: &TantivySearch) {
     assert_eq!(index.search(recent).await.unwrap().hits.len(), 2);
     // Pages.
     let page = |offset, first| SearchRequest { offset, first, ..request("cats", SearchKind::Videos, SearchSort::Newest) };
-    let SearchPage { hits, total } = index.search(page(1, 1)).await.unwrap();
-    assert_eq!((hits.len(), total), (1, 3));
+    let SearchPage { hits, total, more } = index.search(page(1, 1)).await.unwrap();
+    assert_eq!((hits.len(), total, more), (1, Some(3), true));
+    let uncounted = index.search(SearchRequest { count: false, ..page(1, 2) }).await.unwrap();
+    assert_eq!((uncounted.hits.len(), uncounted.total, uncounted.more), (2, None, false));
     assert_eq!(hits[0].id, id(&library.kids));
     assert!(index.search(page(3, 20)).await.unwrap().hits.is_empty());
     // Highlights: matched words in <em>, everything HTML escaped.

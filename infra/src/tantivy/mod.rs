@@ -252,28 +252,36 @@ impl Inner {
         let words = query_words(&request.query);
         if words.is_empty() {
             // Nothing but punctuation: nothing to look for.
-            return Ok(SearchPage { hits: vec![], total: 0 });
+            return Ok(SearchPage { hits: vec![], total: request.count.then_some(0), more: false });
         }
         let query = self.query(request, &words);
         let searcher = self.reader.searcher();
         let offset = request.offset.min(MAX_RESULTS);
         let limit = request.first.clamp(1, MAX_PAGE).min(MAX_RESULTS - offset).max(1);
-        let top = TopDocs::with_limit(limit).and_offset(offset);
-        let (total, found): (usize, Vec<(f32, DocAddress)>) = match request.sort {
-            SearchSort::Relevance => searcher.search(&query, &(Count, top.order_by_score())).map_err(engine)?,
+        // One more than asked tells whether there are more; counting every match is
+        // only done when asked (it visits them all, where the top results need not).
+        let top = TopDocs::with_limit(limit + 1).and_offset(offset);
+        let count = request.count.then_some(Count);
+        let (total, mut found): (Option<usize>, Vec<(f32, DocAddress)>) = match request.sort {
+            SearchSort::Relevance => {
+                let (docs, total) = searcher.search(&query, &(top.order_by_score(), count)).map_err(engine)?;
+                (total, docs)
+            }
             SearchSort::Newest | SearchSort::MostLiked => {
                 let by_likes = request.sort == SearchSort::MostLiked && request.kind != SearchKind::Users;
                 let field = if by_likes { "likes" } else { "created_at" };
-                let (total, docs) = searcher.search(&query, &(Count, top.order_by_fast_field::<i64>(field, Order::Desc))).map_err(engine)?;
+                let (docs, total) = searcher.search(&query, &(top.order_by_fast_field::<i64>(field, Order::Desc), count)).map_err(engine)?;
                 (total, docs.into_iter().map(|(_, address)| (0.0, address)).collect())
             }
         };
+        let more = found.len() > limit && offset + limit < MAX_RESULTS;
+        found.truncate(limit);
         let mut hits = Vec::with_capacity(found.len());
         for (score, address) in found {
             let document = self.source(&searcher.doc(address).map_err(engine)?)?;
             hits.push(SearchHit { id: document.id(), score, highlights: self.highlights(&document, &words) });
         }
-        Ok(SearchPage { hits, total })
+        Ok(SearchPage { hits, total, more })
     }
 }
 

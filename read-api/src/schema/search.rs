@@ -133,14 +133,12 @@ impl SearchQuery {
             since: since.map(|at| at.timestamp_micros()),
             offset,
             first: first.min(MAX_PAGE),
+            count: ctx.look_ahead().field("totalCount").exists(),
         };
         let page = index.search(request).await.map_err(|e| async_graphql::Error::new(e.to_string()))?;
-        let end = offset + page.hits.len();
-        let mut connection = SearchConnection::with_additional_fields(
-            offset > 0,
-            end < page.total.min(MAX_RESULTS),
-            ConnectionFields { total_count: page.total as i64 },
-        );
+        // `totalCount` is counted only when selected (0 otherwise).
+        let total_count = page.total.unwrap_or_default() as i64;
+        let mut connection = SearchConnection::with_additional_fields(offset > 0, page.more, ConnectionFields { total_count });
         for (rank, hit) in (offset..).zip(page.hits) {
             let (mut video, mut user, mut hashtag) = (None, None, None);
             match kind {
