@@ -212,6 +212,17 @@ fn queries_show_each_caller_only_their_own() {
             .clone()
     };
     assert_eq!((counted(As::Anonymous), counted(As::Other), counted(As::Owner)), (Value::Null, Value::Null, json!(1)));
+    // Search is public: every caller finds the owner's published video.
+    let found: Vec<Value> = CALLERS
+        .iter()
+        .map(|c| {
+            let body = plaza
+                .graphql_reply("{ search(query: \"mine\") { edges { node { video { id } } } } }", json!({}), token(&scene, *c), Some(position))
+                .body;
+            body["data"]["search"]["edges"][0]["node"]["video"]["id"].clone()
+        })
+        .collect();
+    assert_eq!(found, vec![json!(scene.video); 3]);
     let owners = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.owner_token), position);
     assert_eq!(owners["conversations"]["totalCount"], 1);
     let others = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.other_token), position);
