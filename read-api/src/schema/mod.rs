@@ -125,19 +125,28 @@ fn bad_request(message: &str, code: &str) -> Error {
     Error::new(message).extend_with(|_, e| e.set("code", code.to_owned()))
 }
 
-/// Keyset cursors: a global position (of a follow, a like, a video, a comment ...),
-/// opaque to clients.
-fn encode_cursor(position: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("f:{position}"))
+/// A cursor: `tag:body` in URL-safe base64, opaque to clients. Each list has its tag.
+fn tagged_cursor(tag: &str, body: impl std::fmt::Display) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{tag}:{body}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<i64> {
+/// The body of a cursor with that tag, read by `parse`; `invalid_cursor` otherwise.
+fn cursor_body<T>(cursor: &str, tag: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("f:").and_then(|p| p.parse().ok()))
+        .and_then(|text| text.strip_prefix(tag)?.strip_prefix(':').and_then(parse))
         .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
+}
+
+/// Keyset cursors: a global position (of a follow, a like, a video, a comment ...).
+fn encode_cursor(position: i64) -> String {
+    tagged_cursor("f", position)
+}
+
+fn decode_cursor(cursor: &str) -> Result<i64> {
+    cursor_body(cursor, "f", |position| position.parse().ok())
 }
 
 fn page_size(first: Option<i32>) -> Result<i64> {

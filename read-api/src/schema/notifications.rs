@@ -4,8 +4,6 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, Error, ID, Object, Result, SimpleObject};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use plaza_projections::{Row, SqlValue};
 
@@ -155,19 +153,14 @@ pub type NotificationConnection = Connection<String, Notification, ConnectionFie
 
 /// A page cursor: the position and id of the last notification seen.
 fn encode(position: i64, id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("n:{position}:{id}"))
+    super::tagged_cursor("n", format!("{position}:{id}"))
 }
 
 fn decode(cursor: &str) -> Result<(i64, i64)> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let (position, id) = text.strip_prefix("n:")?.split_once(':')?;
-            Some((position.parse().ok()?, id.parse().ok()?))
-        })
-        .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
+    super::cursor_body(cursor, "n", |body| {
+        let (position, id) = body.split_once(':')?;
+        Some((position.parse().ok()?, id.parse().ok()?))
+    })
 }
 
 pub(crate) fn signed_in(ctx: &Context<'_>) -> Result<String> {

@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, Result, SimpleObject};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use plaza_domain::search::{self as domain, MAX_PAGE, MAX_RESULTS, SearchIndex, SearchRequest};
 use tokio::sync::watch;
 
 use super::accounts::{User, user_by_id};
 use super::content::{Hashtag, Video, hashtag_by_name, video_by_id};
-use super::{ConnectionFields, bad_request};
+use super::{ConnectionFields, bad_request, cursor_body, tagged_cursor};
 use crate::MinPosition;
 
 /// The search engine of this process, if it has one.
@@ -74,17 +72,11 @@ pub type SearchConnection = Connection<String, SearchResult, ConnectionFields, E
 
 /// A result's cursor: its rank in the list (results are ranked, not keyed).
 fn encode_cursor(rank: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("s:{rank}"))
+    tagged_cursor("s", rank)
 }
 
 fn decode_cursor(cursor: &str) -> Result<usize> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("s:").and_then(|rank| rank.parse().ok()))
-        .filter(|rank| *rank < MAX_RESULTS)
-        .ok_or_else(|| bad_request("`after` is not a cursor this API returned", "invalid_cursor"))
+    cursor_body(cursor, "s", |rank| rank.parse().ok().filter(|rank| *rank < MAX_RESULTS))
 }
 
 #[derive(Default)]
