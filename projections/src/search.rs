@@ -168,10 +168,9 @@ impl SearchProjector {
         self
     }
 
-    /// Applies one batch after the engine's position; returns the new position (the
+    /// Applies one batch after `position` (the engine's); returns the new position (the
     /// same when there was nothing to apply).
-    pub async fn step(&self) -> Result<u64, SearchProjectorError> {
-        let position = self.index.position().await?;
+    async fn step(&self, position: u64) -> Result<u64, SearchProjectorError> {
         let events = self.store.read_all(position, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else { return Ok(position) };
         let changes = changes(&*self.index, &events).await?;
@@ -184,31 +183,45 @@ impl SearchProjector {
         let head = self.store.head().await?;
         let mut position = self.index.position().await?;
         while position < head {
-            position = self.step().await?;
+            position = self.step(position).await?;
         }
         Ok(position)
     }
 
     /// Runs until `shutdown` turns true. Failures are logged and retried with backoff;
-    /// nothing is skipped.
+    /// nothing is skipped. The engine's position is read at the start and after a
+    /// failure (a commit may have happened), and otherwise followed here.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         info!("search projector applying");
         let mut backoff = Duration::from_millis(100);
+        let mut known = None;
         while !*shutdown.borrow() {
-            let before = self.index.position().await.unwrap_or(0);
-            self.applied.send_replace(before);
-            match self.step().await {
-                Ok(position) if position == before => {
-                    tokio::select! {
-                        _ = self.store.wait_for_events(position, IDLE) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
+            let outcome = match known {
+                Some(position) => Ok(position),
+                None => self.index.position().await.map_err(SearchProjectorError::from),
+            };
+            let outcome = match outcome {
                 Ok(position) => {
                     self.applied.send_replace(position);
-                    backoff = Duration::from_millis(100);
+                    self.step(position).await.map(|applied| (position, applied))
+                }
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok((before, position)) => {
+                    known = Some(position);
+                    if position == before {
+                        tokio::select! {
+                            _ = self.store.wait_for_events(position, IDLE) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    } else {
+                        self.applied.send_replace(position);
+                        backoff = Duration::from_millis(100);
+                    }
                 }
                 Err(error) => {
+                    known = None;
                     warn!(%error, "search projection batch failed, retrying");
                     if sleep_or_shutdown(backoff, &mut shutdown).await {
                         break;
