@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
 use futures_util::future::{BoxFuture, join_all};
-use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys, Notifications};
+use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Counters, IdempotencyKeys, Notifications, SearchHistory};
 use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
@@ -401,6 +401,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             counters: Counters::start(store.clone(), Arc::new(ReadModelBaseline(db.clone()))),
             conversations: Conversations::new(store.clone(), Arc::new(ReadModelMessages(db)), conversation_settings),
             notifications: Notifications::new(store.clone()),
+            search_history: SearchHistory::new(store.clone()),
             presence: presence.clone(),
             typing: typing.clone(),
             keys: IdempotencyKeys::new(store.clone()),

@@ -104,6 +104,8 @@ fn rows() -> Vec<Row> {
         ("POST", "/api/v1/hashtags", Some(json!({ "name": "mine" })), [401, 201, 409]),
         ("POST", "/api/v1/recommend/refresh", None, [401, 200, 200]),
         ("POST", "/api/v1/notifications/read", Some(json!({ "all": true })), [401, 200, 200]),
+        ("DELETE", "/api/v1/search/history", None, [401, 200, 200]),
+        ("DELETE", "/api/v1/search/history/mine", None, [401, 200, 200]),
         // Anyone, signed in or not.
         ("POST", "/api/v1/videos/{video}/views", None, [200, 200, 200]),
         ("POST", "/api/v1/counter/increment", Some(json!({ "resource_id": "r", "counter_type": "clicks", "delta": 1 })), [200, 200, 200]),
@@ -223,6 +225,20 @@ fn queries_show_each_caller_only_their_own() {
         })
         .collect();
     assert_eq!(found, vec![json!(scene.video); 3]);
+    // Search history: each signed-in searcher's own (both searched "mine" above).
+    let secret = plaza.graphql_reply("{ search(query: \"Private words\") { totalCount } }", json!({}), Some(&scene.owner_token), Some(position));
+    let searched = secret.body["extensions"]["position"].as_u64().unwrap_or_else(|| panic!("{}", secret.body));
+    let histories: Vec<Value> = CALLERS
+        .iter()
+        .map(|c| {
+            let body = plaza.graphql_reply("{ searchHistory { query } }", json!({}), token(&scene, *c), Some(searched)).body;
+            match body["data"]["searchHistory"].as_array() {
+                Some(entries) => entries.iter().map(|e| e["query"].clone()).collect(),
+                None => body["errors"][0]["extensions"]["code"].clone(),
+            }
+        })
+        .collect();
+    assert_eq!(histories, vec![json!("unauthenticated"), json!(["mine"]), json!(["private words", "mine"])]);
     let owners = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.owner_token), position);
     assert_eq!(owners["conversations"]["totalCount"], 1);
     let others = plaza.graphql("{ conversations { totalCount } }", json!({}), Some(&scene.other_token), position);
@@ -271,7 +287,7 @@ fn admin_routes_answer_only_admins() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let status = plaza.send("GET", "/admin/projections", None, Some(&admin_token), &[]);
     let names: Vec<&str> = status.body.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["accounts", "content", "counters", "conversations", "feeds", "notifications", "welcome"]);
+    assert_eq!(names, ["accounts", "content", "counters", "conversations", "feeds", "notifications", "searches", "welcome"]);
 
     // The page's cookie works for forms from this origin only.
     let login = plaza.send_form("/admin/login", "login=operator&password=correct+horse+battery", &[]);

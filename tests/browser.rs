@@ -48,7 +48,7 @@ fn the_ops_page_renders_the_projections_and_its_retry_button_works() {
     assert!(seen["loginUrl"].as_str().unwrap().ends_with("/admin/login"), "{seen}");
     assert_eq!(
         seen["projections"],
-        json!(["accounts", "content", "counters", "conversations", "feeds", "notifications", "poison_test", "welcome"]),
+        json!(["accounts", "content", "counters", "conversations", "feeds", "notifications", "searches", "poison_test", "welcome"]),
         "{seen}"
     );
     assert_eq!(seen["letters"], json!([poison, behind]), "{seen}");

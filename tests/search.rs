@@ -1,7 +1,9 @@
 //! End-to-end: `search` on every deployment, where each read API's search projector
 //! feeds a tantivy index in its data dir: English and Chinese, typos and prefixes,
 //! sorts, edited and deleted videos, users and hashtags, escaped highlights, and bad
-//! queries answered with GraphQL errors, never a 500.
+//! queries answered with GraphQL errors, never a 500. Then what signed-in searches
+//! leave: each user's private, clearable history, the hot searches (one searcher counts
+//! once per query and hour), and suggestions.
 
 mod common;
 
@@ -114,4 +116,97 @@ fn finds_videos_users_and_hashtags(profile: Profile) {
     plaza.assert_alive();
 }
 
-on_every_profile!(finds_videos_users_and_hashtags);
+/// A signed-in search: its results' titles and the position of its `SearchPerformed`.
+fn search_as(plaza: &Plaza, token: &str, query: &str, position: u64) -> u64 {
+    let reply = plaza.graphql_reply("query($q: String!) { search(query: $q) { totalCount } }", json!({ "q": query }), Some(token), Some(position));
+    assert_eq!((reply.status, &reply.body["errors"]), (200, &Value::Null), "{}", reply.body);
+    reply.body["extensions"]["position"].as_u64().unwrap_or_else(|| panic!("no position in {}", reply.body))
+}
+
+fn history(plaza: &Plaza, token: &str, position: u64) -> Vec<String> {
+    let data = plaza.graphql("{ searchHistory { query searchedAt } }", json!({}), Some(token), position);
+    data["searchHistory"].as_array().unwrap().iter().map(|entry| entry["query"].as_str().unwrap().to_owned()).collect()
+}
+
+fn remembers_history_hot_searches_and_suggests(profile: Profile) {
+    let plaza = Plaza::start_with(profile, &[("PLAZA_RATE_LIMIT_USER_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_IP_PER_SEC", "0")]);
+    let (_, alice, _) = plaza.register("alice");
+    let (_, bob, _) = plaza.register("bob");
+    let (_, carol, _) = plaza.register("carol");
+    let (funnyguy, _, _) = plaza.register("funnyguy");
+    let (video, mut at) = publish(&plaza, &alice, "Funny cats compilation", &["funny"]);
+    for token in [&alice, &bob, &carol] {
+        at = plaza.send("POST", &format!("/api/v1/users/{funnyguy}/follow"), None, Some(token), &[]).position();
+    }
+    for token in [&bob, &carol] {
+        at = plaza.send("POST", &format!("/api/v1/videos/{video}/like"), None, Some(token), &[]).position();
+    }
+
+    // Alice searches "funny cats" three times and "kittens" five: each counts once.
+    for _ in 0..3 {
+        at = search_as(&plaza, &alice, "Funny   CATS", at);
+    }
+    for _ in 0..5 {
+        at = search_as(&plaza, &alice, "kittens", at);
+    }
+    for (token, query) in [(&bob, "funny cats"), (&bob, "dogs"), (&carol, "funny cats"), (&carol, "dogs")] {
+        at = search_as(&plaza, token, query, at);
+    }
+    // A later page of the same search is not another search.
+    let page = plaza.graphql_reply("{ search(query: \"cats\", after: \"czow\") { totalCount } }", json!({}), Some(&alice), Some(at));
+    assert!(page.body["extensions"]["position"].is_null(), "{}", page.body);
+
+    // History: one's own, most recent first, each query once; private; clearable.
+    assert_eq!(history(&plaza, &alice, at), ["kittens", "funny cats"]);
+    assert_eq!(history(&plaza, &bob, at), ["dogs", "funny cats"]);
+    let anonymous = plaza.graphql_reply("{ searchHistory { query } }", json!({}), None, Some(at));
+    assert_eq!(anonymous.body["errors"][0]["extensions"]["code"], "unauthenticated", "{}", anonymous.body);
+    let cleared = plaza.send("DELETE", "/api/v1/search/history/KITTENS", None, Some(&alice), &[]);
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    assert_eq!(history(&plaza, &alice, cleared.position()), ["funny cats"]);
+    assert_eq!(history(&plaza, &bob, cleared.position()), ["dogs", "funny cats"], "someone else's history stays");
+    let cleared = plaza.send("DELETE", "/api/v1/search/history/funny%20cats", None, Some(&bob), &[]);
+    assert_eq!(history(&plaza, &bob, cleared.position()), ["dogs"], "a percent-encoded query");
+    let cleared = plaza.send("DELETE", "/api/v1/search/history", None, Some(&bob), &[]);
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    assert!(history(&plaza, &bob, cleared.position()).is_empty());
+    assert_eq!(plaza.send("DELETE", "/api/v1/search/history", None, None, &[]).status, 401);
+    for bad in ["%20", &"x".repeat(1000), "a%00b"] {
+        let reply = plaza.send("DELETE", &format!("/api/v1/search/history/{bad}"), None, Some(&alice), &[]);
+        assert_eq!((reply.status, &reply.body["error"]), (400, &json!("invalid_search")), "{bad}: {}", reply.body);
+    }
+
+    // Hot searches: distinct searchers; alice's repeats and clearing change nothing.
+    let at = cleared.position();
+    let hot = plaza.graphql("{ hotSearches { query score searchers } }", json!({}), None, at);
+    let queries: Vec<&str> = hot["hotSearches"].as_array().unwrap().iter().map(|h| h["query"].as_str().unwrap()).collect();
+    assert_eq!(queries, ["funny cats", "dogs", "kittens"], "{hot}");
+    assert_eq!(hot["hotSearches"][0]["searchers"], 3, "{hot}");
+
+    // Suggestions: hot queries first, then titles, usernames and hashtags by popularity.
+    let suggest = |prefix: &str| {
+        let data = plaza.graphql("query($p: String!) { searchSuggestions(prefix: $p) { text kind popularity } }", json!({ "p": prefix }), None, at);
+        data["searchSuggestions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["text"].as_str().unwrap().to_owned(), s["kind"].as_str().unwrap().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let pairs = |list: &[(&str, &str)]| list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    assert_eq!(suggest("Fun"), pairs(&[("funny cats", "QUERY"), ("funnyguy", "USER"), ("Funny cats compilation", "VIDEO"), ("funny", "HASHTAG")]));
+    assert_eq!(suggest("kit"), pairs(&[("kittens", "QUERY")]));
+    assert!(suggest("zebra").is_empty());
+    for (variables, code) in [
+        (json!({ "p": "" }), "invalid_search"),
+        (json!({ "p": "a", "n": 0 }), "invalid_page_size"),
+        (json!({ "p": "a", "n": 21 }), "invalid_page_size"),
+    ] {
+        let reply =
+            plaza.graphql_reply("query($p: String!, $n: Int! = 10) { searchSuggestions(prefix: $p, first: $n) { text } }", variables, None, Some(at));
+        assert_eq!(reply.body["errors"][0]["extensions"]["code"], code, "{}", reply.body);
+    }
+    plaza.assert_alive();
+}
+
+on_every_profile!(finds_videos_users_and_hashtags, remembers_history_hot_searches_and_suggests);

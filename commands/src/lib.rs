@@ -9,6 +9,7 @@ pub mod counters;
 pub mod idempotency;
 pub mod notifications;
 mod pipeline;
+pub mod search;
 pub mod welcome;
 
 pub use accounts::{Accounts, Registration};
@@ -19,6 +20,7 @@ pub use counters::{CounterBaseline, Counters};
 pub use idempotency::{Claim, IdempotencyKeys};
 pub use notifications::Notifications;
 pub use pipeline::{CommandContext, Outcome};
+pub use search::SearchHistory;
 pub use welcome::WelcomeFlow;
 
 use plaza_domain::{DomainError, StoreError};

@@ -167,6 +167,19 @@ impl Pipeline {
         Err(CommandError::Contention)
     }
 
+    /// Appends `events` to `stream` without loading it or checking its version, for
+    /// streams nothing is decided from. A repeated request (same idempotency key)
+    /// appends nothing again.
+    pub async fn append(&self, stream: &str, ctx: &CommandContext, events: &[Event]) -> Result<Outcome, CommandError> {
+        if let Some(done) = self.already_applied(ctx, stream).await? {
+            return Ok(done);
+        }
+        let (now, metadata) = (Utc::now(), ctx.metadata());
+        let new: Vec<NewEvent> =
+            events.iter().enumerate().map(|(i, event)| NewEvent::new(ctx.event_id(stream, i), event, metadata.clone(), now)).collect();
+        Ok(Outcome { position: self.store.append(stream, ExpectedVersion::Any, new).await?.last_position })
+    }
+
     /// A repeated request (same idempotency key) whose events are already stored
     /// answers as the first did: with the position of its last event.
     async fn already_applied(&self, ctx: &CommandContext, stream: &str) -> Result<Option<Outcome>, CommandError> {

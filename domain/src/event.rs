@@ -223,6 +223,17 @@ pub enum Event {
         user_id: Uuid,
         text: String,
     },
+    /// A signed-in user searched (the query as normalized), at the envelope's time.
+    SearchPerformed {
+        user_id: Uuid,
+        query: String,
+        kind: crate::search::SearchKind,
+    },
+    /// A user cleared one query from their search history, or all of it (`query` None).
+    SearchHistoryCleared {
+        user_id: Uuid,
+        query: Option<String>,
+    },
 }
 
 /// One counter increment of a [`Event::CountersIncremented`] batch.
@@ -282,6 +293,8 @@ impl Event {
             Self::NotificationSettingsChanged { .. } => "NotificationSettingsChanged",
             Self::NotificationsRead { .. } => "NotificationsRead",
             Self::SystemNoticeSent { .. } => "SystemNoticeSent",
+            Self::SearchPerformed { .. } => "SearchPerformed",
+            Self::SearchHistoryCleared { .. } => "SearchHistoryCleared",
         }
     }
 

@@ -23,6 +23,8 @@ pub const MAX_QUERY_CHARS: usize = 200;
 pub const MAX_RESULTS: usize = 1_000;
 /// The most results one page holds.
 pub const MAX_PAGE: usize = 100;
+/// Most suggestions one request gets.
+pub const MAX_SUGGESTIONS: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,11 +58,10 @@ pub enum SearchSort {
 
 /// The query as it is searched and recorded, or why it is refused.
 pub fn normalize_query(input: &str) -> Result<String, DomainError> {
-    let folded: String = input.nfkc().flat_map(char::to_lowercase).collect();
-    if folded.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+    if input.chars().any(|c| c.is_control() && !c.is_whitespace()) {
         return Err(DomainError::InvalidSearch("the query holds a control character"));
     }
-    let query = folded.split_whitespace().collect::<Vec<_>>().join(" ");
+    let query = fold(input);
     if query.is_empty() {
         return Err(DomainError::InvalidSearch("the query is empty"));
     }
@@ -68,6 +69,21 @@ pub fn normalize_query(input: &str) -> Result<String, DomainError> {
         return Err(DomainError::InvalidSearch("a query holds at most 200 characters"));
     }
     Ok(query)
+}
+
+/// The stream of a user's searches and history clearings. Appended without a version
+/// check: nothing is decided from it.
+pub fn searches_stream(user_id: Uuid) -> String {
+    format!("searches-{user_id}")
+}
+
+/// Text as queries are compared: NFKC, lower case, runs of white space as one space,
+/// none at either end. Suggestions match typed prefixes against their text folded so.
+/// NFKC again after lower case: `J` and a combining caron lower to `ǰ` composed, so
+/// folding twice folds as once.
+pub fn fold(text: &str) -> String {
+    let folded: String = text.nfkc().flat_map(char::to_lowercase).nfkc().collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// One search.
@@ -132,6 +148,8 @@ pub enum SearchDocument {
         display_name: Option<String>,
         bio: Option<String>,
         created_at: i64,
+        #[serde(default)]
+        followers: i64,
     },
     Hashtag {
         name: String,
@@ -150,6 +168,25 @@ impl SearchDocument {
         }
     }
 
+    /// What a suggestion completes to: a video's title, a username, a hashtag's name.
+    pub fn suggestion(&self) -> &str {
+        match self {
+            Self::Video { title, .. } => title,
+            Self::User { username, .. } => username,
+            Self::Hashtag { name, .. } => name,
+        }
+    }
+
+    /// How popular the object is, to rank suggestions: a video's likes, a user's
+    /// followers, a hashtag's videos.
+    pub fn popularity(&self) -> i64 {
+        match self {
+            Self::Video { likes, .. } => *likes,
+            Self::User { followers, .. } => *followers,
+            Self::Hashtag { videos, .. } => *videos,
+        }
+    }
+
     /// The id a hit carries.
     pub fn id(&self) -> String {
         match self {
@@ -158,6 +195,16 @@ impl SearchDocument {
             Self::Hashtag { name, .. } => name.clone(),
         }
     }
+}
+
+/// A completion of what a user is typing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suggestion {
+    /// The completed text, as written (a title, a username, a hashtag's name).
+    pub text: String,
+    /// What it completes to.
+    pub kind: SearchKind,
+    pub popularity: i64,
 }
 
 /// A change to the index.
@@ -181,6 +228,9 @@ pub enum SearchError {
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
     async fn search(&self, request: SearchRequest) -> Result<SearchPage, SearchError>;
+    /// Up to `first` objects whose suggestion text, folded as [`normalize_query`] folds,
+    /// starts with `prefix` (already normalized), most popular first.
+    async fn suggest(&self, prefix: &str, first: usize) -> Result<Vec<Suggestion>, SearchError>;
 }
 
 /// A search engine's write side, for the search projection: the documents it holds and
@@ -198,6 +248,14 @@ pub trait SearchWriter: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_twice_folds_as_once() {
+        for text in ["J\u{30c}", "ＡＢＣ  Déjà", "\u{212a}\u{301}", "İstanbul"] {
+            assert_eq!(fold(&fold(text)), fold(text), "{text:?}");
+        }
+        assert_eq!(fold("J\u{30c}"), "\u{1f0}");
+    }
 
     #[test]
     fn queries_are_folded_and_collapsed() {

@@ -42,6 +42,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let (first, second) = text.split_at(text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i));
     let _ = Username::parse(text);
+    // A search history path's query (`DELETE /api/v1/search/history/{query}`).
+    if let Ok(query) = plaza_domain::search::normalize_query(text) {
+        assert!((1..=200).contains(&query.chars().count()), "{query:?}");
+        assert_eq!(plaza_domain::search::normalize_query(&query).as_ref(), Ok(&query), "a normalized query normalizes to itself");
+    }
     let named = plaza_domain::notifications::mentions(text);
     assert!(named.len() <= plaza_domain::notifications::MAX_MENTIONS, "{named:?}");
     assert!(named.iter().all(|n| Username::parse(n).is_ok()), "a mention names a possible username: {named:?}");

@@ -71,8 +71,10 @@ async fn conformance(index: &TantivySearch) {
         display_name: Some("Alice Liddell".into()),
         bio: Some("I film my cats".into()),
         created_at: DAY,
+        followers: 0,
     };
-    let bob = SearchDocument::User { user_id: Uuid::now_v7(), username: "bob".into(), display_name: None, bio: None, created_at: 2 * DAY };
+    let bob =
+        SearchDocument::User { user_id: Uuid::now_v7(), username: "bob".into(), display_name: None, bio: None, created_at: 2 * DAY, followers: 0 };
     changes.push(IndexChange::Put(alice.clone()));
     changes.push(IndexChange::Put(bob.clone()));
     changes.push(IndexChange::Put(SearchDocument::Hashtag { name: "summer".into(), created_at: DAY, videos: 3 }));
@@ -166,6 +168,61 @@ async fn tantivy_answers_the_conformance_suite() {
     let index = TantivySearch::open(dir.path()).unwrap();
     assert_eq!(index.position().await.unwrap(), 43);
     assert_eq!(videos(&index, "puppies").await.len(), 1);
+}
+
+/// Completions of a typed prefix: titles, usernames and hashtags whose text starts with
+/// it (folded), most popular first; deleted objects are not suggested.
+async fn suggestions(index: &(impl SearchIndex + SearchWriter)) {
+    let user = |username: &str, followers| SearchDocument::User {
+        user_id: Uuid::now_v7(),
+        username: username.into(),
+        display_name: None,
+        bio: None,
+        created_at: DAY,
+        followers,
+    };
+    let gone = video("Funny hats", "", &[], 1, 900);
+    let long = "A very long title that goes on past the indexed prefix, about cats";
+    let changes = vec![
+        IndexChange::Put(video("Funny cats compilation", "", &[], 1, 50)),
+        IndexChange::Put(video("FUNNY  Dogs", "", &[], 2, 500)),
+        IndexChange::Put(video("Fun facts", "", &[], 3, 5)),
+        IndexChange::Put(video("超级搞笑的猫咪视频", "", &[], 4, 20)),
+        IndexChange::Put(video(long, "", &[], 5, 1)),
+        IndexChange::Put(video("A very long title that goes on past the indexed prefix, about dogs", "", &[], 5, 2)),
+        IndexChange::Put(gone.clone()),
+        IndexChange::Put(user("funnyguy", 70)),
+        IndexChange::Put(user("bob", 1000)),
+        IndexChange::Put(SearchDocument::Hashtag { name: "funny".into(), created_at: DAY, videos: 60 }),
+    ];
+    index.apply(changes, 7).await.unwrap();
+    index.apply(vec![IndexChange::Delete { kind: SearchKind::Videos, id: gone.id() }], 8).await.unwrap();
+    let texts = |prefix: &'static str, first| async move {
+        let found = index.suggest(&normalize_query(prefix).unwrap(), first).await.unwrap();
+        found.into_iter().map(|s| (s.text, s.kind, s.popularity)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        texts("Funny", 10).await,
+        vec![
+            ("FUNNY  Dogs".to_owned(), SearchKind::Videos, 500),
+            ("funnyguy".to_owned(), SearchKind::Users, 70),
+            ("funny".to_owned(), SearchKind::Hashtags, 60),
+            ("Funny cats compilation".to_owned(), SearchKind::Videos, 50),
+        ],
+        "folded, most popular first, the deleted video left out"
+    );
+    assert_eq!(texts("fun", 2).await.len(), 2);
+    assert_eq!(texts("funny d", 10).await, vec![("FUNNY  Dogs".to_owned(), SearchKind::Videos, 500)], "white space folded");
+    assert_eq!(texts("超级搞笑", 10).await[0].0, "超级搞笑的猫咪视频");
+    let beyond = texts("a very long title that goes on past the indexed prefix, about c", 10).await;
+    assert_eq!(beyond, vec![(long.to_owned(), SearchKind::Videos, 1)], "a prefix longer than the indexed ones is compared");
+    assert!(texts("zebra", 10).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tantivy_suggests_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    suggestions(&TantivySearch::open(dir.path()).unwrap()).await;
 }
 
 mod projection {

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod rebuild;
 pub mod runtime;
 pub mod search;
+pub mod searches;
 pub mod status;
 
 pub use db::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
@@ -54,5 +55,6 @@ pub fn all(settings: Settings) -> Vec<Arc<dyn Projection>> {
         Arc::new(conversations::ConversationsProjection),
         Arc::new(feeds::FeedsProjection { settings: settings.feeds }),
         Arc::new(notifications::NotificationsProjection { settings: settings.notifications }),
+        Arc::new(searches::SearchesProjection),
     ]
 }

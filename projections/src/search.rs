@@ -11,7 +11,7 @@
 //!
 //! - A video: title, description, hashtags, publication time and likes. An edit replaces
 //!   the texts; a deletion removes it.
-//! - A user: username, display name and bio; registration time.
+//! - A user: username, display name and bio; registration time and followers.
 //! - A hashtag: its name, when it was first used (or given a page) and how many videos
 //!   use it now.
 
@@ -70,11 +70,17 @@ impl<'a> Batch<'a> {
         let at = envelope.occurred_at.timestamp_micros();
         match event {
             Event::UserRegistered { user_id, username, .. } => {
-                self.put(SearchDocument::User { user_id, username, display_name: None, bio: None, created_at: at });
+                self.put(SearchDocument::User { user_id, username, display_name: None, bio: None, created_at: at, followers: 0 });
             }
             Event::ProfileUpdated { user_id, display_name: name, bio: text, .. } => {
                 if let Some(SearchDocument::User { display_name, bio, .. }) = self.document(SearchKind::Users, user_id.to_string()).await? {
                     (*display_name, *bio) = (name, text);
+                }
+            }
+            Event::UserFollowed { followee_id, .. } | Event::UserUnfollowed { followee_id, .. } => {
+                let delta = if matches!(event, Event::UserFollowed { .. }) { 1 } else { -1 };
+                if let Some(SearchDocument::User { followers, .. }) = self.document(SearchKind::Users, followee_id.to_string()).await? {
+                    *followers = (*followers + delta).max(0);
                 }
             }
             Event::VideoPublished { video_id, author_id, title, description, hashtags, .. } => {

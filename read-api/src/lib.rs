@@ -82,7 +82,7 @@ impl ReadApi {
                 db,
                 live.clone(),
                 hub,
-                Search { engine: settings.search, timeout: settings.consistency_timeout },
+                Search { engine: settings.search, timeout: settings.consistency_timeout, store: Some(store.clone()), popular: Default::default() },
                 settings.introspection,
             ),
             live,
@@ -211,14 +211,20 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
     }
     let viewer = viewer?;
     let request = parse_request(&body?)?;
-    let mut request = request.data(Viewer::new(viewer)).data(RequestCache::default());
+    let recorded = schema::Recorded::default();
+    let mut request = request.data(Viewer::new(viewer)).data(RequestCache::default()).data(recorded.clone());
     if let Some(value) = headers.get("plaza-min-position") {
         let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(Refusal::invalid_min_position)?;
         wait_for_position(&api, position).await?;
         // The search index is not among the read models waited for: `search` waits itself.
         request = request.data(MinPosition(position));
     }
-    let response = api.schema.execute(request).await;
+    let mut response = api.schema.execute(request).await;
+    // What the request recorded (a search, in its user's history): a consistency token.
+    let position = recorded.0.load(std::sync::atomic::Ordering::Relaxed);
+    if position > 0 {
+        response.extensions.insert("position".to_owned(), async_graphql::Value::from(position));
+    }
     Ok(axum::Json(response).into_response())
 }
 

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod login;
 mod notifications;
 mod openapi;
+mod search;
 mod users;
 
 /// The request bodies of the commands (for fuzzing their decoding).
@@ -27,7 +28,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
-use plaza_commands::{Accounts, Claim, CommandContext, Content, Conversations, Counters, IdempotencyKeys, Notifications};
+use plaza_commands::{Accounts, Claim, CommandContext, Content, Conversations, Counters, IdempotencyKeys, Notifications, SearchHistory};
 use plaza_edge::Tokens;
 
 pub use error::ApiError;
@@ -46,6 +47,7 @@ pub struct WriteApi {
     pub counters: Counters,
     pub conversations: Conversations,
     pub notifications: Notifications,
+    pub search_history: SearchHistory,
     pub presence: Arc<dyn plaza_live::Presence>,
     pub typing: Arc<dyn plaza_live::TypingSignals>,
     pub keys: IdempotencyKeys,
@@ -80,6 +82,8 @@ pub fn router(api: WriteApi) -> Router {
         .route("/api/v1/users/{id}/follow", post(users::follow).delete(users::unfollow))
         .route("/api/v1/users/{id}/notification-settings", put(notifications::settings))
         .route("/api/v1/notifications/read", post(notifications::mark_read))
+        .route("/api/v1/search/history", delete(search::clear_all))
+        .route("/api/v1/search/history/{query}", delete(search::clear_one))
         .route("/api/v1/videos", post(content::publish))
         .route("/api/v1/videos/{id}", put(content::update).delete(content::delete))
         .route("/api/v1/videos/{id}/like", post(content::like).delete(content::unlike))

@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::answers::*;
-use crate::{content, conversations, notifications, users};
+use crate::{content, conversations, notifications, search, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -55,6 +55,8 @@ use crate::{content, conversations, notifications, users};
         conversations::heartbeat,
         notifications::mark_read,
         notifications::settings,
+        search::clear_all,
+        search::clear_one,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonAnswers),

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use plaza_domain::search::{
-    Highlight, IndexChange, MAX_PAGE, MAX_RESULTS, SearchDocument, SearchError, SearchHit, SearchIndex, SearchKind, SearchPage, SearchRequest,
-    SearchSort, SearchWriter,
+    Highlight, IndexChange, MAX_PAGE, MAX_RESULTS, MAX_SUGGESTIONS, SearchDocument, SearchError, SearchHit, SearchIndex, SearchKind, SearchPage,
+    SearchRequest, SearchSort, SearchWriter, Suggestion, fold,
 };
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
@@ -43,6 +43,11 @@ const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 const FRAGMENT_CHARS: usize = 150;
 /// Words of this many characters or more also match one edit away.
 const FUZZY_FROM_CHARS: usize = 5;
+/// A suggestion's folded text is indexed as each of its prefixes up to this many
+/// characters; a longer prefix is looked up by its first this many, then compared.
+const SUGGEST_PREFIX_CHARS: usize = 24;
+/// Candidates read for a prefix longer than [`SUGGEST_PREFIX_CHARS`].
+const SUGGEST_CANDIDATES: usize = 200;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -55,6 +60,8 @@ struct Fields {
     name: Field,
     created_at: Field,
     likes: Field,
+    suggest: Field,
+    popularity: Field,
 }
 
 impl Fields {
@@ -73,6 +80,8 @@ impl Fields {
             name: builder.add_text_field("name", words),
             created_at: builder.add_i64_field("created_at", INDEXED | FAST),
             likes: builder.add_i64_field("likes", FAST),
+            suggest: builder.add_text_field("suggest", STRING),
+            popularity: builder.add_i64_field("popularity", FAST),
         };
         (builder.build(), fields)
     }
@@ -102,6 +111,11 @@ fn texts(fields: &Fields, document: &SearchDocument) -> Vec<(&'static str, Field
         ],
         SearchDocument::Hashtag { name, .. } => vec![("name", fields.name, name.clone())],
     }
+}
+
+/// The first 1, 2, .. [`SUGGEST_PREFIX_CHARS`] characters of `text`.
+fn prefixes(text: &str) -> impl Iterator<Item = &str> {
+    text.char_indices().skip(1).map(|(at, _)| at).chain([text.len()]).take(SUGGEST_PREFIX_CHARS).map(|end| &text[..end]).filter(|p| !p.is_empty())
 }
 
 fn key(kind: SearchKind, id: &str) -> String {
@@ -176,6 +190,10 @@ impl Inner {
         };
         doc.add_i64(f.created_at, created_at);
         doc.add_i64(f.likes, likes);
+        for prefix in prefixes(&fold(document.suggestion())) {
+            doc.add_text(f.suggest, prefix);
+        }
+        doc.add_i64(f.popularity, document.popularity());
         Ok(doc)
     }
 
@@ -285,6 +303,32 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The most popular documents whose folded suggestion text starts with `prefix`: one
+    /// term of the `suggest` field, its documents ranked by a fast field.
+    fn suggest_now(&self, prefix: &str, first: usize) -> Result<Vec<Suggestion>, SearchError> {
+        let first = first.clamp(1, MAX_SUGGESTIONS);
+        let Some(indexed) = prefixes(prefix).last() else { return Ok(vec![]) };
+        let exact = indexed.len() == prefix.len();
+        let query = TermQuery::new(Term::from_field_text(self.fields.suggest, indexed), IndexRecordOption::Basic);
+        let limit = if exact { first } else { SUGGEST_CANDIDATES };
+        let searcher = self.reader.searcher();
+        let found = searcher.search(&query, &TopDocs::with_limit(limit).order_by_fast_field::<i64>("popularity", Order::Desc)).map_err(engine)?;
+        let mut out = Vec::with_capacity(first);
+        for (_, address) in found {
+            let document = self.source(&searcher.doc(address).map_err(engine)?)?;
+            let text = document.suggestion();
+            if exact || fold(text).starts_with(prefix) {
+                out.push(Suggestion { text: text.to_owned(), kind: document.kind(), popularity: document.popularity() });
+            }
+            if out.len() == first {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl SearchWriter for TantivySearch {
     async fn position(&self) -> Result<u64, SearchError> {
@@ -309,5 +353,10 @@ impl SearchIndex for TantivySearch {
         // Searching reads memory-mapped segments and scores on the CPU: not async work.
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.search_now(&request)).await.map_err(engine)?
+    }
+
+    async fn suggest(&self, prefix: &str, first: usize) -> Result<Vec<Suggestion>, SearchError> {
+        let (inner, prefix) = (self.inner.clone(), prefix.to_owned());
+        tokio::task::spawn_blocking(move || inner.suggest_now(&prefix, first)).await.map_err(engine)?
     }
 }

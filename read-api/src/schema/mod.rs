@@ -50,7 +50,7 @@ pub use conversations::Live;
 pub(crate) use conversations::{message_from_row, role as role_from_str};
 pub use feeds::RequestCache;
 pub use realtime::Subscription;
-pub use search::{Search, SearchEngine};
+pub use search::{Recorded, Search, SearchEngine};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
