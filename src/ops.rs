@@ -29,6 +29,9 @@ pub enum ProjectionsCommand {
     /// which keep serving and applying; when the new ones have caught up, switch over in
     /// one transaction and drop the old. Interrupted (even by SIGKILL) and run again, it
     /// continues where it stopped. Refuses to run while another rebuild of NAME runs.
+    /// `search` rebuilds this machine's search index (in the data dir) beside the serving
+    /// one, which processes serving searches take up once it has caught up; interrupted,
+    /// it starts over.
     Rebuild { name: String },
     /// Stop applying events to NAME (its projectors, in every process, finish the batch
     /// in hand and wait); reads keep being served, falling behind.
@@ -125,6 +128,7 @@ pub async fn projections(config: &Config, command: ProjectionsCommand) -> anyhow
         ProjectionsCommand::Rebuild { name } | ProjectionsCommand::Build { name, .. } if plaza_infra::PROCESS_NAMES.contains(&name.as_str()) => {
             anyhow::bail!("{name} is a process manager: it has no read model to build (its checkpoint only moves forward)")
         }
+        ProjectionsCommand::Rebuild { name } if name == "search" => rebuild_search(config).await,
         ProjectionsCommand::Rebuild { name } => rebuild(config, projection(&name, config)?).await,
         ProjectionsCommand::Pause { name } => pause(config, &name, true).await,
         ProjectionsCommand::Resume { name } => pause(config, &name, false).await,
@@ -268,6 +272,52 @@ async fn rebuild(config: &Config, projection: Arc<dyn Projection>) -> anyhow::Re
         Err(RebuildError::Busy) => anyhow::bail!("a rebuild of {name} is already running (run `plaza projections status` to follow it)"),
         Err(error) => Err(error).with_context(|| format!("rebuild of {name} failed; run the same command again to continue")),
     }
+}
+
+/// Rebuilds the search index in this machine's data dir beside the serving one, then
+/// names it the serving one: processes serving searches from that data dir take it up
+/// at their next idle moment ([`plaza_infra::tantivy::generations`]).
+async fn rebuild_search(config: &Config) -> anyhow::Result<()> {
+    let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
+    let root = config.data_dir.join("search");
+    let Some((index, lock)) = plaza_infra::tantivy::TantivySearch::rebuild(&root)? else {
+        anyhow::bail!("a rebuild of search is already running");
+    };
+    let index = Arc::new(index);
+    let (stop, mut shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let mut report = Reporter::new("search", 1000);
+    let (started, mut events) = (Instant::now(), 0);
+    let projector = plaza_projections::search::SearchProjector::new(index.clone(), store.clone());
+    // Catch up to the head, then again to the head that moved meanwhile, until a pass
+    // finds nothing new: the processes serving then have little to apply after the switch.
+    let mut position = 0;
+    loop {
+        let mut progress = |at: u64, head: u64| {
+            events += at - position.min(at);
+            position = at;
+            report.report(&RebuildProgress { generation: 0, position: at, head, events, started });
+        };
+        let caught_up = tokio::select! {
+            caught_up = projector.catch_up_with(&mut progress) => caught_up?,
+            _ = shutdown.changed() => {
+                report.finish("search: interrupted; run the same command again (it starts over)");
+                std::process::exit(130);
+            }
+        };
+        if caught_up >= store.head().await? {
+            break;
+        }
+    }
+    drop(projector);
+    let index = Arc::into_inner(index).context("the rebuilt index is still in use")?;
+    let name = index.publish()?;
+    drop(lock);
+    report.finish(&format!("search: switched to index {name} at position {position}"));
+    Ok(())
 }
 
 /// Rebuild progress: a bar with events/s and ETA on a terminal, a log line every few

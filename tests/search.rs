@@ -210,3 +210,50 @@ fn remembers_history_hot_searches_and_suggests(profile: Profile) {
 }
 
 on_every_profile!(finds_videos_users_and_hashtags, remembers_history_hot_searches_and_suggests);
+
+/// `plaza projections rebuild search` builds the index anew beside the serving one, and
+/// the server takes it up: every search meanwhile finds every video, and the server
+/// goes on indexing into the new one.
+#[test]
+fn rebuilds_the_index_while_searching() {
+    let plaza =
+        std::sync::Arc::new(Plaza::start_with(Profile::Embedded, &[("PLAZA_RATE_LIMIT_USER_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_IP_PER_SEC", "0")]));
+    let (_, alice, _) = plaza.register("alice");
+    let mut at = 0;
+    for i in 0..30 {
+        at = publish(&plaza, &alice, &format!("Cats number {i}"), &[]).1;
+    }
+    assert_eq!(found(&plaza, json!({ "q": "cats" }), at)["totalCount"], 30);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (plaza, stop) = (plaza.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = plaza.graphql_reply("{ search(query: \"cats\") { totalCount } }", json!({}), None, None);
+                assert_eq!((reply.status, &reply.body["data"]["search"]["totalCount"]), (200, &json!(30)), "{}", reply.body);
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let (ok, out, err) = plaza.cli(&["projections", "rebuild", "search"], &[]);
+    assert!(ok && out.contains("search: switched to index v2-"), "{out}{err}");
+    let root = std::path::PathBuf::from(plaza.setting("PLAZA_DATA_DIR").unwrap()).join("search");
+    let current = std::fs::read_to_string(root.join("CURRENT")).unwrap();
+    // The server takes the new index up at its projector's next idle moment (within a
+    // second), then deletes the old one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let generations = || std::fs::read_dir(&root).unwrap().flatten().filter(|e| e.path().is_dir()).count();
+    while generations() > 1 {
+        assert!(std::time::Instant::now() < deadline, "the old index was never given up:\n{}", plaza.log_tail(30));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(root.join(current.trim()).is_dir());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 3);
+    let (_, at) = publish(&plaza, &alice, "Cats once more", &[]);
+    assert_eq!(found(&plaza, json!({ "q": "cats" }), at)["totalCount"], 31, "the server indexes into the rebuilt index");
+    plaza.assert_alive();
+}

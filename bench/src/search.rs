@@ -218,14 +218,15 @@ pub fn run_all(runtime: &tokio::runtime::Runtime, settings: &Settings) -> anyhow
     let started = Instant::now();
     runtime.block_on(noop.catch_up())?;
     let baseline = started.elapsed();
-    let index_bytes = directory_bytes(&dir.path().join("search"));
+    let index_bytes = directory_bytes(&index.directory());
     eprintln!(
-        "[search] indexed {} videos in {:.1} s: {:.0}/s (no-op {:.0}/s), index {} MB, position {position}",
+        "[search] indexed {} videos in {:.1} s: {:.0}/s (no-op {:.0}/s), index {} MB, {} segments, position {position}",
         thousands(n as u64),
         indexed.as_secs_f64(),
         n as f64 / indexed.as_secs_f64(),
         n as f64 / baseline.as_secs_f64(),
-        index_bytes / 1_000_000
+        index_bytes / 1_000_000,
+        index.segments()
     );
 
     let seconds = if settings.quick { Duration::from_secs(1) } else { Duration::from_secs(5) };
@@ -240,11 +241,18 @@ pub fn run_all(runtime: &tokio::runtime::Runtime, settings: &Settings) -> anyhow
     Ok(SearchResults { videos: n, indexed, baseline, index_bytes, queries })
 }
 
-type MakeQuery = fn(&mut Rng) -> (String, SearchSort);
+/// What a measured request does: a search sorted so, or suggestions.
+#[derive(Clone, Copy)]
+enum Ask {
+    Search(SearchSort),
+    Suggest,
+}
+
+type MakeQuery = fn(&mut Rng) -> (String, Ask);
 
 fn query_kinds() -> Vec<(&'static str, MakeQuery)> {
     vec![
-        ("two English words", |rng| (format!("{} {}", rng.pick(ENGLISH), rng.pick(ENGLISH)), SearchSort::Relevance)),
+        ("two English words", |rng| (format!("{} {}", rng.pick(ENGLISH), rng.pick(ENGLISH)), Ask::Search(SearchSort::Relevance))),
         ("one typo (5+ letters)", |rng| {
             let word = loop {
                 let word = rng.pick(ENGLISH);
@@ -254,14 +262,19 @@ fn query_kinds() -> Vec<(&'static str, MakeQuery)> {
             };
             // One letter dropped from the middle.
             let cut = word.len() / 2;
-            (format!("{}{}", &word[..cut], &word[cut + 1..]), SearchSort::Relevance)
+            (format!("{}{}", &word[..cut], &word[cut + 1..]), Ask::Search(SearchSort::Relevance))
         }),
         ("a word and a prefix", |rng| {
             let prefix: String = rng.pick(ENGLISH).chars().take(3).collect();
-            (format!("{} {prefix}", rng.pick(ENGLISH)), SearchSort::Relevance)
+            (format!("{} {prefix}", rng.pick(ENGLISH)), Ask::Search(SearchSort::Relevance))
         }),
-        ("two Chinese words", |rng| (format!("{}{}", rng.pick(CHINESE), rng.pick(CHINESE)), SearchSort::Relevance)),
-        ("one word, newest first", |rng| (rng.pick(ENGLISH).to_owned(), SearchSort::Newest)),
+        ("two Chinese words", |rng| (format!("{}{}", rng.pick(CHINESE), rng.pick(CHINESE)), Ask::Search(SearchSort::Relevance))),
+        ("one word, newest first", |rng| (rng.pick(ENGLISH).to_owned(), Ask::Search(SearchSort::Newest))),
+        ("suggestions: 1 to 3 letters", |rng| {
+            let letters = 1 + (rng.next() % 3) as usize;
+            (rng.pick(ENGLISH).chars().take(letters).collect(), Ask::Suggest)
+        }),
+        ("suggestions: a word and a letter", |rng| (format!("{} {}", rng.pick(ENGLISH), &rng.pick(ENGLISH)[..1]), Ask::Suggest)),
     ]
 }
 
@@ -282,10 +295,13 @@ async fn measure(
             let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (client as u64 + 1));
             let mut log = WorkerLog::default();
             while window.is_open(Instant::now()) {
-                let (query, sort) = make(&mut rng);
+                let (query, ask) = make(&mut rng);
                 let started = Instant::now();
-                let page = index.search(request(&query, sort, false)?).await;
-                log.record(&window, started, started.elapsed(), page.is_ok());
+                let ok = match ask {
+                    Ask::Search(sort) => index.search(request(&query, sort, false)?).await.is_ok(),
+                    Ask::Suggest => index.suggest(&normalize_query(&query)?, 10).await.is_ok(),
+                };
+                log.record(&window, started, started.elapsed(), ok);
             }
             anyhow::Ok(log)
         }));
@@ -302,8 +318,10 @@ async fn measure(
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let mut totals = 0;
     for _ in 0..50 {
-        let (query, sort) = make(&mut rng);
-        totals += index.search(request(&query, sort, true)?).await?.total.unwrap_or_default();
+        totals += match make(&mut rng) {
+            (query, Ask::Search(sort)) => index.search(request(&query, sort, true)?).await?.total.unwrap_or_default(),
+            (query, Ask::Suggest) => index.suggest(&normalize_query(&query)?, 10).await?.len(),
+        };
     }
     let example = make(&mut Rng(7)).0;
     Ok(QueryCase { name, example, clients, measurement, mean_total: totals as f64 / 50.0 })
@@ -354,7 +372,7 @@ pub fn render(r: &SearchResults, out: &mut String) {
          `SearchIndex` port (not over HTTP), 20 results each with their highlights and without `totalCount` (counting visits \
          every match), one client or two at once, for 5 s after a 1 s warm-up; each query's words are drawn anew from the \
          generator's vocabularies (about 100 English and 60 Chinese words, so a word matches a large share of the videos); \
-         the mean matches are counted apart over 50 such queries.\n",
+         the mean matches are counted apart over 50 such queries (for suggestions: those returned, at most 10).\n",
         thousands(r.videos as u64)
     );
 }

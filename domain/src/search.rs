@@ -243,6 +243,11 @@ pub trait SearchWriter: Send + Sync {
     async fn get(&self, kind: SearchKind, id: &str) -> Result<Option<SearchDocument>, SearchError>;
     /// Applies the changes and moves the position to `position`, all or nothing.
     async fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError>;
+    /// Switches to an index rebuilt beside this one since, if there is one: true when it
+    /// did (the position is then the rebuilt index's).
+    async fn take_up_rebuilt(&self) -> Result<bool, SearchError> {
+        Ok(false)
+    }
 }
 
 #[cfg(test)]

@@ -133,7 +133,12 @@ async fn conformance(index: &TantivySearch) {
     assert_eq!(users("liddell").await, vec![id(&alice)], "the display name");
     assert_eq!(users("bo").await, vec![id(&bob)], "a prefix");
     assert!(users("funny").await.is_empty(), "users are not videos");
-    assert_eq!(found(index, "summer", SearchKind::Hashtags, SearchSort::MostLiked).await, vec!["summertime", "summer"]);
+    // Exact matches come first, then those that need a typo or a prefix (each in order).
+    assert_eq!(found(index, "summer", SearchKind::Hashtags, SearchSort::MostLiked).await, vec!["summer", "summertime"]);
+    assert_eq!(found(index, "summe", SearchKind::Hashtags, SearchSort::MostLiked).await, vec!["summertime", "summer"]);
+    let second_tier = SearchRequest { offset: 1, first: 1, ..request("summer", SearchKind::Hashtags, SearchSort::MostLiked) };
+    let SearchPage { hits, total, more } = index.search(second_tier).await.unwrap();
+    assert_eq!((hits[0].id.as_str(), total, more), ("summertime", Some(2), false), "a page starting in the second tier");
 
     // An edited title is found by its new words only; a deleted video by none.
     let SearchDocument::Video { video_id, author_id, .. } = library.dogs.clone() else { unreachable!() };
@@ -223,6 +228,39 @@ async fn suggestions(index: &(impl SearchIndex + SearchWriter)) {
 async fn tantivy_suggests_completions() {
     let dir = tempfile::tempdir().unwrap();
     suggestions(&TantivySearch::open(dir.path()).unwrap()).await;
+}
+
+/// Generations: a rebuild fills a new index beside the serving one, which the serving
+/// side takes up once it is published; an index of another version is built anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_index_is_taken_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let serving = TantivySearch::open(dir.path()).unwrap();
+    serving.apply(vec![IndexChange::Put(video("Old cats", "", &[], 1, 0))], 5).await.unwrap();
+    assert!(!serving.take_up_rebuilt().await.unwrap(), "nothing rebuilt yet");
+
+    let (rebuilt, lock) = TantivySearch::rebuild(dir.path()).unwrap().expect("no other rebuild");
+    assert!(TantivySearch::rebuild(dir.path()).unwrap().is_none(), "one rebuild at a time");
+    let new = video("New cats", "", &[], 2, 0);
+    rebuilt.apply(vec![IndexChange::Put(new.clone())], 9).await.unwrap();
+    assert!(!serving.take_up_rebuilt().await.unwrap(), "not before it is published");
+    assert_eq!(videos(&serving, "cats").await.len(), 1);
+    let name = rebuilt.publish().unwrap();
+    drop(lock);
+
+    let old_directory = serving.directory();
+    assert!(serving.take_up_rebuilt().await.unwrap());
+    assert_eq!((videos(&serving, "cats").await, serving.position().await.unwrap()), (vec![id(&new)], 9));
+    assert!(serving.directory().ends_with(&name) && !old_directory.exists(), "the old index is deleted");
+    assert!(!serving.take_up_rebuilt().await.unwrap());
+    drop(serving);
+
+    // A generation of another version (an older binary's) is not opened: a new one is.
+    std::fs::write(dir.path().join("CURRENT"), "v1-1").unwrap();
+    std::fs::create_dir(dir.path().join("v1-1")).unwrap();
+    let reopened = TantivySearch::open(dir.path()).unwrap();
+    assert_eq!(reopened.position().await.unwrap(), 0, "built anew from the events");
+    assert!(!dir.path().join("v1-1").exists());
 }
 
 mod projection {

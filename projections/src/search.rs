@@ -158,10 +158,13 @@ pub struct SearchProjector {
 }
 
 const IDLE: Duration = Duration::from_secs(1);
+/// Events per batch at most: one commit each, so a projector far behind (a new index)
+/// writes few, large segments; a projector keeping up commits what has come.
+const BATCH: usize = 10_000;
 
 impl SearchProjector {
     pub fn new(index: Arc<dyn SearchWriter>, store: Arc<dyn EventStore>) -> Self {
-        Self { index, store, batch_size: 1000, applied: watch::channel(0).0 }
+        Self { index, store, batch_size: BATCH, applied: watch::channel(0).0 }
     }
 
     /// The position the index has applied, as it moves (once `run` has started).
@@ -186,10 +189,16 @@ impl SearchProjector {
 
     /// Applies everything up to the store's head as it is now.
     pub async fn catch_up(&self) -> Result<u64, SearchProjectorError> {
+        self.catch_up_with(&mut |_, _| {}).await
+    }
+
+    /// [`Self::catch_up`], telling `progress` the position and the head after each batch.
+    pub async fn catch_up_with(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, SearchProjectorError> {
         let head = self.store.head().await?;
         let mut position = self.index.position().await?;
         while position < head {
             position = self.step(position).await?;
+            progress(position, head);
         }
         Ok(position)
     }
@@ -217,6 +226,12 @@ impl SearchProjector {
                 Ok((before, position)) => {
                     known = Some(position);
                     if position == before {
+                        // Idle: the moment to take up a rebuilt index, if one was made.
+                        match self.index.take_up_rebuilt().await {
+                            Ok(true) => known = None,
+                            Ok(false) => {}
+                            Err(error) => warn!(%error, "could not take up the rebuilt search index"),
+                        }
                         tokio::select! {
                             _ = self.store.wait_for_events(position, IDLE) => {}
                             _ = shutdown.changed() => {}

@@ -1,26 +1,32 @@
-//! The embedded search index: a tantivy index in a directory of the data dir.
+//! The embedded search index: tantivy, in a directory of the data dir that holds one
+//! index per build ([`generations`]).
 //!
-//! One index holds videos, users and hashtags (field `kind`), each document once under
-//! `key` = `{kind}:{id}`: a put deletes the key and adds the new document in the same
-//! commit, so an edited title is found by its new words only and a deleted video by
-//! none. The document is stored whole as JSON (`source`, as Elasticsearch keeps
-//! `_source`): hits and highlights are read from it, and the projection reads it back
-//! to change a document in part (a like). Each commit carries the position of the last event it applied (the commit
-//! payload): the index and its checkpoint move together, as a read model and its
-//! checkpoint do in one transaction.
+//! One index holds videos, users and hashtags, each document once under `key` =
+//! `{kind}:{id}`: a put deletes the key and adds the new document in the same commit, so
+//! an edited title is found by its new words only and a deleted video by none. Each
+//! text field belongs to one kind. The document is stored whole as JSON (`source`, as
+//! Elasticsearch keeps `_source`): hits and highlights are read from it, and the
+//! projection reads it back to change a document in part (a like). Each commit carries
+//! the position of the last event it applied (the commit payload): the index and its
+//! checkpoint move together, as a read model and its checkpoint do in one transaction.
 //!
 //! A query ([`plaza_domain::search`]) becomes: every word must match (`Must`), each in
 //! any of the kind's fields (`Should`, a title or name boosted over a description),
-//! exactly (BM25), within one edit if it has 5 or more letters, and as a prefix if it is
-//! the last word; fuzzy and prefix matches score a constant below an exact one.
+//! exactly (BM25), or as a prefix if it is the last word, or within one edit if it has
+//! 5 or more letters. Results come in tiers (exact, then prefix, then typo), each only
+//! evaluated when the tiers before it leave the page short.
 //! Highlights mark the words of each stored field that matched so, HTML escaped.
+//!
+//! Suggestions: each document's suggestion text, folded, is indexed as its prefixes of
+//! up to [`SUGGEST_PREFIX_CHARS`] characters, with its popularity as a fast field.
 
+pub mod generations;
 pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use plaza_domain::search::{
@@ -33,9 +39,11 @@ use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, Ran
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TextAnalyzer;
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
 
+use generations::{Name, VERSION};
 use tokenizer::{WordsTokenizer, query_words};
+use tracing::{info, warn};
 
 /// Memory the writer buffers before it writes a segment.
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
@@ -51,13 +59,14 @@ const SUGGEST_CANDIDATES: usize = 200;
 
 #[derive(Clone, Copy)]
 struct Fields {
-    kind: Field,
     key: Field,
     source: Field,
     title: Field,
     description: Field,
     hashtags: Field,
     name: Field,
+    bio: Field,
+    tag: Field,
     created_at: Field,
     likes: Field,
     suggest: Field,
@@ -71,13 +80,14 @@ impl Fields {
             TextFieldIndexing::default().set_tokenizer(tokenizer::NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions),
         );
         let fields = Fields {
-            kind: builder.add_text_field("kind", STRING),
             key: builder.add_text_field("key", STRING),
             source: builder.add_text_field("source", STORED),
             title: builder.add_text_field("title", words.clone()),
             description: builder.add_text_field("description", words.clone()),
             hashtags: builder.add_text_field("hashtags", words.clone()),
-            name: builder.add_text_field("name", words),
+            name: builder.add_text_field("name", words.clone()),
+            bio: builder.add_text_field("bio", words.clone()),
+            tag: builder.add_text_field("tag", words),
             created_at: builder.add_i64_field("created_at", INDEXED | FAST),
             likes: builder.add_i64_field("likes", FAST),
             suggest: builder.add_text_field("suggest", STRING),
@@ -86,13 +96,14 @@ impl Fields {
         (builder.build(), fields)
     }
 
-    /// The text fields a kind is searched in, with their boosts.
+    /// The text fields a kind is searched in, with their boosts. Each field belongs to
+    /// one kind, so a query needs no clause on the kind.
     fn searched(&self, kind: SearchKind) -> Vec<(Field, f32)> {
         match kind {
             SearchKind::Videos => vec![(self.title, 3.0), (self.hashtags, 2.0), (self.description, 1.0)],
-            // A user's `name` is their username and display name; `description` their bio.
-            SearchKind::Users => vec![(self.name, 3.0), (self.description, 1.0)],
-            SearchKind::Hashtags => vec![(self.name, 1.0)],
+            // A user's `name` is their username and display name.
+            SearchKind::Users => vec![(self.name, 3.0), (self.bio, 1.0)],
+            SearchKind::Hashtags => vec![(self.tag, 1.0)],
         }
     }
 }
@@ -107,9 +118,9 @@ fn texts(fields: &Fields, document: &SearchDocument) -> Vec<(&'static str, Field
         ],
         SearchDocument::User { username, display_name, bio, .. } => vec![
             ("name", fields.name, [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
-            ("bio", fields.description, bio.clone().unwrap_or_default()),
+            ("bio", fields.bio, bio.clone().unwrap_or_default()),
         ],
-        SearchDocument::Hashtag { name, .. } => vec![("name", fields.name, name.clone())],
+        SearchDocument::Hashtag { name, .. } => vec![("name", fields.tag, name.clone())],
     }
 }
 
@@ -126,9 +137,21 @@ fn engine(error: impl std::fmt::Display) -> SearchError {
     SearchError::Engine(error.to_string())
 }
 
-/// A tantivy index of videos, users and hashtags.
+/// A tantivy index of videos, users and hashtags: the serving generation of a
+/// directory of them ([`generations`]).
 #[derive(Clone)]
 pub struct TantivySearch {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    root: PathBuf,
+    live: RwLock<Live>,
+}
+
+#[derive(Clone)]
+struct Live {
+    name: Name,
     inner: Arc<Inner>,
 }
 
@@ -140,15 +163,109 @@ struct Inner {
 }
 
 impl TantivySearch {
-    /// Opens the index in `dir`, creating it (and the directory) if needed.
-    pub fn open(dir: &Path) -> Result<Self, SearchError> {
+    /// Opens the serving generation of the index in `root`, creating what is missing:
+    /// the directory, and a generation when none of this version serves.
+    pub fn open(root: &Path) -> Result<Self, SearchError> {
+        crate::files::private_subdir(root).map_err(engine)?;
+        remove_unversioned(root).map_err(engine)?;
+        let name = match generations::current(root).map_err(engine)? {
+            Some(name) if name.version == VERSION => name,
+            found => {
+                let name = Name::next(root).map_err(engine)?;
+                match found {
+                    Some(old) => {
+                        warn!(%old, new = %name, "the search index is of another version: building it anew from the events, searches see it fill meanwhile (`plaza projections rebuild search` before an upgrade avoids that)")
+                    }
+                    None => info!(%name, "creating the search index"),
+                }
+                Inner::open(&name.dir(root))?;
+                generations::publish(root, &name).map_err(engine)?;
+                name
+            }
+        };
+        let inner = Arc::new(Inner::open(&name.dir(root))?);
+        if let Err(error) = generations::remove_older(root, &name) {
+            warn!(%error, "could not delete older search index generations");
+        }
+        Ok(Self { shared: Arc::new(Shared { root: root.to_owned(), live: RwLock::new(Live { name, inner }) }) })
+    }
+
+    /// A new, empty generation beside the serving one, for a rebuild: it serves once
+    /// [`Self::publish`]ed. The lock keeps other rebuilds out until it is dropped;
+    /// `None` when another rebuild holds it.
+    pub fn rebuild(root: &Path) -> Result<Option<(Self, std::fs::File)>, SearchError> {
+        crate::files::private_subdir(root).map_err(engine)?;
+        let Some(lock) = generations::lock_rebuild(root).map_err(engine)? else { return Ok(None) };
+        let current = generations::current(root).map_err(engine)?;
+        generations::remove_all_but(root, current.as_ref()).map_err(engine)?;
+        let name = Name::next(root).map_err(engine)?;
+        let inner = Arc::new(Inner::open(&name.dir(root))?);
+        let search = Self { shared: Arc::new(Shared { root: root.to_owned(), live: RwLock::new(Live { name, inner }) }) };
+        Ok(Some((search, lock)))
+    }
+
+    /// Makes this generation the serving one (processes serving the index take it up).
+    /// Its writer is closed first, so they can open theirs.
+    pub fn publish(self) -> Result<String, SearchError> {
+        let Live { name, inner } = self.live();
+        drop(inner);
+        let root = self.shared.root.clone();
+        drop(self);
+        generations::publish(&root, &name).map_err(engine)?;
+        Ok(name.to_string())
+    }
+
+    /// The segments searches go through now (merges make fewer).
+    pub fn segments(&self) -> usize {
+        self.inner().reader.searcher().segment_readers().len()
+    }
+
+    /// The generation's directory.
+    pub fn directory(&self) -> PathBuf {
+        self.live().name.dir(&self.shared.root)
+    }
+
+    fn live(&self) -> Live {
+        self.shared.live.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn inner(&self) -> Arc<Inner> {
+        self.live().inner
+    }
+}
+
+/// Deletes an index written straight into `root` (before generations): it is rebuilt.
+fn remove_unversioned(root: &Path) -> std::io::Result<()> {
+    if !root.join("meta.json").exists() {
+        return Ok(());
+    }
+    warn!(dir = %root.display(), "deleting a search index of the first version: it is rebuilt from the events");
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_file() && !["CURRENT", "CURRENT.tmp", "rebuild.lock"].contains(&name.as_str()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn open(dir: &Path) -> Result<Self, SearchError> {
         crate::files::private_subdir(dir).map_err(engine)?;
         let (schema, fields) = Fields::schema();
         let index = Index::open_or_create(MmapDirectory::open(dir).map_err(engine)?, schema).map_err(engine)?;
         index.tokenizers().register(tokenizer::NAME, TextAnalyzer::from(WordsTokenizer));
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(engine)?;
+        // Reloaded after each commit (below), and when merges finish.
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::OnCommitWithDelay).try_into().map_err(engine)?;
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY).map_err(engine)?;
-        Ok(Self { inner: Arc::new(Inner { index, fields, reader, writer: Mutex::new(writer) }) })
+        Ok(Self { index, fields, reader, writer: Mutex::new(writer) })
+    }
+
+    fn position(&self) -> Result<u64, SearchError> {
+        // The commit payload (see the module's documentation).
+        let metas = self.index.load_metas().map_err(engine)?;
+        Ok(metas.payload.and_then(|p| p.parse().ok()).unwrap_or(0))
     }
 }
 
@@ -177,7 +294,6 @@ impl Inner {
     fn document(&self, document: &SearchDocument) -> Result<TantivyDocument, SearchError> {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
-        doc.add_text(f.kind, document.kind().as_str());
         doc.add_text(f.key, key(document.kind(), &document.id()));
         doc.add_text(f.source, serde_json::to_string(document).map_err(engine)?);
         for (_, field, text) in texts(f, document) {
@@ -211,22 +327,21 @@ impl Inner {
         self.source(&searcher.doc(address).map_err(engine)?).map(Some)
     }
 
-    fn query(&self, request: &SearchRequest, words: &[String]) -> BooleanQuery {
-        let f = &self.fields;
-        let mut must: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.kind, request.kind.as_str()), IndexRecordOption::Basic)))];
+    /// Every word in any of the kind's fields, matched as `matching` says.
+    fn query(&self, request: &SearchRequest, words: &[String], matching: Matching) -> BooleanQuery {
+        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (i, word) in words.iter().enumerate() {
             let last = i + 1 == words.len();
             let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-            for (field, boost) in f.searched(request.kind) {
+            for (field, boost) in self.fields.searched(request.kind) {
                 let term = Term::from_field_text(field, word);
                 let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
                 any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
-                if last {
+                if matching >= Matching::Prefix && last {
                     let prefix = FuzzyTermQuery::new_prefix(term.clone(), 0, true);
                     any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), boost * 0.5))));
                 }
-                if word.chars().count() >= FUZZY_FROM_CHARS {
+                if matching == Matching::Typo && word.chars().count() >= FUZZY_FROM_CHARS {
                     let fuzzy = FuzzyTermQuery::new(term, 1, true);
                     any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.3))));
                 }
@@ -234,10 +349,36 @@ impl Inner {
             must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
         if let Some(since) = request.since {
-            let range = RangeQuery::new(Bound::Included(Term::from_field_i64(f.created_at, since)), Bound::Unbounded);
+            let range = RangeQuery::new(Bound::Included(Term::from_field_i64(self.fields.created_at, since)), Bound::Unbounded);
             must.push((Occur::Must, Box::new(range)));
         }
         BooleanQuery::new(must)
+    }
+
+    /// The documents `query` matches, `limit` of them from `offset` in the request's order,
+    /// with their scores (0 unless by relevance).
+    fn top(
+        &self,
+        searcher: &Searcher,
+        query: &dyn Query,
+        sort: SearchSort,
+        kind: SearchKind,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(f32, DocAddress)>, SearchError> {
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        let top = TopDocs::with_limit(limit).and_offset(offset);
+        Ok(match sort {
+            SearchSort::Relevance => searcher.search(query, &top.order_by_score()).map_err(engine)?,
+            SearchSort::Newest | SearchSort::MostLiked => {
+                let by_likes = sort == SearchSort::MostLiked && kind != SearchKind::Users;
+                let field = if by_likes { "likes" } else { "created_at" };
+                let docs = searcher.search(query, &top.order_by_fast_field::<i64>(field, Order::Desc)).map_err(engine)?;
+                docs.into_iter().map(|(_, address)| (0.0, address)).collect()
+            }
+        })
     }
 
     /// The texts of `document` holding a word that matched one of `words`, highlighted.
@@ -266,31 +407,52 @@ impl Inner {
         out
     }
 
+    /// Results in tiers, as Meilisearch ranks fewer typos first: documents with every
+    /// word exactly, then those that need the last word as a prefix, then those that
+    /// need a typo; each tier in the request's order. A tier is only looked at when the
+    /// ones before it do not fill the page, so most queries of common words never
+    /// evaluate a prefix or a typo.
     fn search_now(&self, request: &SearchRequest) -> Result<SearchPage, SearchError> {
         let words = query_words(&request.query);
         if words.is_empty() {
             // Nothing but punctuation: nothing to look for.
             return Ok(SearchPage { hits: vec![], total: request.count.then_some(0), more: false });
         }
-        let query = self.query(request, &words);
         let searcher = self.reader.searcher();
         let offset = request.offset.min(MAX_RESULTS);
         let limit = request.first.clamp(1, MAX_PAGE).min(MAX_RESULTS - offset).max(1);
-        // One more than asked tells whether there are more; counting every match is
-        // only done when asked (it visits them all, where the top results need not).
-        let top = TopDocs::with_limit(limit + 1).and_offset(offset);
-        let count = request.count.then_some(Count);
-        let (total, mut found): (Option<usize>, Vec<(f32, DocAddress)>) = match request.sort {
-            SearchSort::Relevance => {
-                let (docs, total) = searcher.search(&query, &(top.order_by_score(), count)).map_err(engine)?;
-                (total, docs)
+        let typos = words.iter().any(|w| w.chars().count() >= FUZZY_FROM_CHARS);
+        let matchings = [Matching::Exact, Matching::Prefix, Matching::Typo].into_iter().filter(|m| *m != Matching::Typo || typos);
+        let tiers: Vec<BooleanQuery> = matchings.map(|m| self.query(request, &words, m)).collect();
+        // One more than asked tells whether there are more. `before`: the documents of
+        // the tiers already looked at (each tier's query matches those of the ones before).
+        let (mut found, mut before) = (Vec::new(), 0);
+        for (i, query) in tiers.iter().enumerate() {
+            let start = offset.saturating_sub(before);
+            let got = match i {
+                0 => self.top(&searcher, query, request.sort, request.kind, start, limit + 1 - found.len())?,
+                _ => {
+                    let new = BooleanQuery::new(vec![
+                        (Occur::Must, Box::new(query.clone()) as Box<dyn Query>),
+                        (Occur::MustNot, Box::new(tiers[i - 1].clone())),
+                    ]);
+                    self.top(&searcher, &new, request.sort, request.kind, start, limit + 1 - found.len())?
+                }
+            };
+            before = match got.is_empty() && start > 0 {
+                // This tier ends before the page: count where it ends.
+                true => searcher.search(query, &Count).map_err(engine)?,
+                false => before + start + got.len(),
+            };
+            found.extend(got);
+            if found.len() > limit {
+                break;
             }
-            SearchSort::Newest | SearchSort::MostLiked => {
-                let by_likes = request.sort == SearchSort::MostLiked && request.kind != SearchKind::Users;
-                let field = if by_likes { "likes" } else { "created_at" };
-                let (docs, total) = searcher.search(&query, &(top.order_by_fast_field::<i64>(field, Order::Desc), count)).map_err(engine)?;
-                (total, docs.into_iter().map(|(_, address)| (0.0, address)).collect())
-            }
+        }
+        // Counting every match is only done when asked: it visits them all.
+        let total = match request.count {
+            true => Some(searcher.search(tiers.last().expect("one tier at least"), &Count).map_err(engine)?),
+            false => None,
         };
         let more = found.len() > limit && offset + limit < MAX_RESULTS;
         found.truncate(limit);
@@ -301,6 +463,16 @@ impl Inner {
         }
         Ok(SearchPage { hits, total, more })
     }
+}
+
+/// How a query's words match: each tier of results adds a way.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Matching {
+    Exact,
+    /// The last word also as a prefix.
+    Prefix,
+    /// Also within one edit, for words of [`FUZZY_FROM_CHARS`] or more.
+    Typo,
 }
 
 impl Inner {
@@ -332,18 +504,33 @@ impl Inner {
 #[async_trait]
 impl SearchWriter for TantivySearch {
     async fn position(&self) -> Result<u64, SearchError> {
-        // The commit payload (see the module's documentation).
-        let metas = self.inner.index.load_metas().map_err(engine)?;
-        Ok(metas.payload.and_then(|p| p.parse().ok()).unwrap_or(0))
+        self.inner().position()
     }
 
     async fn get(&self, kind: SearchKind, id: &str) -> Result<Option<SearchDocument>, SearchError> {
-        self.inner.get(kind, id)
+        self.inner().get(kind, id)
     }
 
     async fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
-        let inner = self.inner.clone();
+        let inner = self.inner();
         tokio::task::spawn_blocking(move || inner.apply(changes, position)).await.map_err(engine)?
+    }
+
+    async fn take_up_rebuilt(&self) -> Result<bool, SearchError> {
+        let root = &self.shared.root;
+        let live = self.live();
+        let newer = match generations::current(root).map_err(engine)? {
+            Some(name) if name.version == VERSION && name.stamp > live.name.stamp => name,
+            _ => return Ok(false),
+        };
+        let inner = Arc::new(Inner::open(&newer.dir(root))?);
+        info!(old = %live.name, new = %newer, "taking up the rebuilt search index");
+        *self.shared.live.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Live { name: newer.clone(), inner };
+        drop(live);
+        if let Err(error) = generations::remove_older(root, &newer) {
+            warn!(%error, "could not delete older search index generations");
+        }
+        Ok(true)
     }
 }
 
@@ -351,12 +538,12 @@ impl SearchWriter for TantivySearch {
 impl SearchIndex for TantivySearch {
     async fn search(&self, request: SearchRequest) -> Result<SearchPage, SearchError> {
         // Searching reads memory-mapped segments and scores on the CPU: not async work.
-        let inner = self.inner.clone();
+        let inner = self.inner();
         tokio::task::spawn_blocking(move || inner.search_now(&request)).await.map_err(engine)?
     }
 
     async fn suggest(&self, prefix: &str, first: usize) -> Result<Vec<Suggestion>, SearchError> {
-        let (inner, prefix) = (self.inner.clone(), prefix.to_owned());
+        let (inner, prefix) = (self.inner(), prefix.to_owned());
         tokio::task::spawn_blocking(move || inner.suggest_now(&prefix, first)).await.map_err(engine)?
     }
 }
