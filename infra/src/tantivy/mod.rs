@@ -49,6 +49,8 @@ use tracing::{info, warn};
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 /// Characters of a highlighted fragment.
 const FRAGMENT_CHARS: usize = 150;
+/// How much more a word found in a title (or a name) counts.
+const TITLE_BOOST: f32 = 2.0;
 /// Words of this many characters or more also match one edit away.
 const FUZZY_FROM_CHARS: usize = 5;
 /// A suggestion's folded text is indexed as each of its prefixes up to this many
@@ -61,11 +63,15 @@ const SUGGEST_CANDIDATES: usize = 200;
 struct Fields {
     key: Field,
     source: Field,
+    /// Every word of a video (title, hashtags, description), to match.
+    video_text: Field,
+    /// A video's title, to rank a match in it higher.
     title: Field,
-    description: Field,
-    hashtags: Field,
+    /// Every word of a user (username, display name, bio).
+    user_text: Field,
+    /// A user's username and display name.
     name: Field,
-    bio: Field,
+    /// A hashtag's name.
     tag: Field,
     created_at: Field,
     likes: Field,
@@ -76,17 +82,16 @@ struct Fields {
 impl Fields {
     fn schema() -> (Schema, Fields) {
         let mut builder = Schema::builder();
-        let words = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default().set_tokenizer(tokenizer::NAME).set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        );
+        // Frequencies for BM25; no positions: nothing asks for phrases.
+        let words = TextOptions::default()
+            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(tokenizer::NAME).set_index_option(IndexRecordOption::WithFreqs));
         let fields = Fields {
             key: builder.add_text_field("key", STRING),
             source: builder.add_text_field("source", STORED),
+            video_text: builder.add_text_field("video_text", words.clone()),
             title: builder.add_text_field("title", words.clone()),
-            description: builder.add_text_field("description", words.clone()),
-            hashtags: builder.add_text_field("hashtags", words.clone()),
+            user_text: builder.add_text_field("user_text", words.clone()),
             name: builder.add_text_field("name", words.clone()),
-            bio: builder.add_text_field("bio", words.clone()),
             tag: builder.add_text_field("tag", words),
             created_at: builder.add_i64_field("created_at", INDEXED | FAST),
             likes: builder.add_i64_field("likes", FAST),
@@ -96,31 +101,39 @@ impl Fields {
         (builder.build(), fields)
     }
 
-    /// The text fields a kind is searched in, with their boosts. Each field belongs to
-    /// one kind, so a query needs no clause on the kind.
-    fn searched(&self, kind: SearchKind) -> Vec<(Field, f32)> {
+    /// The field a kind's words are matched in (every text of the object, so a word is
+    /// one term to look up), and the field a match ranks higher in (a title, a name).
+    /// Each field belongs to one kind, so a query needs no clause on the kind.
+    fn searched(&self, kind: SearchKind) -> (Field, Option<Field>) {
         match kind {
-            SearchKind::Videos => vec![(self.title, 3.0), (self.hashtags, 2.0), (self.description, 1.0)],
-            // A user's `name` is their username and display name.
-            SearchKind::Users => vec![(self.name, 3.0), (self.bio, 1.0)],
-            SearchKind::Hashtags => vec![(self.tag, 1.0)],
+            SearchKind::Videos => (self.video_text, Some(self.title)),
+            SearchKind::Users => (self.user_text, Some(self.name)),
+            SearchKind::Hashtags => (self.tag, None),
         }
+    }
+
+    /// A document's indexed texts: its field of every word, and its title or name.
+    fn texts(&self, document: &SearchDocument) -> Vec<(Field, String)> {
+        let (all, first) = self.searched(document.kind());
+        let mut out: Vec<(Field, String)> = texts(document).into_iter().map(|(_, text)| (all, text)).collect();
+        if let (Some(field), Some((_, text))) = (first, texts(document).into_iter().next()) {
+            out.push((field, text));
+        }
+        out
     }
 }
 
-/// The texts of a document, by the name highlights report and the field they are in.
-fn texts(fields: &Fields, document: &SearchDocument) -> Vec<(&'static str, Field, String)> {
+/// The texts of a document, by the name highlights report; its title or name first.
+fn texts(document: &SearchDocument) -> Vec<(&'static str, String)> {
     match document {
-        SearchDocument::Video { title, description, hashtags, .. } => vec![
-            ("title", fields.title, title.clone()),
-            ("hashtags", fields.hashtags, hashtags.join(" ")),
-            ("description", fields.description, description.clone()),
-        ],
+        SearchDocument::Video { title, description, hashtags, .. } => {
+            vec![("title", title.clone()), ("hashtags", hashtags.join(" ")), ("description", description.clone())]
+        }
         SearchDocument::User { username, display_name, bio, .. } => vec![
-            ("name", fields.name, [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
-            ("bio", fields.bio, bio.clone().unwrap_or_default()),
+            ("name", [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
+            ("bio", bio.clone().unwrap_or_default()),
         ],
-        SearchDocument::Hashtag { name, .. } => vec![("name", fields.tag, name.clone())],
+        SearchDocument::Hashtag { name, .. } => vec![("name", name.clone())],
     }
 }
 
@@ -296,7 +309,7 @@ impl Inner {
         let mut doc = TantivyDocument::default();
         doc.add_text(f.key, key(document.kind(), &document.id()));
         doc.add_text(f.source, serde_json::to_string(document).map_err(engine)?);
-        for (_, field, text) in texts(f, document) {
+        for (field, text) in f.texts(document) {
             doc.add_text(field, text);
         }
         let (created_at, likes) = match document {
@@ -327,32 +340,36 @@ impl Inner {
         self.source(&searcher.doc(address).map_err(engine)?).map(Some)
     }
 
-    /// Every word in any of the kind's fields, matched as `matching` says.
+    /// Every word in the kind's texts, matched as `matching` says; a word in the title
+    /// (or name) adds to the score.
     fn query(&self, request: &SearchRequest, words: &[String], matching: Matching) -> BooleanQuery {
-        let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let (all, first) = self.fields.searched(request.kind);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (i, word) in words.iter().enumerate() {
-            let last = i + 1 == words.len();
-            let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-            for (field, boost) in self.fields.searched(request.kind) {
-                let term = Term::from_field_text(field, word);
-                let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(exact), boost))));
-                if matching >= Matching::Prefix && last {
-                    let prefix = FuzzyTermQuery::new_prefix(term.clone(), 0, true);
-                    any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), boost * 0.5))));
-                }
-                if matching == Matching::Typo && word.chars().count() >= FUZZY_FROM_CHARS {
-                    let fuzzy = FuzzyTermQuery::new(term, 1, true);
-                    any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.3))));
-                }
+            let term = Term::from_field_text(all, word);
+            let mut any: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)))];
+            if matching >= Matching::Prefix && i + 1 == words.len() {
+                let prefix = FuzzyTermQuery::new_prefix(term.clone(), 0, true);
+                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), 0.5))));
             }
-            must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+            if matching == Matching::Typo && word.chars().count() >= FUZZY_FROM_CHARS {
+                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(FuzzyTermQuery::new(term.clone(), 1, true)), 0.3))));
+            }
+            let matched: Box<dyn Query> = match any.len() {
+                1 => any.pop().expect("one").1,
+                _ => Box::new(BooleanQuery::new(any)),
+            };
+            clauses.push((Occur::Must, matched));
+            if let Some(first) = first {
+                let ranked = TermQuery::new(Term::from_field_text(first, word), IndexRecordOption::WithFreqs);
+                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(ranked), TITLE_BOOST))));
+            }
         }
         if let Some(since) = request.since {
             let range = RangeQuery::new(Bound::Included(Term::from_field_i64(self.fields.created_at, since)), Bound::Unbounded);
-            must.push((Occur::Must, Box::new(range)));
+            clauses.push((Occur::Must, Box::new(range)));
         }
-        BooleanQuery::new(must)
+        BooleanQuery::new(clauses)
     }
 
     /// The documents `query` matches, `limit` of them from `offset` in the request's order,
@@ -391,13 +408,13 @@ impl Inner {
             })
         };
         let mut out = Vec::new();
-        for (name, field, text) in texts(&self.fields, document) {
+        for (name, text) in texts(document) {
             let terms: BTreeMap<String, f32> =
                 tokenizer::document_words(&text).into_iter().filter(|w| matches(&w.text)).map(|w| (w.text, 1.0)).collect();
             if terms.is_empty() {
                 continue;
             }
-            let generator = SnippetGenerator::new(terms, TextAnalyzer::from(WordsTokenizer), field, FRAGMENT_CHARS);
+            let generator = SnippetGenerator::new(terms, TextAnalyzer::from(WordsTokenizer), self.fields.title, FRAGMENT_CHARS);
             let mut snippet = generator.snippet(&text);
             snippet.set_snippet_prefix_postfix("<em>", "</em>");
             if !snippet.is_empty() {
