@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod counters;
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 #[cfg(feature = "eventstoredb")]
 pub mod eventstoredb;
 pub mod files;
