@@ -1,5 +1,6 @@
 //! The search port's conformance suite: what every engine must answer alike. It runs on
-//! the embedded tantivy index always.
+//! the embedded tantivy index always, and on Elasticsearch when
+//! `PLAZA_TEST_ELASTICSEARCH_URL` names a server (built with the `elasticsearch` feature).
 
 use plaza_domain::search::{
     IndexChange, SearchDocument, SearchIndex, SearchKind, SearchPage, SearchRequest, SearchSort, SearchWriter, normalize_query,
@@ -62,7 +63,7 @@ fn id(document: &SearchDocument) -> String {
     document.id()
 }
 
-async fn conformance(index: &TantivySearch) {
+async fn conformance(index: &(impl SearchIndex + SearchWriter)) {
     let library = Library::new();
     let mut changes: Vec<IndexChange> = library.all().into_iter().cloned().map(IndexChange::Put).collect();
     let alice = SearchDocument::User {
@@ -267,7 +268,7 @@ mod projection {
     use std::sync::Arc;
 
     use chrono::Utc;
-    use plaza_domain::search::{SearchKind, SearchSort, SearchWriter};
+    use plaza_domain::search::{SearchIndex, SearchKind, SearchSort, SearchWriter};
     use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent};
     use plaza_infra::sqlite::SqliteEventStore;
     use plaza_infra::tantivy::TantivySearch;
@@ -303,12 +304,12 @@ mod projection {
     }
 
     /// The search projection keeps documents as the events leave them, across batches
-    /// and restarts: edits, deletions, likes, hashtag counts and profiles.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_search_projection_follows_the_events() {
+    /// and restarts: edits, deletions, likes, hashtag counts and profiles. `open` opens
+    /// the same index each time.
+    pub async fn follows_the_events<I: SearchIndex + SearchWriter + 'static>(open: impl AsyncFn() -> I) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
-        let index = Arc::new(TantivySearch::open(&dir.path().join("search")).unwrap());
+        let index = Arc::new(open().await);
         let user_id = Uuid::now_v7();
         let registered = Event::UserRegistered { user_id, username: "alice".into(), email: "a@example.com".into(), password_hash: "h".into() };
         append(&*store, &format!("user-{user_id}"), registered).await;
@@ -359,9 +360,105 @@ mod projection {
         // A restart goes on from the index's position.
         like(&*store, fewer, 4).await;
         drop(index);
-        let index = Arc::new(TantivySearch::open(&dir.path().join("search")).unwrap());
+        let index = Arc::new(open().await);
         SearchProjector::new(index.clone(), store.clone()).catch_up().await.unwrap();
         let videos = |query: &'static str, sort| found(&*index, query, SearchKind::Videos, sort);
         assert_eq!(videos("cats", SearchSort::MostLiked).await, vec![fewer.to_string(), more.to_string()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_search_projection_follows_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        follows_the_events(async || TantivySearch::open(dir.path()).unwrap()).await;
+    }
+}
+
+/// The same suites on Elasticsearch, each test in indices of its own (a random prefix),
+/// deleted when it passes. Skipped without `PLAZA_TEST_ELASTICSEARCH_URL`.
+#[cfg(feature = "elasticsearch")]
+mod elasticsearch {
+    use plaza_domain::search::{IndexChange, SearchDocument, SearchKind, SearchWriter};
+    use plaza_infra::elasticsearch::ElasticsearchSearch;
+    use uuid::Uuid;
+
+    use super::{conformance, projection, video, videos};
+
+    /// The server to test against, if one is named.
+    fn server() -> Option<String> {
+        let url = std::env::var("PLAZA_TEST_ELASTICSEARCH_URL").ok().filter(|url| !url.is_empty());
+        if url.is_none() {
+            eprintln!("elasticsearch: SKIPPED (set PLAZA_TEST_ELASTICSEARCH_URL=http://host:9200 to run it)");
+        }
+        url
+    }
+
+    fn prefix() -> String {
+        format!("plaza-test-{}", Uuid::new_v4().simple())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn elasticsearch_answers_the_conformance_suite() {
+        let Some(url) = server() else { return };
+        let prefix = prefix();
+        let index = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        conformance(&index).await;
+        // Another client of the same index finds the checkpoint and the documents.
+        let again = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        assert_eq!(again.position().await.unwrap(), 43);
+        assert_eq!(videos(&again, "puppies").await.len(), 1);
+        index.delete_index().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_search_projection_follows_the_events() {
+        let Some(url) = server() else { return };
+        let prefix = prefix();
+        projection::follows_the_events(async || ElasticsearchSearch::open(&url, &prefix).await.unwrap()).await;
+        ElasticsearchSearch::open(&url, &prefix).await.unwrap().delete_index().await.unwrap();
+    }
+
+    /// A batch applied again, or late, leaves newer documents and the checkpoint alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_batch_never_overwrites_a_newer_document() {
+        let Some(url) = server() else { return };
+        let index = ElasticsearchSearch::open(&url, &prefix()).await.unwrap();
+        let newer = video("Newer title", "", &[], 1, 0);
+        let mut older = newer.clone();
+        let SearchDocument::Video { video_id, title, .. } = &mut older else { unreachable!() };
+        let video_id = *video_id;
+        *title = "Older title".into();
+        index.apply(vec![IndexChange::Put(newer.clone())], 10).await.unwrap();
+        index.apply(vec![IndexChange::Put(newer.clone())], 10).await.unwrap();
+        index.apply(vec![IndexChange::Put(older)], 5).await.unwrap();
+        index.apply(vec![IndexChange::Delete { kind: SearchKind::Videos, id: video_id.to_string() }], 7).await.unwrap();
+        assert_eq!(index.get(SearchKind::Videos, &video_id.to_string()).await.unwrap(), Some(newer));
+        assert_eq!(index.position().await.unwrap(), 10);
+        assert_eq!(videos(&index, "newer").await, vec![video_id.to_string()]);
+        assert!(videos(&index, "older").await.is_empty());
+        index.delete_index().await.unwrap();
+    }
+
+    /// A rebuild fills a new version's index while searches go on in the old one, then
+    /// moves the alias at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_swaps_the_alias_at_once() {
+        let Some(url) = server() else { return };
+        let prefix = prefix();
+        let current = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        let old = video("Alpha", "", &[], 1, 0);
+        current.apply(vec![IndexChange::Put(old.clone())], 3).await.unwrap();
+        let rebuild = ElasticsearchSearch::new(&url, &prefix, 2).unwrap().without_waiting();
+        assert!(rebuild.create_index().await.unwrap());
+        assert!(!rebuild.create_index().await.unwrap(), "already there");
+        let new = video("Beta", "", &[], 1, 0);
+        rebuild.apply(vec![IndexChange::Put(new.clone())], 4).await.unwrap();
+        assert_eq!(videos(&rebuild, "alpha").await, vec![old.id()], "searches still go to the old index");
+        assert_eq!(rebuild.position().await.unwrap(), 4, "a get sees the bulk before any refresh");
+        rebuild.swap_alias().await.unwrap();
+        assert_eq!(current.alias_targets().await.unwrap(), vec![rebuild.index().to_owned()]);
+        assert_eq!(videos(&current, "beta").await, vec![new.id()]);
+        assert!(videos(&current, "alpha").await.is_empty());
+        current.delete_index().await.unwrap();
+        rebuild.delete_index().await.unwrap();
     }
 }
