@@ -21,12 +21,14 @@ test: services check-architecture clean-test-dbs ## Run all tests (starts Postgr
 	@log=$$(mktemp); set -o pipefail; \
 	$(CARGO) test --workspace --all-targets --no-fail-fast 2>&1 | tee "$$log"; status=$$?; \
 	$(MAKE) --no-print-directory test-eventstoredb 2>&1 | tee -a "$$log" || status=1; \
+	$(MAKE) --no-print-directory test-elasticsearch 2>&1 | tee -a "$$log" || status=1; \
 	$(MAKE) --no-print-directory test-openapi 2>&1 | tee -a "$$log" || status=1; \
 	$(MAKE) --no-print-directory test-fuzz 2>&1 | tee -a "$$log" || status=1; \
 	awk '/^test result:/ { passed += $$4; failed += $$6; ignored += $$8 } \
 	     END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$$log"; \
 	grep '^test .* FAILED$$' "$$log" || true; \
 	grep -m1 '^eventstoredb:' "$$log" || true; \
+	grep -m1 '^elasticsearch:' "$$log" || true; \
 	grep -m1 '^schemathesis: the REST API' "$$log" || echo "schemathesis: FAILED"; \
 	grep -m1 '^fuzz: every target' "$$log" || echo "fuzz: FAILED"; \
 	rm -f "$$log"; exit $$status
@@ -58,6 +60,17 @@ test-eventstoredb: ## EventStoreDB adapter: always built; its conformance suite 
 	  && echo "eventstoredb: adapter builds; its live conformance suite was SKIPPED (no server here: set PLAZA_TEST_EVENTSTOREDB_URL=esdb://host:2113?tls=false to run it)"; \
 	fi
 
+.PHONY: test-elasticsearch
+test-elasticsearch: ## Elasticsearch search adapter: always built and unit tested; its conformance suite runs when PLAZA_TEST_ELASTICSEARCH_URL names a server
+	@$(CARGO) check -p plaza-infra --features elasticsearch --all-targets \
+	&& $(CARGO) test -p plaza-infra --features elasticsearch --lib elasticsearch:: \
+	&& if [ -n "$${PLAZA_TEST_ELASTICSEARCH_URL:-}" ]; then \
+	  $(CARGO) test -p plaza-infra --features elasticsearch --test search elasticsearch:: \
+	  && echo "elasticsearch: adapter builds, its unit tests pass and its conformance suite passed against $$PLAZA_TEST_ELASTICSEARCH_URL"; \
+	else \
+	  echo "elasticsearch: adapter builds and its unit tests pass; its live conformance suite was SKIPPED (no server here: set PLAZA_TEST_ELASTICSEARCH_URL=http://host:9200 to run it)"; \
+	fi
+
 .PHONY: services
 services: ## Install and start PostgreSQL, Redis and tansu (Kafka) unless already reachable
 	@scripts/services.sh
@@ -83,6 +96,7 @@ lint: check-architecture ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p plaza-infra --features eventstoredb --all-targets -- -D warnings
+	$(CARGO) clippy -p plaza-infra --features elasticsearch --all-targets -- -D warnings
 
 .PHONY: fmt
 fmt: ## Format the code
