@@ -119,7 +119,7 @@ mod tests {
         assert_eq!(document["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
         let paths = document["paths"].as_object().unwrap();
         let operations: usize = paths.values().map(|item| item.as_object().unwrap().len()).sum();
-        assert_eq!(operations, 33, "{:?}", paths.keys().collect::<Vec<_>>());
+        assert_eq!(operations, 35, "{:?}", paths.keys().collect::<Vec<_>>());
         let register = &paths["/api/v1/users/register"]["post"];
         for status in ["201", "400", "409", "413", "415", "422", "429"] {
             assert!(register["responses"][status].is_object(), "{status}: {register}");
