@@ -367,7 +367,7 @@ pub fn render(r: &SearchResults, out: &mut String) {
         out,
         "\n**Method.** {} generated videos (half with 3 to 5 English words as the title and 8 as the description, half with 3 to 5 \
          Chinese words; two hashtags each) are appended to a SQLite event store (not measured); the search projector catches up \
-         over them into an empty tantivy index (batches of 1,000 events, one commit each), timed; the no-op baseline is a \
+         over them into an empty tantivy index (batches of 10,000 events, one commit each), timed; the no-op baseline is a \
          projection with no tables over the same events. Queries run on that index in the benchmark's process through the \
          `SearchIndex` port (not over HTTP), 20 results each with their highlights and without `totalCount` (counting visits \
          every match), one client or two at once, for 5 s after a 1 s warm-up; each query's words are drawn anew from the \
