@@ -171,7 +171,7 @@ fn remembers_history_hot_searches_and_suggests(profile: Profile) {
     assert_eq!(cleared.status, 200, "{}", cleared.body);
     assert!(history(&plaza, &bob, cleared.position()).is_empty());
     assert_eq!(plaza.send("DELETE", "/api/v1/search/history", None, None, &[]).status, 401);
-    for bad in ["%20", &"x".repeat(1000), "a%00b"] {
+    for bad in ["%20", &"x".repeat(1000), "a%00b", "%FF%FE"] {
         let reply = plaza.send("DELETE", &format!("/api/v1/search/history/{bad}"), None, Some(&alice), &[]);
         assert_eq!((reply.status, &reply.body["error"]), (400, &json!("invalid_search")), "{bad}: {}", reply.body);
     }

@@ -1,7 +1,9 @@
 //! Search history commands: clearing one query, or all of it. Searches are recorded by
 //! the read side as they run; the history is read with GraphQL `searchHistory`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use plaza_domain::DomainError;
 
 use crate::WriteApi;
 use crate::answers::{Answer, ErrorBody, Position, position};
@@ -26,8 +28,12 @@ pub async fn clear_all(State(api): State<WriteApi>, caller: Caller) -> Answer<Po
         (status = 200, description = "Cleared", body = Position),
         (status = 400, description = "`invalid_search`: an empty or control-character query, or one of more than 200 characters", body = ErrorBody),
     ))]
-pub async fn clear_one(State(api): State<WriteApi>, caller: Caller, Path(query): Path<String>) -> Answer<Position> {
+pub async fn clear_one(State(api): State<WriteApi>, caller: Caller, query: Result<Path<String>, PathRejection>) -> Answer<Position> {
     caller.require()?;
+    // A path that does not decode (bytes that are not UTF-8) names no query.
+    let Ok(Path(query)) = query else {
+        return Err(plaza_commands::CommandError::from(DomainError::InvalidSearch("the query is not valid UTF-8")).into());
+    };
     let ctx = api.context(&caller, "DELETE", &format!("/api/v1/search/history/{query}"), b"").await?;
     position(api.search_history.clear(Some(&query), &ctx).await?.position)
 }

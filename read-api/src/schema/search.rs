@@ -336,8 +336,8 @@ impl SearchQuery {
     /// The hot searches suggestions choose from: as read less than [`POPULAR_FOR`] ago,
     /// unless the request carries a consistency token.
     async fn popular(&self, ctx: &Context<'_>, search: &Search) -> Result<Arc<Vec<HotSearch>>> {
-        let fresh = ctx.data_opt::<MinPosition>().is_none();
-        if fresh
+        let may_reuse = ctx.data_opt::<MinPosition>().is_none();
+        if may_reuse
             && let Some((at, hot)) = search.popular.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
             && at.elapsed() < POPULAR_FOR
         {
