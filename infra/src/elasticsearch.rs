@@ -18,9 +18,10 @@
 //!   words (tantivy has none: `the` alone must find something), `_` read as a space (as
 //!   jieba cuts `alice_wonder`). Chinese is indexed as overlapping bigrams. The query is
 //!   cut into words as tantivy cuts it ([`query_words`], jieba) and each word must match
-//!   in one of the kind's fields: exactly, within one edit if it has 5 or more
-//!   characters, as a prefix if it is the last. A Chinese word matches where all its
-//!   bigrams are, so `搞笑视频` (`搞笑`, `视频`) finds `超级搞笑的猫咪视频`.
+//!   in the kind's fields taken together: exactly, as a prefix if it is the last, within
+//!   one edit if it has 5 or more characters. Results come in those tiers, as tantivy's
+//!   do ([`search_body`] says how, in one request). A Chinese word matches where all
+//!   its bigrams are, so `搞笑视频` (`搞笑`, `视频`) finds `超级搞笑的猫咪视频`.
 //! - Writes: one `_bulk` request per `apply`, each action with the external version the
 //!   batch's position, so a batch delivered again or late never overwrites a newer
 //!   document (Elasticsearch refuses that item with a 409, which is expected). The
@@ -70,6 +71,8 @@ const CHECKPOINT_ID: &str = "checkpoint";
 const ANALYZER: &str = "plaza_cjk";
 /// Characters of a highlighted fragment.
 const FRAGMENT_CHARS: usize = 150;
+/// How much more a word found in a title (or a name) counts.
+const TITLE_BOOST: f32 = 2.0;
 /// Words of this many characters or more also match one edit away.
 const FUZZY_FROM_CHARS: usize = 5;
 /// How long one request may take, the wait for a refresh included.
@@ -277,13 +280,13 @@ fn texts(document: &SearchDocument) -> Vec<(&'static str, String)> {
     }
 }
 
-/// The fields a kind is searched in, with their boosts (as tantivy's), in the order its
-/// highlights are listed.
-fn searched(kind: SearchKind) -> &'static [(&'static str, f32)] {
+/// The fields a kind's words are searched in together, in the order its highlights are
+/// listed, and the field a match ranks higher in (a title, a name), as tantivy's.
+fn searched(kind: SearchKind) -> (&'static [&'static str], Option<&'static str>) {
     match kind {
-        SearchKind::Videos => &[("title", 3.0), ("hashtags", 2.0), ("description", 1.0)],
-        SearchKind::Users => &[("name", 3.0), ("bio", 1.0)],
-        SearchKind::Hashtags => &[("name", 1.0)],
+        SearchKind::Videos => (&["title", "hashtags", "description"], Some("title")),
+        SearchKind::Users => (&["name", "bio"], Some("name")),
+        SearchKind::Hashtags => (&["name"], None),
     }
 }
 
@@ -333,20 +336,41 @@ fn window(request: &SearchRequest) -> (usize, usize) {
     (offset, request.first.clamp(1, MAX_PAGE).min(MAX_RESULTS - offset).max(1))
 }
 
-/// One word of a query, in any of `fields`: exactly, within one edit if it has
-/// [`FUZZY_FROM_CHARS`] or more, as a prefix if it is the last; a fuzzy or prefix match
-/// counts less than an exact one.
-fn word_query(word: &str, fields: &[String], last: bool) -> Value {
-    let mut any = vec![json!({ "multi_match": { "query": word, "fields": fields, "type": "most_fields", "operator": "and" } })];
-    if last {
-        any.push(json!({ "multi_match": { "query": word, "fields": fields, "type": "bool_prefix", "operator": "and", "boost": 0.5 } }));
-    }
-    if word.chars().count() >= FUZZY_FROM_CHARS {
-        any.push(json!({
-            "multi_match": { "query": word, "fields": fields, "type": "most_fields", "operator": "and", "fuzziness": 1, "boost": 0.3 }
-        }));
-    }
-    json!({ "bool": { "should": any, "minimum_should_match": 1 } })
+/// How a query's words match: each tier of results adds a way (as tantivy's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Matching {
+    Exact,
+    /// The last word also as a prefix.
+    Prefix,
+    /// Also within one edit, for words of [`FUZZY_FROM_CHARS`] or more.
+    Typo,
+}
+
+/// The tiers a query has: a typo tier only if some word has [`FUZZY_FROM_CHARS`] or more.
+fn matchings(words: &[String]) -> Vec<Matching> {
+    let typos = words.iter().any(|word| word.chars().count() >= FUZZY_FROM_CHARS);
+    [Matching::Exact, Matching::Prefix, Matching::Typo].into_iter().filter(|m| *m != Matching::Typo || typos).collect()
+}
+
+/// Every word in the kind's fields taken together (`combined_fields`, as tantivy's one
+/// field per kind), matched as `matching` says; a prefix or a typo counts less.
+fn matched(words: &[String], fields: &[&str], matching: Matching) -> Vec<Value> {
+    let word_query = |(i, word): (usize, &String)| {
+        let mut any = vec![json!({ "combined_fields": { "query": word, "fields": fields, "operator": "and" } })];
+        if matching >= Matching::Prefix && i + 1 == words.len() {
+            any.push(json!({ "multi_match": { "query": word, "fields": fields, "type": "bool_prefix", "operator": "and", "boost": 0.5 } }));
+        }
+        if matching == Matching::Typo && word.chars().count() >= FUZZY_FROM_CHARS {
+            any.push(json!({
+                "multi_match": { "query": word, "fields": fields, "type": "most_fields", "operator": "and", "fuzziness": 1, "boost": 0.3 }
+            }));
+        }
+        match any.len() {
+            1 => any.remove(0),
+            _ => json!({ "bool": { "should": any, "minimum_should_match": 1 } }),
+        }
+    };
+    words.iter().enumerate().map(word_query).collect()
 }
 
 /// The field a sort orders by, newest or largest first (none: by score).
@@ -359,18 +383,55 @@ fn sort_field(request: &SearchRequest) -> Option<&'static str> {
     }
 }
 
-/// The search of `words` (the query's, not empty): one more result than the page holds
-/// tells whether there are more; every match is counted only when asked.
+/// A relevance score `s` within its tier becomes `tier + s / (s + 1)`: the tier, plus
+/// the score mapped into [0, 1) in the same order.
+const TIER_SCORE: &str = "params.tier + _score / (_score + 1)";
+
+/// The search of `words` (the query's, not empty) in one request, ranked in tiers as
+/// tantivy ranks them. Each tier is a clause of its own matching only what the tier
+/// before it does not (`must_not`), so a document scores in one tier, and all of them
+/// together are the loosest tier's matches (what `total` counts). The first of n tiers
+/// scores n, the last 1: by relevance, plus the tier's own score mapped into [0, 1)
+/// ([`TIER_SCORE`], a script); by a field, exactly (`constant_score`), then sorted by
+/// `[_score, field]`. A large constant added to the score would instead cost relevance
+/// its precision (scores are 32-bit floats). A word in the title (or name) adds to the
+/// relevance (an optional clause). Highlights mark what the loosest tier matches, as
+/// tantivy's do. One more result than the page holds tells whether there are more;
+/// every match is counted only when asked. Scripts, prefixes and fuzzy words are
+/// refused by a cluster with `search.allow_expensive_queries: false`.
 fn search_body(request: &SearchRequest, words: &[String], offset: usize, limit: usize) -> Value {
-    let fields: Vec<String> = searched(request.kind).iter().map(|(field, boost)| format!("{field}^{boost}")).collect();
-    let must: Vec<Value> = words.iter().enumerate().map(|(i, word)| word_query(word, &fields, i + 1 == words.len())).collect();
+    let (fields, ranked) = searched(request.kind);
+    let by_field = sort_field(request);
+    let matchings = matchings(words);
+    let title: Vec<Value> = ranked
+        .map(|field| words.iter().map(|word| json!({ "match": { field: { "query": word, "operator": "and", "boost": TITLE_BOOST } } })).collect())
+        .unwrap_or_default();
+    let tiers: Vec<Value> = matchings
+        .iter()
+        .enumerate()
+        .map(|(i, matching)| {
+            let rank = matchings.len() - i;
+            let mut only = json!({ "bool": { "must": matched(words, fields, *matching) } });
+            if i > 0 {
+                only["bool"]["must_not"] = json!([{ "bool": { "must": matched(words, fields, matchings[i - 1]) } }]);
+            }
+            if by_field.is_some() {
+                return json!({ "constant_score": { "filter": only, "boost": rank } });
+            }
+            if !title.is_empty() {
+                only["bool"]["should"] = json!(title);
+            }
+            json!({ "script_score": { "query": only, "script": { "source": TIER_SCORE, "params": { "tier": rank } } } })
+        })
+        .collect();
+    let loosest = matched(words, fields, *matchings.last().expect("an exact tier at least"));
     let mut filter = vec![json!({ "term": { "kind": request.kind.as_str() } })];
     if let Some(since) = request.since {
         filter.push(json!({ "range": { "created_at": { "gte": since } } }));
     }
-    let highlighted: serde_json::Map<String, Value> = searched(request.kind).iter().map(|(field, _)| (field.to_string(), json!({}))).collect();
+    let highlighted: serde_json::Map<String, Value> = fields.iter().map(|field| (field.to_string(), json!({}))).collect();
     let mut body = json!({
-        "query": { "bool": { "must": must, "filter": filter } },
+        "query": { "bool": { "should": tiers, "minimum_should_match": 1, "filter": filter } },
         "from": offset,
         "size": limit + 1,
         "track_total_hits": request.count,
@@ -381,11 +442,12 @@ fn search_body(request: &SearchRequest, words: &[String], offset: usize, limit: 
             "encoder": "html",
             "number_of_fragments": 1,
             "fragment_size": FRAGMENT_CHARS,
+            "highlight_query": { "bool": { "must": loosest } },
             "fields": highlighted
         }
     });
-    if let Some(field) = sort_field(request) {
-        body["sort"] = json!([{ field: "desc" }]);
+    if let Some(field) = by_field {
+        body["sort"] = json!([{ "_score": "desc" }, { field: "desc" }]);
     }
     body
 }
@@ -532,7 +594,7 @@ struct Total {
 struct Hit {
     #[serde(rename = "_id")]
     id: String,
-    /// None when sorted by a field.
+    /// None when sorted by a field alone (suggestions).
     #[serde(rename = "_score")]
     score: Option<f32>,
     #[serde(default)]
@@ -558,7 +620,8 @@ fn page(body: Value, request: &SearchRequest, offset: usize, limit: usize) -> Re
         .map(|hit| SearchHit {
             // `{kind}:{id}`
             id: hit.id.split_once(':').map_or(hit.id.as_str(), |(_, id)| id).to_owned(),
-            score: hit.score.unwrap_or(0.0),
+            // By relevance, the tier plus the score within it; by a field, 0 as tantivy has it.
+            score: if sort_field(request).is_some() { 0.0 } else { hit.score.unwrap_or(0.0) },
             highlights: highlights(request.kind, hit.highlight),
         })
         .collect();
@@ -569,8 +632,9 @@ fn page(body: Value, request: &SearchRequest, offset: usize, limit: usize) -> Re
 /// encoder also writes `/` as `&#x2F;`; tantivy's leaves it, and so does this.
 fn highlights(kind: SearchKind, mut found: HashMap<String, Vec<String>>) -> Vec<Highlight> {
     searched(kind)
+        .0
         .iter()
-        .filter_map(|(field, _)| {
+        .filter_map(|field| {
             let fragment = found.remove(*field)?.into_iter().next()?;
             Some(Highlight { field: (*field).to_owned(), fragment: fragment.replace("&#x2F;", "/") })
         })
@@ -692,48 +756,102 @@ mod tests {
         assert_eq!((&hashtag["name"], &hashtag["likes"], &hashtag["suggest"]), (&json!("Summer"), &json!(3), &json!("summer")));
     }
 
+    /// The tier clauses of a search body.
+    fn tiers(body: &Value) -> Vec<Value> {
+        body["query"]["bool"]["should"].as_array().unwrap().clone()
+    }
+
     #[test]
-    fn every_word_must_match_fuzzy_from_five_letters_and_the_last_as_a_prefix() {
+    fn every_word_must_match_in_tiers_exact_then_prefix_then_typo() {
         let body = body_of(&request("Funny cat", SearchKind::Videos, SearchSort::Relevance));
-        let must = body["query"]["bool"]["must"].as_array().unwrap();
-        assert_eq!(must.len(), 2, "one clause per word");
-        let fields = json!(["title^3", "hashtags^2", "description^1"]);
-        let funny = must[0]["bool"]["should"].as_array().unwrap();
-        assert_eq!(funny.len(), 2, "exact and fuzzy, no prefix: {funny:?}");
-        assert_eq!(funny[0]["multi_match"], json!({ "query": "funny", "fields": fields, "type": "most_fields", "operator": "and" }));
-        assert_eq!(funny[1]["multi_match"]["fuzziness"], 1);
-        let cat = must[1]["bool"]["should"].as_array().unwrap();
-        assert_eq!(cat.len(), 2, "exact and prefix, no fuzzy for 3 letters: {cat:?}");
-        assert_eq!(cat[1]["multi_match"]["type"], "bool_prefix");
-        assert_eq!(cat[1]["multi_match"]["query"], "cat");
+        let fields = json!(["title", "hashtags", "description"]);
+        let exact = |word: &str| json!({ "combined_fields": { "query": word, "fields": fields, "operator": "and" } });
+        let prefix = json!({ "multi_match": { "query": "cat", "fields": fields, "type": "bool_prefix", "operator": "and", "boost": 0.5 } });
+        let typo =
+            json!({ "multi_match": { "query": "funny", "fields": fields, "type": "most_fields", "operator": "and", "fuzziness": 1, "boost": 0.3 } });
+        let any = |clauses: Vec<Value>| json!({ "bool": { "should": clauses, "minimum_should_match": 1 } });
+        let tier_1 = json!([exact("funny"), exact("cat")]);
+        let tier_2 = json!([exact("funny"), any(vec![exact("cat"), prefix.clone()])]);
+        let tier_3 = json!([any(vec![exact("funny"), typo]), any(vec![exact("cat"), prefix])]);
+
+        let tiers = tiers(&body);
+        assert_eq!(tiers.len(), 3, "funny has 5 letters: a typo tier");
+        assert_eq!(body["query"]["bool"]["minimum_should_match"], 1);
+        let title = json!([
+            { "match": { "title": { "query": "funny", "operator": "and", "boost": TITLE_BOOST } } },
+            { "match": { "title": { "query": "cat", "operator": "and", "boost": TITLE_BOOST } } }
+        ]);
+        let scored = |tier: &Value| tier["script_score"]["query"]["bool"].clone();
+        assert_eq!(scored(&tiers[0]), json!({ "must": tier_1, "should": title }), "every word exactly, a title match counts more");
+        assert_eq!(scored(&tiers[1]), json!({ "must": tier_2, "must_not": [{ "bool": { "must": tier_1 } }], "should": title }));
+        assert_eq!(scored(&tiers[2]), json!({ "must": tier_3, "must_not": [{ "bool": { "must": tier_2 } }], "should": title }));
+        let ranks: Vec<&Value> = tiers.iter().map(|t| &t["script_score"]["script"]["params"]["tier"]).collect();
+        assert_eq!(ranks, [&json!(3), &json!(2), &json!(1)], "the exact tier first");
+        assert!(tiers.iter().all(|t| t["script_score"]["script"]["source"] == TIER_SCORE));
+        assert!(body.get("sort").is_none(), "by score");
+
         assert_eq!(body["query"]["bool"]["filter"], json!([{ "term": { "kind": "videos" } }]));
         assert_eq!((&body["from"], &body["size"], &body["track_total_hits"]), (&json!(0), &json!(21), &json!(true)));
-        assert!(body.get("sort").is_none(), "by score");
         let highlight = &body["highlight"];
         assert_eq!((&highlight["pre_tags"], &highlight["post_tags"], &highlight["encoder"]), (&json!(["<em>"]), &json!(["</em>"]), &json!("html")));
+        assert_eq!(highlight["highlight_query"], json!({ "bool": { "must": tier_3 } }), "what the loosest tier matches");
         assert_eq!(highlight["fields"], json!({ "title": {}, "hashtags": {}, "description": {} }));
     }
 
     #[test]
-    fn chinese_is_asked_word_by_word_and_syntax_is_text() {
-        let body = body_of(&request("搞笑视频", SearchKind::Videos, SearchSort::Relevance));
-        let words: Vec<&Value> =
-            body["query"]["bool"]["must"].as_array().unwrap().iter().map(|w| &w["bool"]["should"][0]["multi_match"]["query"]).collect();
-        assert_eq!(words, [&json!("搞笑"), &json!("视频")]);
-        let body = body_of(&request("title:(cats) -dogs*", SearchKind::Users, SearchSort::Relevance));
-        let must = body["query"]["bool"]["must"].as_array().unwrap();
-        assert!(must.iter().all(|w| w["bool"]["should"][0]["multi_match"]["fields"] == json!(["name^3", "bio^1"])));
-        assert_eq!(must.len(), 3, "{must:?}");
+    fn short_words_have_no_typo_tier_and_hashtags_no_title() {
+        let body = body_of(&request("summ", SearchKind::Hashtags, SearchSort::Relevance));
+        let tiers = tiers(&body);
+        assert_eq!(tiers.len(), 2, "{tiers:?}");
+        assert_eq!(
+            tiers[0]["script_score"]["query"]["bool"],
+            json!({ "must": [{ "combined_fields": { "query": "summ", "fields": ["name"], "operator": "and" } }] })
+        );
+        assert_eq!(tiers[1]["script_score"]["script"]["params"]["tier"], 1);
+        let users = body_of(&request("alice", SearchKind::Users, SearchSort::Relevance));
+        let tier_1 = &self::tiers(&users)[0]["script_score"]["query"]["bool"];
+        assert_eq!(tier_1["must"][0]["combined_fields"]["fields"], json!(["name", "bio"]));
+        assert_eq!(tier_1["should"][0]["match"]["name"]["boost"], json!(TITLE_BOOST), "a name match counts more");
     }
 
     #[test]
-    fn sorts_since_and_pages_are_as_tantivy_has_them() {
-        let sort = |kind, sort| body_of(&request("cats", kind, sort))["sort"].clone();
-        assert_eq!(sort(SearchKind::Videos, SearchSort::Newest), json!([{ "created_at": "desc" }]));
-        assert_eq!(sort(SearchKind::Videos, SearchSort::MostLiked), json!([{ "likes": "desc" }]));
-        assert_eq!(sort(SearchKind::Hashtags, SearchSort::MostLiked), json!([{ "likes": "desc" }]), "likes holds a hashtag's videos");
-        assert_eq!(sort(SearchKind::Users, SearchSort::MostLiked), json!([{ "created_at": "desc" }]), "users have no likes");
-        assert_eq!(sort(SearchKind::Users, SearchSort::Relevance), Value::Null);
+    fn by_a_field_the_tier_is_the_score_and_sorts_first() {
+        for (kind, sort, field) in [
+            (SearchKind::Videos, SearchSort::Newest, "created_at"),
+            (SearchKind::Videos, SearchSort::MostLiked, "likes"),
+            (SearchKind::Hashtags, SearchSort::MostLiked, "likes"),
+            (SearchKind::Users, SearchSort::MostLiked, "created_at"),
+            (SearchKind::Users, SearchSort::Newest, "created_at"),
+        ] {
+            let body = body_of(&request("Funny cat", kind, sort));
+            assert_eq!(body["sort"], json!([{ "_score": "desc" }, { field: "desc" }]), "{kind:?} {sort:?}");
+            let tiers = tiers(&body);
+            let boosts: Vec<&Value> = tiers.iter().map(|t| &t["constant_score"]["boost"]).collect();
+            assert_eq!(boosts, [&json!(3), &json!(2), &json!(1)], "{kind:?} {sort:?}");
+            let relevance = body_of(&request("Funny cat", kind, SearchSort::Relevance));
+            for (tier, scored) in tiers.iter().zip(self::tiers(&relevance)) {
+                let mut query = scored["script_score"]["query"].clone();
+                query["bool"].as_object_mut().unwrap().remove("should");
+                assert_eq!(tier["constant_score"]["filter"], query, "the same tiers, without the title's score");
+            }
+        }
+    }
+
+    #[test]
+    fn chinese_is_asked_word_by_word_and_syntax_is_text() {
+        let exact = |body: &Value| -> Vec<Value> {
+            tiers(body)[0]["script_score"]["query"]["bool"]["must"].as_array().unwrap().iter().map(|w| w["combined_fields"].clone()).collect()
+        };
+        let words: Vec<Value> =
+            exact(&body_of(&request("搞笑视频", SearchKind::Videos, SearchSort::Relevance))).iter().map(|w| w["query"].clone()).collect();
+        assert_eq!(words, [json!("搞笑"), json!("视频")]);
+        let users = exact(&body_of(&request("title:(cats) -dogs*", SearchKind::Users, SearchSort::Relevance)));
+        assert!(users.iter().all(|w| w["fields"] == json!(["name", "bio"])));
+        assert_eq!(users.len(), 3, "{users:?}");
+    }
+
+    #[test]
+    fn since_and_pages_are_as_tantivy_has_them() {
         let since = SearchRequest { since: Some(99), offset: 40, first: 10, count: false, ..request("cats", SearchKind::Videos, SearchSort::Newest) };
         let body = body_of(&since);
         assert_eq!(body["query"]["bool"]["filter"][1], json!({ "range": { "created_at": { "gte": 99 } } }));
@@ -807,8 +925,8 @@ mod tests {
     }
 
     #[test]
-    fn sorted_hits_score_zero_and_uncounted_pages_have_no_total() {
-        let body = json!({ "hits": { "max_score": null, "hits": [{ "_id": "hashtags:a:b", "_score": null, "sort": [3] }] } });
+    fn hits_sorted_by_a_field_score_zero_and_uncounted_pages_have_no_total() {
+        let body = json!({ "hits": { "max_score": null, "hits": [{ "_id": "hashtags:a:b", "_score": 2.0, "sort": [2.0, 3] }] } });
         let request = SearchRequest { count: false, ..request("a", SearchKind::Hashtags, SearchSort::MostLiked) };
         let page = page(body, &request, 0, 20).unwrap();
         assert_eq!((page.hits[0].id.as_str(), page.hits[0].score, page.total, page.more), ("a:b", 0.0, None, false));

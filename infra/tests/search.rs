@@ -381,7 +381,7 @@ mod elasticsearch {
     use plaza_infra::elasticsearch::ElasticsearchSearch;
     use uuid::Uuid;
 
-    use super::{conformance, projection, video, videos};
+    use super::{conformance, projection, suggestions, video, videos};
 
     /// The server to test against, if one is named.
     fn server() -> Option<String> {
@@ -406,6 +406,14 @@ mod elasticsearch {
         let again = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
         assert_eq!(again.position().await.unwrap(), 43);
         assert_eq!(videos(&again, "puppies").await.len(), 1);
+        index.delete_index().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn elasticsearch_suggests_completions() {
+        let Some(url) = server() else { return };
+        let index = ElasticsearchSearch::open(&url, &prefix()).await.unwrap();
+        suggestions(&index).await;
         index.delete_index().await.unwrap();
     }
 
