@@ -73,6 +73,8 @@ Configuration keys (file key / environment variable, default):
   kafka_partitions        PLAZA_KAFKA_PARTITIONS        6  (when Plaza creates the topic)
   redis_url               PLAZA_REDIS_URL               (empty: per process)  e.g. redis://127.0.0.1:6379
   redis_prefix            PLAZA_REDIS_PREFIX            plaza:
+  search_url              PLAZA_SEARCH_URL              (empty: tantivy in each read API's data_dir)  e.g. http://127.0.0.1:9200 (Elasticsearch, `--features elasticsearch`)
+  search_prefix           PLAZA_SEARCH_PREFIX           plaza  (of the shared search engine's index names)
   rate_limit_user_per_sec PLAZA_RATE_LIMIT_USER_PER_SEC 20   (0: unlimited)
   rate_limit_user_burst   PLAZA_RATE_LIMIT_USER_BURST   60
   rate_limit_ip_per_sec   PLAZA_RATE_LIMIT_IP_PER_SEC   200  (0: unlimited)
@@ -314,14 +316,22 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
     }
     // Search: every process serving the read API keeps a tantivy index in its data dir,
-    // fed by a search projector tailing the store (docs/cluster.md says why).
-    let search = match (&store, roles.read_api) {
-        (Some(store), true) => {
+    // fed by a search projector tailing the store (docs/cluster.md says why); or, with
+    // search_url, all share one Elasticsearch index that one search projector writes.
+    let search = match (&store, roles.read_api, config.search_url.is_empty()) {
+        (Some(store), true, true) => {
             let index = Arc::new(TantivySearch::open(&config.data_dir.join("search")).context("cannot open the search index")?);
             let projector = SearchProjector::new(index.clone(), store.clone());
             let applied = projector.applied();
             background.spawn(projector.run(shutdown.clone()));
             Some(SearchEngine { index, applied })
+        }
+        (Some(store), read_api, false) if read_api || !roles.projections.is_empty() => {
+            let (index, writer) = plaza_infra::open_shared_search(&config).await.context("cannot open the shared search engine")?;
+            if let (Some(db), false) = (&db, roles.projections.is_empty()) {
+                background.spawn(shared_search_projector(SearchProjector::new(writer.clone(), store.clone()), db.clone(), shutdown.clone()));
+            }
+            read_api.then(|| SearchEngine { index, applied: followed(writer, shutdown.clone()) })
         }
         _ => None,
     };
@@ -530,6 +540,38 @@ async fn ready(State(health): State<Health>) -> (StatusCode, axum::Json<serde_js
     let ok = answers.iter().all(|(_, answer)| answer == "ok");
     let report: serde_json::Map<String, serde_json::Value> = answers.into_iter().map(|(name, answer)| (name.to_owned(), answer.into())).collect();
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, axum::Json(report.into()))
+}
+
+/// Runs the search projector of a shared search engine while this process holds its
+/// lock: one writer per cluster (the projection reads documents back to change them, so
+/// two at different positions would count events twice); other processes wait their turn.
+async fn shared_search_projector(projector: SearchProjector, db: Arc<dyn plaza_projections::ReadModelDb>, shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        match db.try_lock("search-projector").await {
+            Ok(Some(_lock)) => return projector.run(shutdown).await,
+            Ok(None) => {}
+            Err(error) => warn!(%error, "cannot take the search projector's lock"),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// The position a shared search engine has applied, read every 250 ms (its projector
+/// may run in another process).
+fn followed(writer: Arc<dyn plaza_domain::search::SearchWriter>, mut shutdown: watch::Receiver<bool>) -> watch::Receiver<u64> {
+    let (tell, applied) = watch::channel(0);
+    tokio::spawn(async move {
+        loop {
+            if let Ok(position) = writer.position().await {
+                tell.send_if_modified(|known| std::mem::replace(known, position) != position);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    applied
 }
 
 pub(crate) async fn shutdown_signal() {

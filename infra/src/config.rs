@@ -45,6 +45,11 @@ pub struct Config {
     pub redis_url: String,
     /// Prefix of every Redis key and channel Plaza uses.
     pub redis_prefix: String,
+    /// A search engine every process shares (Elasticsearch, `http://host:9200`), instead
+    /// of a tantivy index in each read API's data dir. Needs the `elasticsearch` feature.
+    pub search_url: String,
+    /// Prefix of the shared search engine's index names.
+    pub search_prefix: String,
     /// Commands per second a signed-in user may send (0: unlimited), and the burst.
     pub rate_limit_user_per_sec: u32,
     pub rate_limit_user_burst: u32,
@@ -157,6 +162,8 @@ impl Default for Config {
             kafka_partitions: 6,
             redis_url: String::new(),
             redis_prefix: "plaza:".into(),
+            search_url: String::new(),
+            search_prefix: "plaza".into(),
             rate_limit_user_per_sec: 20,
             rate_limit_user_burst: 60,
             rate_limit_ip_per_sec: 200,
@@ -236,6 +243,7 @@ impl Config {
         shown.store_url = redact_url(&self.store_url);
         shown.read_models_url = redact_url(&self.read_models_url);
         shown.redis_url = redact_url(&self.redis_url);
+        shown.search_url = redact_url(&self.search_url);
         shown.jwt_secret = self.jwt_secret.as_ref().map(|_| Secret("***".into()));
         toml::to_string_pretty(&shown).expect("configuration serializes")
     }

@@ -45,6 +45,22 @@ pub fn projections(config: &Config) -> Vec<Arc<dyn plaza_projections::Projection
     all
 }
 
+/// The search engine `search_url` names, shared by every process, as both of its ports.
+pub async fn open_shared_search(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn plaza_domain::search::SearchIndex>, Arc<dyn plaza_domain::search::SearchWriter>)> {
+    #[cfg(feature = "elasticsearch")]
+    {
+        let engine = Arc::new(elasticsearch::ElasticsearchSearch::open(&config.search_url, &config.search_prefix).await?);
+        Ok((engine.clone(), engine))
+    }
+    #[cfg(not(feature = "elasticsearch"))]
+    {
+        let _ = config;
+        anyhow::bail!("this plaza was built without Elasticsearch support: build it with `--features elasticsearch`, or leave search_url empty")
+    }
+}
+
 /// The process managers' names (the welcome flow).
 pub const PROCESS_NAMES: &[&str] = &["welcome"];
 

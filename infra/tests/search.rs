@@ -470,3 +470,13 @@ mod elasticsearch {
         rebuild.delete_index().await.unwrap();
     }
 }
+
+/// Without the `elasticsearch` feature, a configured shared search engine is refused
+/// with the way to get one, not ignored.
+#[cfg(not(feature = "elasticsearch"))]
+#[tokio::test]
+async fn a_shared_search_engine_needs_the_elasticsearch_feature() {
+    let config = plaza_infra::Config { search_url: "http://127.0.0.1:9200".into(), ..Default::default() };
+    let error = plaza_infra::open_shared_search(&config).await.err().expect("refused").to_string();
+    assert!(error.contains("--features elasticsearch"), "{error}");
+}
