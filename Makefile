@@ -96,7 +96,7 @@ lint: check-architecture ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p plaza-infra --features eventstoredb --all-targets -- -D warnings
-	$(CARGO) clippy -p plaza-infra --features elasticsearch --all-targets -- -D warnings
+	$(CARGO) clippy -p plaza -p plaza-infra --features elasticsearch --all-targets -- -D warnings
 
 .PHONY: fmt
 fmt: ## Format the code
