@@ -168,6 +168,20 @@ impl SearchDocument {
         }
     }
 
+    /// Its searched texts, by the field name highlights report; its title or name first.
+    pub fn texts(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Video { title, description, hashtags, .. } => {
+                vec![("title", title.clone()), ("hashtags", hashtags.join(" ")), ("description", description.clone())]
+            }
+            Self::User { username, display_name, bio, .. } => vec![
+                ("name", [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
+                ("bio", bio.clone().unwrap_or_default()),
+            ],
+            Self::Hashtag { name, .. } => vec![("name", name.clone())],
+        }
+    }
+
     /// What a suggestion completes to: a video's title, a username, a hashtag's name.
     pub fn suggestion(&self) -> &str {
         match self {

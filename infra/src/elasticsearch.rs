@@ -266,20 +266,6 @@ fn document_id(kind: SearchKind, id: &str) -> String {
     format!("{}:{id}", kind.as_str())
 }
 
-/// The texts of a document, by field.
-fn texts(document: &SearchDocument) -> Vec<(&'static str, String)> {
-    match document {
-        SearchDocument::Video { title, description, hashtags, .. } => {
-            vec![("title", title.clone()), ("hashtags", hashtags.join(" ")), ("description", description.clone())]
-        }
-        SearchDocument::User { username, display_name, bio, .. } => vec![
-            ("name", [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
-            ("bio", bio.clone().unwrap_or_default()),
-        ],
-        SearchDocument::Hashtag { name, .. } => vec![("name", name.clone())],
-    }
-}
-
 /// The fields a kind's words are searched in together, in the order its highlights are
 /// listed, and the field a match ranks higher in (a title, a name), as tantivy's.
 fn searched(kind: SearchKind) -> (&'static [&'static str], Option<&'static str>) {
@@ -304,7 +290,7 @@ fn indexed(document: &SearchDocument) -> Result<Value, SearchError> {
         "popularity": document.popularity(),
         "suggest": fold(document.suggestion()),
     });
-    for (field, text) in texts(document) {
+    for (field, text) in document.texts() {
         body[field] = Value::String(text);
     }
     body["source"] = serde_json::to_value(document).map_err(|e| failed("bulk", e))?;

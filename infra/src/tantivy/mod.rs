@@ -115,25 +115,12 @@ impl Fields {
     /// A document's indexed texts: its field of every word, and its title or name.
     fn texts(&self, document: &SearchDocument) -> Vec<(Field, String)> {
         let (all, first) = self.searched(document.kind());
-        let mut out: Vec<(Field, String)> = texts(document).into_iter().map(|(_, text)| (all, text)).collect();
-        if let (Some(field), Some((_, text))) = (first, texts(document).into_iter().next()) {
+        let texts = document.texts();
+        let mut out: Vec<(Field, String)> = texts.iter().map(|(_, text)| (all, text.clone())).collect();
+        if let (Some(field), Some((_, text))) = (first, texts.into_iter().next()) {
             out.push((field, text));
         }
         out
-    }
-}
-
-/// The texts of a document, by the name highlights report; its title or name first.
-fn texts(document: &SearchDocument) -> Vec<(&'static str, String)> {
-    match document {
-        SearchDocument::Video { title, description, hashtags, .. } => {
-            vec![("title", title.clone()), ("hashtags", hashtags.join(" ")), ("description", description.clone())]
-        }
-        SearchDocument::User { username, display_name, bio, .. } => vec![
-            ("name", [Some(username.as_str()), display_name.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(" ")),
-            ("bio", bio.clone().unwrap_or_default()),
-        ],
-        SearchDocument::Hashtag { name, .. } => vec![("name", name.clone())],
     }
 }
 
@@ -408,7 +395,7 @@ impl Inner {
             })
         };
         let mut out = Vec::new();
-        for (name, text) in texts(document) {
+        for (name, text) in document.texts() {
             let terms: BTreeMap<String, f32> =
                 tokenizer::document_words(&text).into_iter().filter(|w| matches(&w.text)).map(|w| (w.text, 1.0)).collect();
             if terms.is_empty() {
