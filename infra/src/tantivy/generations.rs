@@ -12,8 +12,9 @@
 //!   Upgrading to a binary with a new `VERSION` without that gap: run the new binary's
 //!   rebuild first (the old process ignores a generation of another version), then
 //!   restart.
-//! - Generations older than the current one are deleted once it serves; one rebuild
-//!   runs at a time (`rebuild.lock`), and it deletes what an interrupted one left.
+//! - Generations older than the current one are deleted by the process that serves it;
+//!   one rebuild runs at a time (`rebuild.lock`), and it deletes what an interrupted one
+//!   left.
 
 use std::fs::{self, File};
 use std::io::{self, Write as _};
@@ -98,9 +99,10 @@ pub fn remove_older(root: &Path, current: &Name) -> io::Result<()> {
     Ok(())
 }
 
-/// Deletes every generation but `keep` (what interrupted rebuilds left).
-pub fn remove_all_but(root: &Path, keep: Option<&Name>) -> io::Result<()> {
-    for name in list(root)?.into_iter().filter(|n| Some(n) != keep) {
+/// Deletes what interrupted rebuilds left: the generations newer than `current` (all,
+/// when none serves). Older ones may still serve an older binary's process.
+pub fn remove_unpublished(root: &Path, current: Option<&Name>) -> io::Result<()> {
+    for name in list(root)?.into_iter().filter(|n| current.is_none_or(|c| n.stamp > c.stamp)) {
         fs::remove_dir_all(name.dir(root))?;
     }
     Ok(())
@@ -145,8 +147,10 @@ mod tests {
         assert_eq!(current(dir.path()).unwrap(), Some(new.clone()));
         remove_older(dir.path(), &new).unwrap();
         assert_eq!(list(dir.path()).unwrap().len(), 2, "a newer generation (a rebuild's) stays");
-        remove_all_but(dir.path(), Some(&new)).unwrap();
-        assert_eq!(list(dir.path()).unwrap(), vec![new]);
+        remove_unpublished(dir.path(), Some(&new)).unwrap();
+        assert_eq!(list(dir.path()).unwrap(), vec![new.clone()]);
+        remove_unpublished(dir.path(), None).unwrap();
+        assert!(list(dir.path()).unwrap().is_empty());
         let held = lock_rebuild(dir.path()).unwrap().expect("free");
         assert!(lock_rebuild(dir.path()).unwrap().is_none(), "one rebuild at a time");
         drop(held);

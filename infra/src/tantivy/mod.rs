@@ -197,7 +197,7 @@ impl TantivySearch {
         crate::files::private_subdir(root).map_err(engine)?;
         let Some(lock) = generations::lock_rebuild(root).map_err(engine)? else { return Ok(None) };
         let current = generations::current(root).map_err(engine)?;
-        generations::remove_all_but(root, current.as_ref()).map_err(engine)?;
+        generations::remove_unpublished(root, current.as_ref()).map_err(engine)?;
         let name = Name::next(root).map_err(engine)?;
         let inner = Arc::new(Inner::open(&name.dir(root))?);
         let search = Self { shared: Arc::new(Shared { root: root.to_owned(), live: RwLock::new(Live { name, inner }) }) };
