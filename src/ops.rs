@@ -278,6 +278,9 @@ async fn rebuild(config: &Config, projection: Arc<dyn Projection>) -> anyhow::Re
 /// names it the serving one: processes serving searches from that data dir take it up
 /// at their next idle moment ([`plaza_infra::tantivy::generations`]).
 async fn rebuild_search(config: &Config) -> anyhow::Result<()> {
+    if !config.search_url.is_empty() {
+        anyhow::bail!("search_url names a shared search engine: its rebuild (a new index, then the alias moved) is not built yet");
+    }
     let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
     let root = config.data_dir.join("search");
     let Some((index, lock)) = plaza_infra::tantivy::TantivySearch::rebuild(&root)? else {
@@ -297,7 +300,7 @@ async fn rebuild_search(config: &Config) -> anyhow::Result<()> {
     let mut position = 0;
     loop {
         let mut progress = |at: u64, head: u64| {
-            events += at - position.min(at);
+            events += at.saturating_sub(position);
             position = at;
             report.report(&RebuildProgress { generation: 0, position: at, head, events, started });
         };
