@@ -15,7 +15,7 @@ use plaza_commands::{Accounts, Content, ConversationSettings, Conversations, Cou
 use plaza_edge::Tokens;
 use plaza_infra::config::redact_url;
 use plaza_infra::counters::{ReadModelBaseline, ReadModelMessages};
-use plaza_infra::kafka::{KafkaProjector, Probe, Relay};
+use plaza_infra::kafka::{KafkaProjector, KafkaSearchFeed, Probe, Relay};
 use plaza_infra::redis::{Redis, RedisFailures, RedisNotices, RedisPresence, RedisRateLimiter, RedisTyping};
 use plaza_infra::tantivy::TantivySearch;
 use plaza_infra::{Config, Distribution};
@@ -327,11 +327,12 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
             Some(SearchEngine { index, applied })
         }
         (Some(store), read_api, false) if read_api || !roles.projections.is_empty() => {
-            let (index, writer) = plaza_infra::open_shared_search(&config).await.context("cannot open the shared search engine")?;
+            let (index, reader) = plaza_infra::open_shared_search(&config).await.context("cannot open the shared search engine")?;
             if let (Some(db), false) = (&db, roles.projections.is_empty()) {
-                background.spawn(shared_search_projector(SearchProjector::new(writer.clone(), store.clone()), db.clone(), shutdown.clone()));
+                let feed = kafka.then(|| kafka_settings.clone());
+                background.spawn(shared_search_projector(config.clone(), store.clone(), feed, db.clone(), shutdown.clone()));
             }
-            read_api.then(|| SearchEngine { index, applied: followed(writer, shutdown.clone()) })
+            read_api.then(|| SearchEngine { index, applied: followed(reader, shutdown.clone()) })
         }
         _ => None,
     };
@@ -544,11 +545,27 @@ async fn ready(State(health): State<Health>) -> (StatusCode, axum::Json<serde_js
 
 /// Runs the search projector of a shared search engine while this process holds its
 /// lock: one writer per cluster (the projection reads documents back to change them, so
-/// two at different positions would count events twice); other processes wait their turn.
-async fn shared_search_projector(projector: SearchProjector, db: Arc<dyn plaza_projections::ReadModelDb>, shutdown: watch::Receiver<bool>) {
+/// two at different positions would count events twice); other processes wait their
+/// turn. With Kafka it follows the events topic (after catching up from the store), as
+/// the other projections do; otherwise it tails the store.
+async fn shared_search_projector(
+    config: Config,
+    store: Arc<dyn plaza_domain::EventStore>,
+    kafka: Option<plaza_infra::kafka::KafkaSettings>,
+    db: Arc<dyn plaza_projections::ReadModelDb>,
+    shutdown: watch::Receiver<bool>,
+) {
     while !*shutdown.borrow() {
         match db.try_lock("search-projector").await {
-            Ok(Some(_lock)) => return projector.run(shutdown).await,
+            Ok(Some(_lock)) => match plaza_infra::shared_search_writer(&config).await {
+                Ok(writer) => {
+                    return match kafka {
+                        Some(settings) => KafkaSearchFeed::new(writer, &settings).with_store(store).run(shutdown).await,
+                        None => SearchProjector::new(writer, store).run(shutdown).await,
+                    };
+                }
+                Err(error) => warn!(error = format!("{error:#}"), "cannot open the shared search index for writing"),
+            },
             Ok(None) => {}
             Err(error) => warn!(%error, "cannot take the search projector's lock"),
         }

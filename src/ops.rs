@@ -274,19 +274,16 @@ async fn rebuild(config: &Config, projection: Arc<dyn Projection>) -> anyhow::Re
     }
 }
 
-/// Rebuilds the search index in this machine's data dir beside the serving one, then
-/// names it the serving one: processes serving searches from that data dir take it up
-/// at their next idle moment ([`plaza_infra::tantivy::generations`]).
+/// Rebuilds the search index beside the serving one, then names it the one to serve:
+/// in this machine's data dir, where the processes serving searches from it take it up
+/// at their next idle moment ([`plaza_infra::tantivy::generations`]); or, with
+/// `search_url`, a new Elasticsearch index the cluster's search projector takes up,
+/// then swaps the search alias to ([`plaza_infra::SearchRebuild`]).
 async fn rebuild_search(config: &Config) -> anyhow::Result<()> {
-    if !config.search_url.is_empty() {
-        anyhow::bail!("search_url names a shared search engine: its rebuild (a new index, then the alias moved) is not built yet");
-    }
     let store = plaza_infra::open_event_store(config).await.context("cannot open the event store")?;
-    let root = config.data_dir.join("search");
-    let Some((index, lock)) = plaza_infra::tantivy::TantivySearch::rebuild(&root)? else {
+    let Some(rebuild) = plaza_infra::SearchRebuild::start(config).await? else {
         anyhow::bail!("a rebuild of search is already running");
     };
-    let index = Arc::new(index);
     let (stop, mut shutdown) = watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown_signal().await;
@@ -294,7 +291,7 @@ async fn rebuild_search(config: &Config) -> anyhow::Result<()> {
     });
     let mut report = Reporter::new("search", 1000);
     let (started, mut events) = (Instant::now(), 0);
-    let projector = plaza_projections::search::SearchProjector::new(index.clone(), store.clone());
+    let projector = plaza_projections::search::SearchProjector::new(rebuild.writer(), store.clone());
     // Catch up to the head, then again to the head that moved meanwhile, until a pass
     // finds nothing new: the processes serving then have little to apply after the switch.
     let mut position = 0;
@@ -316,9 +313,7 @@ async fn rebuild_search(config: &Config) -> anyhow::Result<()> {
         }
     }
     drop(projector);
-    let index = Arc::into_inner(index).context("the rebuilt index is still in use")?;
-    let name = index.publish()?;
-    drop(lock);
+    let name = rebuild.publish().await?;
     report.finish(&format!("search: switched to index {name} at position {position}"));
     Ok(())
 }

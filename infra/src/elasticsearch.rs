@@ -2,14 +2,20 @@
 //! rules of the embedded tantivy index ([`crate::tantivy`]), on a cluster every process
 //! shares.
 //!
-//! - Indices: one per version of the documents and their mapping, `{prefix}-search-v{N}`,
-//!   behind the alias `{prefix}-search`. Searches and suggestions go through the alias;
-//!   the projection writes to, and reads its documents and checkpoint back from, its own
-//!   index. A rebuild (after [`INDEX_VERSION`] changes): `open` creates the new
-//!   version's index and leaves the alias on the old one, a projector catches up into it
-//!   (`without_waiting`), then [`ElasticsearchSearch::swap_alias`] moves the alias in one
+//! - Indices (generations): `{prefix}-search-v{N}` for the first of [`INDEX_VERSION`] N,
+//!   `{prefix}-search-v{N}-{millis}` for a rebuild. Two aliases: searches go through
+//!   `{prefix}-search`, and `{prefix}-search-writing` names the generation the one search
+//!   projector of the cluster writes ([`ElasticsearchSearch::writer`]). A reader
+//!   ([`ElasticsearchSearch::open`]) also reads the checkpoint through the search alias,
+//!   so the position it waits for is the one its searches see.
+//! - Rebuilds: `plaza projections rebuild search` fills a new generation from the events
+//!   ([`ElasticsearchSearch::rebuilding`]) while searches go on, then moves the writing
+//!   alias to it ([`ElasticsearchSearch::publish`]). After an upgrade to a new
+//!   [`INDEX_VERSION`] the projector does the same by itself, into the version's first
+//!   generation. Either way the projector, at its next idle moment, switches to the new
+//!   generation, catches up what came since, then moves the search alias in one
 //!   `_aliases` request (a search sees the old index or the new one, never both or none)
-//!   and the old index can be deleted.
+//!   and deletes the old one ([`SearchWriter::take_up_rebuilt`]).
 //! - Documents: `{kind}:{id}`, the whole [`SearchDocument`] kept in `source` (stored, not
 //!   indexed), its texts in the fields highlights name (`title`, `hashtags`,
 //!   `description`, `name`, `bio`), and what sorts and suggestions need. One shard:
@@ -29,7 +35,9 @@
 //!   request with the same version. A deletion's version is remembered for
 //!   `index.gc_deletes` (60 s by default). One projector writes an index: the projection
 //!   reads documents back to change them (a like), so a second one, at another position,
-//!   would count events twice.
+//!   would count events twice. It takes the events in the global log's order, from the
+//!   store or, in a cluster with Kafka, from the events topic's partitions merged back
+//!   into that order (`crate::kafka::KafkaSearchFeed`).
 //! - Visibility: a bulk waits for the refresh that makes it searchable
 //!   (`refresh=wait_for`, every second by default), so `apply` returns once searches see
 //!   the batch, as tantivy's does, and a read waiting for a position finds it. A rebuild
@@ -42,6 +50,7 @@
 //! strict and written for these documents, so none should be.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,7 +58,7 @@ use elasticsearch::auth::Credentials;
 use elasticsearch::http::Url;
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
-use elasticsearch::indices::{IndicesCreateParts, IndicesDeleteParts, IndicesGetAliasParts, IndicesRefreshParts};
+use elasticsearch::indices::{IndicesCreateParts, IndicesDeleteParts, IndicesGetAliasParts, IndicesGetParts, IndicesRefreshParts};
 use elasticsearch::params::Refresh;
 use elasticsearch::{BulkParts, Elasticsearch, GetParts, SearchParts};
 use plaza_domain::search::{
@@ -59,6 +68,7 @@ use plaza_domain::search::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tracing::{info, warn};
 
 use crate::tantivy::tokenizer::query_words;
 
@@ -78,21 +88,27 @@ const FUZZY_FROM_CHARS: usize = 5;
 /// How long one request may take, the wait for a refresh included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An Elasticsearch index of videos, users and hashtags.
+/// An Elasticsearch index of videos, users and hashtags: a client of one generation, or
+/// of whichever the alias points at.
 #[derive(Clone)]
 pub struct ElasticsearchSearch {
     client: Elasticsearch,
     /// What searches go through: `{prefix}-search`.
     alias: String,
-    /// What the projection writes: `{prefix}-search-v{version}`.
-    index: String,
+    /// The generation the search projector writes: `{prefix}-search-writing`.
+    writing: String,
+    /// How every generation's name starts: `{prefix}-search-v`.
+    stem: String,
+    /// What this client reads its documents and checkpoint from, and writes: a
+    /// generation, or the alias (a reader, following it).
+    index: Arc<RwLock<String>>,
     refresh: Refresh,
 }
 
 impl ElasticsearchSearch {
-    /// A client of the server at `url` (`http://user:password@host:9200`) for the index
-    /// of `version`; sends nothing.
-    pub fn new(url: &str, prefix: &str, version: u64) -> Result<Self, SearchError> {
+    /// A reader of the server at `url` (`http://user:password@host:9200`): it searches,
+    /// and reads the checkpoint, through the alias. Sends nothing.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, SearchError> {
         let mut url = Url::parse(url).map_err(|e| failed("url", e))?;
         let credentials =
             (!url.username().is_empty()).then(|| Credentials::Basic(url.username().to_owned(), url.password().unwrap_or_default().to_owned()));
@@ -103,24 +119,89 @@ impl ElasticsearchSearch {
         if let Some(credentials) = credentials {
             transport = transport.auth(credentials);
         }
+        let alias = format!("{prefix}-search");
         Ok(Self {
             client: Elasticsearch::new(transport.build().map_err(|e| failed("client", e))?),
-            alias: format!("{prefix}-search"),
-            index: format!("{prefix}-search-v{version}"),
+            writing: format!("{alias}-writing"),
+            stem: format!("{alias}-v"),
+            index: Arc::new(RwLock::new(alias.clone())),
+            alias,
             refresh: Refresh::WaitFor,
         })
     }
 
-    /// The index of [`INDEX_VERSION`], created if missing; the alias points at it when it
-    /// pointed nowhere (a first deployment), and is left alone otherwise (a rebuild swaps
-    /// it once caught up).
+    /// The same server, reading and writing the generation `index` (sends nothing).
+    pub fn with_index(&self, index: &str) -> Self {
+        Self { index: Arc::new(RwLock::new(index.to_owned())), ..self.clone() }
+    }
+
+    /// A reader ([`Self::new`]). On a first deployment (the alias points nowhere), it
+    /// creates the first generation of [`INDEX_VERSION`] and points both aliases at it.
     pub async fn open(url: &str, prefix: &str) -> Result<Self, SearchError> {
-        let search = Self::new(url, prefix, INDEX_VERSION)?;
-        search.create_index().await?;
-        if search.alias_targets().await?.is_empty() {
-            search.swap_alias().await?;
+        let search = Self::new(url, prefix)?;
+        if search.targets(&search.alias).await?.is_empty() {
+            let first = search.with_index(&search.first_generation());
+            first.create_index().await?;
+            let body = json!({ "actions": [
+                { "add": { "index": first.index(), "alias": search.alias } },
+                { "add": { "index": first.index(), "alias": search.writing } },
+            ] });
+            let sent = search.client.indices().update_aliases().body(body).send().await;
+            Answer::read("point aliases", sent).await?.ok("point aliases")?;
         }
         Ok(search)
+    }
+
+    /// The client the search projector writes with: the generation the writing alias
+    /// points at. When it points at one of an older version (an upgrade), or nowhere,
+    /// the first generation of this version is created and the alias moved to it; the
+    /// projector fills it from the events while searches go on in the old one, and
+    /// moves the search alias when it has caught up ([`SearchWriter::take_up_rebuilt`]).
+    pub async fn writer(&self) -> Result<Self, SearchError> {
+        let targets = self.targets(&self.writing).await?;
+        if let [target] = targets.as_slice() {
+            match version_of(&self.stem, target) {
+                Some(INDEX_VERSION) => return Ok(self.with_index(target)),
+                Some(newer) if newer > INDEX_VERSION => {
+                    return Err(failed(
+                        "open",
+                        format!("the search index {target} is written by a newer Plaza (version {newer}, this one's is {INDEX_VERSION})"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let first = self.with_index(&self.first_generation());
+        if first.create_index().await? {
+            warn!(old = ?targets, new = first.index(), "the search index is of another version: building it anew from the events beside it");
+        }
+        first.point(&self.writing).await?;
+        Ok(first)
+    }
+
+    /// A new generation, for a rebuild: created empty, written without waiting for
+    /// refreshes (nothing searches it yet). Generations neither alias points at (left by
+    /// an interrupted rebuild) are deleted first: one rebuild runs at a time (the caller
+    /// holds a lock).
+    pub async fn rebuilding(&self) -> Result<Self, SearchError> {
+        let serving = [self.targets(&self.alias).await?, self.targets(&self.writing).await?].concat();
+        for index in self.generations().await? {
+            if !serving.contains(&index) {
+                info!(%index, "deleting a search index an interrupted rebuild left");
+                self.with_index(&index).delete_index().await?;
+            }
+        }
+        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let rebuilt = self.with_index(&format!("{}{INDEX_VERSION}-{millis}", self.stem)).without_waiting();
+        rebuilt.create_index().await?;
+        Ok(rebuilt)
+    }
+
+    /// Hands this (rebuilt) generation to the search projector: the writing alias moves
+    /// to it; the projector takes it up at its next idle moment, catches up what came
+    /// since, then moves the search alias and deletes the old generation.
+    pub async fn publish(&self) -> Result<(), SearchError> {
+        self.point(&self.writing).await
     }
 
     /// `apply` returns without waiting for its documents to be searchable: for a rebuild
@@ -135,14 +216,18 @@ impl ElasticsearchSearch {
         &self.alias
     }
 
-    /// The index the projection writes.
-    pub fn index(&self) -> &str {
-        &self.index
+    /// The index (or alias) this client reads documents from and writes.
+    pub fn index(&self) -> String {
+        self.index.read().expect("index lock").clone()
+    }
+
+    fn first_generation(&self) -> String {
+        format!("{}{INDEX_VERSION}", self.stem)
     }
 
     /// Creates the index with its mapping; false if it was there already.
     pub async fn create_index(&self) -> Result<bool, SearchError> {
-        let sent = self.client.indices().create(IndicesCreateParts::Index(&self.index)).body(index_body()).send().await;
+        let sent = self.client.indices().create(IndicesCreateParts::Index(&self.index())).body(index_body()).send().await;
         let answer = Answer::read("create index", sent).await?;
         if answer.status == 400 && answer.body["error"]["type"] == "resource_already_exists_exception" {
             return Ok(false);
@@ -150,32 +235,50 @@ impl ElasticsearchSearch {
         answer.ok("create index").map(|_| true)
     }
 
-    /// The indices the alias points at.
+    /// The indices the search alias points at.
     pub async fn alias_targets(&self) -> Result<Vec<String>, SearchError> {
-        let sent = self.client.indices().get_alias(IndicesGetAliasParts::Name(&[&self.alias])).send().await;
+        self.targets(&self.alias).await
+    }
+
+    async fn targets(&self, alias: &str) -> Result<Vec<String>, SearchError> {
+        let sent = self.client.indices().get_alias(IndicesGetAliasParts::Name(&[alias])).send().await;
         alias_targets(Answer::read("read alias", sent).await?)
     }
 
-    /// Points the alias at this index and away from any other, in one request, after a
-    /// refresh of this index (so searches see all it holds at once).
-    pub async fn swap_alias(&self) -> Result<(), SearchError> {
-        let sent = self.client.indices().refresh(IndicesRefreshParts::Index(&[&self.index])).send().await;
-        Answer::read("refresh", sent).await?.ok("refresh")?;
-        let body = swap_body(&self.alias, &self.alias_targets().await?, &self.index);
-        let sent = self.client.indices().update_aliases().body(body).send().await;
-        Answer::read("swap alias", sent).await?.ok("swap alias").map(drop)
+    /// Every generation on the server, of any version.
+    async fn generations(&self) -> Result<Vec<String>, SearchError> {
+        let pattern = format!("{}*", self.stem);
+        let sent = self.client.indices().get(IndicesGetParts::Index(&[&pattern])).send().await;
+        let answer = Answer::read("list indices", sent).await?;
+        let indices = alias_targets(answer)?;
+        Ok(indices.into_iter().filter(|index| version_of(&self.stem, index).is_some()).collect())
     }
 
-    /// Deletes this index (and the alias with it, if it pointed here).
+    /// Points `alias` at this index and away from any other, in one request.
+    async fn point(&self, alias: &str) -> Result<(), SearchError> {
+        let body = swap_body(alias, &self.targets(alias).await?, &self.index());
+        let sent = self.client.indices().update_aliases().body(body).send().await;
+        Answer::read("move alias", sent).await?.ok("move alias").map(drop)
+    }
+
+    /// Points the search alias at this index and away from any other, in one request,
+    /// after a refresh of this index (so searches see all it holds at once).
+    pub async fn swap_alias(&self) -> Result<(), SearchError> {
+        let sent = self.client.indices().refresh(IndicesRefreshParts::Index(&[&self.index()])).send().await;
+        Answer::read("refresh", sent).await?.ok("refresh")?;
+        self.point(&self.alias).await
+    }
+
+    /// Deletes this index (and the aliases with it, if they pointed here).
     pub async fn delete_index(&self) -> Result<(), SearchError> {
-        let sent = self.client.indices().delete(IndicesDeleteParts::Index(&[&self.index])).send().await;
+        let sent = self.client.indices().delete(IndicesDeleteParts::Index(&[&self.index()])).send().await;
         Answer::read("delete index", sent).await?.ok("delete index").map(drop)
     }
 
     /// The `_source` of a document of this index, if there is one.
     async fn stored<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, SearchError> {
         // A get is real time: it sees the last bulk even before a refresh.
-        let sent = self.client.get(GetParts::IndexId(&self.index, id)).send().await;
+        let sent = self.client.get(GetParts::IndexId(&self.index(), id)).send().await;
         found(Answer::read("get", sent).await?)
     }
 }
@@ -192,8 +295,35 @@ impl SearchWriter for ElasticsearchSearch {
 
     async fn apply(&self, changes: Vec<IndexChange>, position: u64) -> Result<(), SearchError> {
         let lines = bulk_lines(&changes, position)?;
-        let sent = self.client.bulk(BulkParts::Index(&self.index)).refresh(self.refresh).body(lines).send().await;
+        let sent = self.client.bulk(BulkParts::Index(&self.index())).refresh(self.refresh).body(lines).send().await;
         bulk_outcome(Answer::read("bulk", sent).await?.ok("bulk")?)
+    }
+
+    /// Takes up a generation a rebuild published (the writing alias moved to it: true,
+    /// the position is then its own), or, once caught up in the generation it writes,
+    /// moves the search alias to it and deletes the ones it replaced.
+    async fn take_up_rebuilt(&self) -> Result<bool, SearchError> {
+        let own = self.index();
+        if own == self.alias {
+            return Ok(false);
+        }
+        if let [target] = self.targets(&self.writing).await?.as_slice()
+            && *target != own
+            && version_of(&self.stem, target) == Some(INDEX_VERSION)
+        {
+            info!(from = %own, to = %target, "search projector switching to the rebuilt index");
+            *self.index.write().expect("index lock") = target.clone();
+            return Ok(true);
+        }
+        let serving = self.alias_targets().await?;
+        if serving != [own.clone()] {
+            self.swap_alias().await?;
+            info!(index = %own, replaced = ?serving, "searches now go to the new search index");
+            for old in serving.iter().filter(|index| **index != own) {
+                self.with_index(old).delete_index().await?;
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -451,6 +581,15 @@ fn suggest_body(prefix: &str, first: usize) -> Value {
 }
 
 /// The `_aliases` request pointing `alias` at `to` and away from the indices in `from`.
+/// The version of a generation's name: `{stem}{version}` (the first of its version) or
+/// `{stem}{version}-{millis}` (a rebuild); `None` for any other name.
+fn version_of(stem: &str, index: &str) -> Option<u64> {
+    let rest = index.strip_prefix(stem)?;
+    let (version, rebuilt) = rest.split_once('-').map_or((rest, None), |(version, millis)| (version, Some(millis)));
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    (digits(version) && rebuilt.is_none_or(digits)).then(|| version.parse().ok()).flatten()
+}
+
 fn swap_body(alias: &str, from: &[String], to: &str) -> Value {
     let mut actions: Vec<Value> =
         from.iter().filter(|index| *index != to).map(|index| json!({ "remove": { "index": index, "alias": alias } })).collect();
@@ -978,8 +1117,20 @@ mod tests {
 
     #[test]
     fn a_url_with_credentials_makes_a_client_and_a_bad_one_an_error() {
-        let search = ElasticsearchSearch::new("http://elastic:secret@127.0.0.1:9200", "plaza", 3).unwrap();
-        assert_eq!((search.alias(), search.index()), ("plaza-search", "plaza-search-v3"));
-        assert!(ElasticsearchSearch::new("not a url", "plaza", 1).is_err());
+        let search = ElasticsearchSearch::new("http://elastic:secret@127.0.0.1:9200", "plaza").unwrap();
+        assert_eq!((search.alias(), search.index().as_str()), ("plaza-search", "plaza-search"), "a reader follows the alias");
+        assert_eq!(search.first_generation(), format!("plaza-search-v{INDEX_VERSION}"));
+        assert_eq!(search.with_index("plaza-search-v3").index(), "plaza-search-v3");
+        assert_eq!(search.index(), "plaza-search", "another client");
+        assert!(ElasticsearchSearch::new("not a url", "plaza").is_err());
+    }
+
+    #[test]
+    fn generations_are_told_by_their_names() {
+        assert_eq!(version_of("p-search-v", "p-search-v2"), Some(2));
+        assert_eq!(version_of("p-search-v", "p-search-v2-1764950400000"), Some(2));
+        for other in ["p-search", "p-search-writing", "p-search-v", "p-search-v2-", "p-search-v2-x", "p-search-vx", "q-search-v2", "p-search-v-1"] {
+            assert_eq!(version_of("p-search-v", other), None, "{other}");
+        }
     }
 }

@@ -12,6 +12,7 @@ mod head;
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
+pub mod search;
 pub mod sqlite;
 pub mod tantivy;
 pub mod telemetry;
@@ -22,6 +23,7 @@ use plaza_domain::EventStore;
 use plaza_projections::ReadModelDb;
 
 pub use config::{Config, Distribution};
+pub use search::{SearchRebuild, open_shared_search, shared_search_writer};
 
 /// Records one committed group of appends: how long the transaction took, how many
 /// appends it carried and how many events they held.
@@ -43,22 +45,6 @@ pub fn projections(config: &Config) -> Vec<Arc<dyn plaza_projections::Projection
         all.push(Arc::new(plaza_projections::poison::PoisonTestProjection));
     }
     all
-}
-
-/// The search engine `search_url` names, shared by every process, as both of its ports.
-pub async fn open_shared_search(
-    config: &Config,
-) -> anyhow::Result<(Arc<dyn plaza_domain::search::SearchIndex>, Arc<dyn plaza_domain::search::SearchWriter>)> {
-    #[cfg(feature = "elasticsearch")]
-    {
-        let engine = Arc::new(elasticsearch::ElasticsearchSearch::open(&config.search_url, &config.search_prefix).await?);
-        Ok((engine.clone(), engine))
-    }
-    #[cfg(not(feature = "elasticsearch"))]
-    {
-        let _ = config;
-        anyhow::bail!("this plaza was built without Elasticsearch support: build it with `--features elasticsearch`, or leave search_url empty")
-    }
 }
 
 /// The process managers' names (the welcome flow).

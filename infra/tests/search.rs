@@ -8,6 +8,8 @@ use plaza_domain::search::{
 use plaza_infra::tantivy::TantivySearch;
 use uuid::Uuid;
 
+mod common;
+
 const DAY: i64 = 86_400_000_000;
 
 fn video(title: &str, description: &str, hashtags: &[&str], day: i64, likes: i64) -> SearchDocument {
@@ -277,12 +279,12 @@ mod projection {
 
     use super::found;
 
-    async fn append(store: &dyn EventStore, stream: &str, event: Event) {
+    pub async fn append(store: &dyn EventStore, stream: &str, event: Event) {
         let new = NewEvent::new(Uuid::now_v7(), &event, Metadata::default(), Utc::now());
         store.append(stream, ExpectedVersion::Any, vec![new]).await.unwrap();
     }
 
-    async fn publish(store: &dyn EventStore, author_id: Uuid, title: &str, hashtags: &[&str]) -> Uuid {
+    pub async fn publish(store: &dyn EventStore, author_id: Uuid, title: &str, hashtags: &[&str]) -> Uuid {
         let video_id = Uuid::now_v7();
         let event = Event::VideoPublished {
             video_id,
@@ -296,7 +298,7 @@ mod projection {
         video_id
     }
 
-    async fn like(store: &dyn EventStore, video_id: Uuid, times: usize) {
+    pub async fn like(store: &dyn EventStore, video_id: Uuid, times: usize) {
         for _ in 0..times {
             let user_id = Uuid::now_v7();
             append(store, &format!("like-{video_id}-{user_id}"), Event::VideoLiked { video_id, user_id }).await;
@@ -373,6 +375,165 @@ mod projection {
     }
 }
 
+/// The search projection fed from the events topic (a real broker, tansu) leaves the
+/// same documents as the projector tailing the store, however the partitions come in,
+/// and across a restart of the feed.
+mod kafka {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use plaza_domain::search::{SearchKind, SearchWriter};
+    use plaza_domain::{Event, EventStore};
+    use plaza_infra::kafka::{KafkaSearchFeed, KafkaSettings, Relay, ensure_topic};
+    use plaza_infra::postgres::PgEventStore;
+    use plaza_infra::tantivy::TantivySearch;
+    use plaza_projections::search::SearchProjector;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use tokio::sync::watch;
+    use uuid::Uuid;
+
+    use super::common::{self, broker::Broker};
+    use super::projection::{append, like, publish};
+
+    /// Starts a feed into the index in `dir`, which runs until `stop` turns true.
+    fn start_feed(dir: &std::path::Path, settings: &KafkaSettings, store: Option<Arc<PgEventStore>>) -> Feed {
+        let index = Arc::new(TantivySearch::open(dir).unwrap());
+        let mut feed = KafkaSearchFeed::new(index, settings).with_batch_size(7);
+        if let Some(store) = store {
+            feed = feed.with_store(store);
+        }
+        let applied = feed.applied();
+        let (stop, shutdown) = watch::channel(false);
+        Feed { stop, task: tokio::spawn(feed.run(shutdown)), applied }
+    }
+
+    struct Feed {
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+        applied: watch::Receiver<u64>,
+    }
+
+    impl Feed {
+        /// Waits until the feed has applied `head`, then stops it.
+        async fn stop_at(mut self, head: u64) {
+            let applied = self.applied.wait_for(|&at| at >= head);
+            tokio::time::timeout(Duration::from_secs(90), applied).await.expect("the feed applies the events in time").unwrap();
+            self.stop.send(true).unwrap();
+            self.task.await.unwrap();
+        }
+    }
+
+    /// The feed's consumer group has committed an offset for every partition, noting the
+    /// index's position `head` where the broker keeps such notes (tansu keeps none).
+    async fn committed(settings: &KafkaSettings, head: u64) {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &settings.brokers).set("group.id", format!("{}.search", settings.topic)).create().unwrap();
+        let mut wanted = TopicPartitionList::new();
+        for partition in 0..settings.partitions {
+            wanted.add_partition(&settings.topic, partition);
+        }
+        let mut notes = Vec::new();
+        for _ in 0..50 {
+            let committed = consumer.committed_offsets(wanted.clone(), Duration::from_secs(10)).unwrap();
+            notes = committed.elements().iter().map(|e| (e.offset(), e.metadata().to_owned())).collect();
+            if notes.iter().all(|(offset, note)| matches!(offset, Offset::Offset(_)) && (note.is_empty() || *note == head.to_string())) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("committed: {notes:?}, head {head}");
+    }
+
+    /// Every document in `fed` is as in `reference`.
+    async fn same_documents(fed: &dyn SearchWriter, reference: &dyn SearchWriter, ids: &[(SearchKind, String)]) {
+        for (kind, id) in ids {
+            assert_eq!(fed.get(*kind, id).await.unwrap(), reference.get(*kind, id).await.unwrap(), "{kind:?} {id}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_search_feed_merges_the_partitions_back_into_order() {
+        let broker = Broker::start();
+        let store = Arc::new(PgEventStore::connect(&common::fresh_database().await).await.unwrap());
+        let settings = KafkaSettings { brokers: broker.brokers(), topic: format!("plaza-test-{}", Uuid::new_v4().simple()), partitions: 4 };
+        ensure_topic(&settings).await.unwrap();
+        let (stop_relay, shutdown) = watch::channel(false);
+        let relay = Relay::new(&settings, store.clone(), store.clone()).unwrap();
+        let relay = tokio::spawn(async move { relay.run(shutdown).await });
+
+        // Users who follow each other, videos sharing hashtags (counted from every
+        // video's partition), likes, an edit that moves hashtags and a deletion.
+        let users: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+        let mut ids: Vec<(SearchKind, String)> = Vec::new();
+        for (n, &user_id) in users.iter().enumerate() {
+            let registered =
+                Event::UserRegistered { user_id, username: format!("user{n}"), email: format!("u{n}@example.com"), password_hash: "h".into() };
+            append(&*store, &format!("user-{user_id}"), registered).await;
+            ids.push((SearchKind::Users, user_id.to_string()));
+        }
+        for (n, &follower_id) in users.iter().enumerate() {
+            for &followee_id in &users[..n] {
+                append(&*store, &format!("follow-{follower_id}-{followee_id}"), Event::UserFollowed { follower_id, followee_id }).await;
+            }
+        }
+        let mut videos = Vec::new();
+        for n in 0..12 {
+            let tags: &[&str] = match n % 3 {
+                0 => &["cats"],
+                1 => &["cats", "funny"],
+                _ => &["dogs", "funny"],
+            };
+            let video_id = publish(&*store, users[n % users.len()], &format!("video number {n}"), tags).await;
+            like(&*store, video_id, n % 4).await;
+            ids.push((SearchKind::Videos, video_id.to_string()));
+            videos.push(video_id);
+        }
+        for tag in ["cats", "funny", "dogs", "kittens"] {
+            ids.push((SearchKind::Hashtags, tag.to_owned()));
+        }
+        let update = Event::VideoUpdated {
+            video_id: videos[1],
+            author_id: users[1],
+            title: "kittens now".into(),
+            description: String::new(),
+            hashtags: vec!["kittens".into()],
+        };
+        append(&*store, &format!("video-{}", videos[1]), update).await;
+        append(&*store, &format!("video-{}", videos[2]), Event::VideoDeleted { video_id: videos[2], author_id: users[2] }).await;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (fed, reference) = (dir.path().join("fed"), dir.path().join("reference"));
+        start_feed(&fed, &settings, None).stop_at(store.head().await.unwrap()).await;
+        committed(&settings, store.head().await.unwrap()).await;
+        let index = TantivySearch::open(&reference).unwrap();
+        SearchProjector::new(Arc::new(index), store.clone()).catch_up().await.unwrap();
+        {
+            let (fed, reference) = (TantivySearch::open(&fed).unwrap(), TantivySearch::open(&reference).unwrap());
+            same_documents(&fed, &reference, &ids).await;
+            assert_eq!(fed.position().await.unwrap(), store.head().await.unwrap());
+        }
+
+        // A restart goes on from the committed offsets (after catching up from the store,
+        // which has nothing new): nothing counted twice.
+        let feed = start_feed(&fed, &settings, Some(store.clone()));
+        for &video_id in &videos[3..6] {
+            like(&*store, video_id, 3).await;
+        }
+        feed.stop_at(store.head().await.unwrap()).await;
+        let reference = Arc::new(TantivySearch::open(&reference).unwrap());
+        SearchProjector::new(reference.clone(), store.clone()).catch_up().await.unwrap();
+        same_documents(&TantivySearch::open(&fed).unwrap(), &*reference, &ids).await;
+        match reference.get(SearchKind::Hashtags, "funny").await.unwrap() {
+            Some(plaza_domain::search::SearchDocument::Hashtag { videos, .. }) => assert_eq!(videos, 6, "8 videos, one edited away, one deleted"),
+            other => panic!("{other:?}"),
+        }
+
+        stop_relay.send(true).unwrap();
+        relay.await.unwrap().unwrap();
+    }
+}
+
 /// The same suites on Elasticsearch, each test in indices of its own (a random prefix),
 /// deleted when it passes. Skipped without `PLAZA_TEST_ELASTICSEARCH_URL`.
 #[cfg(feature = "elasticsearch")]
@@ -396,23 +557,28 @@ mod elasticsearch {
         format!("plaza-test-{}", Uuid::new_v4().simple())
     }
 
+    /// The client the search projector writes with, on a first deployment.
+    async fn writer(url: &str, prefix: &str) -> ElasticsearchSearch {
+        ElasticsearchSearch::open(url, prefix).await.unwrap().writer().await.unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn elasticsearch_answers_the_conformance_suite() {
         let Some(url) = server() else { return };
         let prefix = prefix();
-        let index = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        let index = writer(&url, &prefix).await;
         conformance(&index).await;
-        // Another client of the same index finds the checkpoint and the documents.
-        let again = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
-        assert_eq!(again.position().await.unwrap(), 43);
-        assert_eq!(videos(&again, "puppies").await.len(), 1);
+        // A reader, through the alias, finds the checkpoint and the documents.
+        let reader = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        assert_eq!(reader.position().await.unwrap(), 43);
+        assert_eq!(videos(&reader, "puppies").await.len(), 1);
         index.delete_index().await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn elasticsearch_suggests_completions() {
         let Some(url) = server() else { return };
-        let index = ElasticsearchSearch::open(&url, &prefix()).await.unwrap();
+        let index = writer(&url, &prefix()).await;
         suggestions(&index).await;
         index.delete_index().await.unwrap();
     }
@@ -421,15 +587,15 @@ mod elasticsearch {
     async fn the_search_projection_follows_the_events() {
         let Some(url) = server() else { return };
         let prefix = prefix();
-        projection::follows_the_events(async || ElasticsearchSearch::open(&url, &prefix).await.unwrap()).await;
-        ElasticsearchSearch::open(&url, &prefix).await.unwrap().delete_index().await.unwrap();
+        projection::follows_the_events(async || writer(&url, &prefix).await).await;
+        writer(&url, &prefix).await.delete_index().await.unwrap();
     }
 
     /// A batch applied again, or late, leaves newer documents and the checkpoint alone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_older_batch_never_overwrites_a_newer_document() {
         let Some(url) = server() else { return };
-        let index = ElasticsearchSearch::open(&url, &prefix()).await.unwrap();
+        let index = writer(&url, &prefix()).await;
         let newer = video("Newer title", "", &[], 1, 0);
         let mut older = newer.clone();
         let SearchDocument::Video { video_id, title, .. } = &mut older else { unreachable!() };
@@ -446,28 +612,43 @@ mod elasticsearch {
         index.delete_index().await.unwrap();
     }
 
-    /// A rebuild fills a new version's index while searches go on in the old one, then
-    /// moves the alias at once.
+    /// A rebuild fills a new index while searches go on in the old one; the search
+    /// projector takes it up when published, then moves the search alias at once and
+    /// deletes the old index.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_rebuild_swaps_the_alias_at_once() {
+    async fn a_rebuild_is_taken_up_then_swapped_in() {
         let Some(url) = server() else { return };
         let prefix = prefix();
-        let current = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        let reader = ElasticsearchSearch::open(&url, &prefix).await.unwrap();
+        let live = reader.writer().await.unwrap();
+        let old_index = live.index();
         let old = video("Alpha", "", &[], 1, 0);
-        current.apply(vec![IndexChange::Put(old.clone())], 3).await.unwrap();
-        let rebuild = ElasticsearchSearch::new(&url, &prefix, 2).unwrap().without_waiting();
-        assert!(rebuild.create_index().await.unwrap());
-        assert!(!rebuild.create_index().await.unwrap(), "already there");
+        live.apply(vec![IndexChange::Put(old.clone())], 3).await.unwrap();
+        assert!(!live.take_up_rebuilt().await.unwrap(), "nothing rebuilt");
+
+        let left = reader.rebuilding().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let rebuild = reader.rebuilding().await.unwrap();
+        assert_ne!(left.index(), rebuild.index());
+        assert!(left.create_index().await.unwrap(), "an interrupted rebuild's index is deleted by the next rebuild");
+        left.delete_index().await.unwrap();
         let new = video("Beta", "", &[], 1, 0);
         rebuild.apply(vec![IndexChange::Put(new.clone())], 4).await.unwrap();
-        assert_eq!(videos(&rebuild, "alpha").await, vec![old.id()], "searches still go to the old index");
+        assert_eq!(videos(&reader, "alpha").await, vec![old.id()], "searches still go to the old index");
         assert_eq!(rebuild.position().await.unwrap(), 4, "a get sees the bulk before any refresh");
-        rebuild.swap_alias().await.unwrap();
-        assert_eq!(current.alias_targets().await.unwrap(), vec![rebuild.index().to_owned()]);
-        assert_eq!(videos(&current, "beta").await, vec![new.id()]);
-        assert!(videos(&current, "alpha").await.is_empty());
-        current.delete_index().await.unwrap();
-        rebuild.delete_index().await.unwrap();
+        rebuild.publish().await.unwrap();
+
+        assert!(live.take_up_rebuilt().await.unwrap(), "the projector switches to the rebuilt index");
+        assert_eq!(live.index(), rebuild.index());
+        assert_eq!((live.position().await.unwrap(), reader.position().await.unwrap()), (4, 3), "searches still see the old one");
+        assert!(!live.take_up_rebuilt().await.unwrap());
+        assert_eq!(reader.alias_targets().await.unwrap(), vec![rebuild.index()]);
+        assert_eq!(reader.position().await.unwrap(), 4);
+        assert_eq!(videos(&reader, "beta").await, vec![new.id()]);
+        assert!(videos(&reader, "alpha").await.is_empty());
+        assert!(live.with_index(&old_index).create_index().await.unwrap(), "the old index was deleted");
+        live.with_index(&old_index).delete_index().await.unwrap();
+        live.delete_index().await.unwrap();
     }
 }
 

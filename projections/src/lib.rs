@@ -17,6 +17,7 @@ pub mod dead_letters;
 pub mod feeds;
 pub mod generations;
 pub mod health;
+pub mod merge;
 pub mod notices;
 pub mod notifications;
 pub mod partitions;

@@ -193,7 +193,7 @@ impl SearchProjector {
     }
 
     /// [`Self::catch_up`], telling `progress` the position and the head after each batch.
-    pub async fn catch_up_with(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, SearchProjectorError> {
+    pub async fn catch_up_with(&self, progress: &mut (dyn FnMut(u64, u64) + Send)) -> Result<u64, SearchProjectorError> {
         let head = self.store.head().await?;
         let mut position = self.index.position().await?;
         while position < head {

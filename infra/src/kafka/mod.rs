@@ -9,13 +9,17 @@
 //!
 //! Kafka projectors ([`KafkaProjector`]) consume that topic in one consumer group per
 //! projection and apply each batch, with the partitions' offsets, in one read-model
-//! transaction.
+//! transaction. The search projection, which needs the events in the global log's
+//! order, reads every partition in one consumer and merges them back into that order
+//! ([`KafkaSearchFeed`]).
 
 mod projector;
 mod relay;
+mod search;
 
 pub use projector::KafkaProjector;
 pub use relay::{Relay, RelayCheckpoints, replay};
+pub use search::KafkaSearchFeed;
 
 use std::time::Duration;
 
