@@ -238,7 +238,7 @@ fn rebuilds_the_index_while_searching() {
         })
     };
     let (ok, out, err) = plaza.cli(&["projections", "rebuild", "search"], &[]);
-    assert!(ok && out.contains("search: switched to index v2-"), "{out}{err}");
+    assert!(ok && out.contains("search: switched to index v3-"), "{out}{err}");
     let root = std::path::PathBuf::from(plaza.setting("PLAZA_DATA_DIR").unwrap()).join("search");
     let current = std::fs::read_to_string(root.join("CURRENT")).unwrap();
     // The server takes the new index up at its projector's next idle moment (within a

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 /// Raise it whenever the index's schema, its tokenizer, or the documents the search
 /// projection writes change: the index is then rebuilt from the events.
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 
 const CURRENT: &str = "CURRENT";
 const LOCK: &str = "rebuild.lock";

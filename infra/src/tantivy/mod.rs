@@ -10,11 +10,15 @@
 //! the position of the last event it applied (the commit payload): the index and its
 //! checkpoint move together, as a read model and its checkpoint do in one transaction.
 //!
-//! A query ([`plaza_domain::search`]) becomes: every word must match (`Must`), each in
-//! any of the kind's fields (`Should`, a title or name boosted over a description),
-//! exactly (BM25), or as a prefix if it is the last word, or within one edit if it has
-//! 5 or more letters. Results come in tiers (exact, then prefix, then typo), each only
-//! evaluated when the tiers before it leave the page short.
+//! A query ([`plaza_domain::search`]) becomes: every word must match (`Must`) in the
+//! kind's field of every word, exactly (BM25), or as a prefix if it is the last word, or
+//! within one edit if it has 5 or more letters. A title (or a name) is indexed twice in
+//! that field, so a word found there counts more. Results come in tiers (exact, then
+//! prefix, then typo), each only evaluated when the tiers before it leave the page short.
+//! The exact tier of several words is a plain conjunction of terms, which tantivy
+//! evaluates with block-max pruning (most of the matching documents are never scored);
+//! a prefix or a typo is expanded to at most [`MAX_EXPANSIONS`] terms of the index, each
+//! a term of its own, as Elasticsearch's `max_expansions` does.
 //! Highlights mark the words of each stored field that matched so, HTML escaped.
 //!
 //! Suggestions: each document's suggestion text, folded, is indexed as its prefixes of
@@ -23,7 +27,6 @@
 pub mod generations;
 pub mod tokenizer;
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,7 +40,6 @@ use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
-use tantivy::snippet::SnippetGenerator;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
 
@@ -49,8 +51,12 @@ use tracing::{info, warn};
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 /// Characters of a highlighted fragment.
 const FRAGMENT_CHARS: usize = 150;
-/// How much more a word found in a title (or a name) counts.
-const TITLE_BOOST: f32 = 2.0;
+/// Terms a prefix or a typo expands to at most (the first in the term dictionary's
+/// order), as Elasticsearch's `max_expansions`.
+const MAX_EXPANSIONS: usize = 50;
+/// How much a term matched as a prefix, or one edit away, counts against an exact one.
+const PREFIX_BOOST: f32 = 0.5;
+const TYPO_BOOST: f32 = 0.3;
 /// Words of this many characters or more also match one edit away.
 const FUZZY_FROM_CHARS: usize = 5;
 /// A suggestion's folded text is indexed as each of its prefixes up to this many
@@ -63,14 +69,10 @@ const SUGGEST_CANDIDATES: usize = 200;
 struct Fields {
     key: Field,
     source: Field,
-    /// Every word of a video (title, hashtags, description), to match.
+    /// Every word of a video (title, hashtags, description; the title twice), to match.
     video_text: Field,
-    /// A video's title, to rank a match in it higher.
-    title: Field,
-    /// Every word of a user (username, display name, bio).
+    /// Every word of a user (username and display name twice, bio).
     user_text: Field,
-    /// A user's username and display name.
-    name: Field,
     /// A hashtag's name.
     tag: Field,
     created_at: Field,
@@ -89,9 +91,7 @@ impl Fields {
             key: builder.add_text_field("key", STRING),
             source: builder.add_text_field("source", STORED),
             video_text: builder.add_text_field("video_text", words.clone()),
-            title: builder.add_text_field("title", words.clone()),
             user_text: builder.add_text_field("user_text", words.clone()),
-            name: builder.add_text_field("name", words.clone()),
             tag: builder.add_text_field("tag", words),
             created_at: builder.add_i64_field("created_at", INDEXED | FAST),
             likes: builder.add_i64_field("likes", FAST),
@@ -101,26 +101,25 @@ impl Fields {
         (builder.build(), fields)
     }
 
-    /// The field a kind's words are matched in (every text of the object, so a word is
-    /// one term to look up), and the field a match ranks higher in (a title, a name).
-    /// Each field belongs to one kind, so a query needs no clause on the kind.
-    fn searched(&self, kind: SearchKind) -> (Field, Option<Field>) {
+    /// The field a kind's words are matched in: every text of the object, so a word is
+    /// one term to look up. Each field belongs to one kind, so a query needs no clause
+    /// on the kind.
+    fn searched(&self, kind: SearchKind) -> Field {
         match kind {
-            SearchKind::Videos => (self.video_text, Some(self.title)),
-            SearchKind::Users => (self.user_text, Some(self.name)),
-            SearchKind::Hashtags => (self.tag, None),
+            SearchKind::Videos => self.video_text,
+            SearchKind::Users => self.user_text,
+            SearchKind::Hashtags => self.tag,
         }
     }
 
-    /// A document's indexed texts: its field of every word, and its title or name.
+    /// A document's indexed texts: each in its kind's field, the first (a title, a
+    /// name) twice, so that a word found there counts more (as a boost on a title field
+    /// would, without a second term to look up per word).
     fn texts(&self, document: &SearchDocument) -> Vec<(Field, String)> {
-        let (all, first) = self.searched(document.kind());
+        let field = self.searched(document.kind());
         let texts = document.texts();
-        let mut out: Vec<(Field, String)> = texts.iter().map(|(_, text)| (all, text.clone())).collect();
-        if let (Some(field), Some((_, text))) = (first, texts.into_iter().next()) {
-            out.push((field, text));
-        }
-        out
+        let first = texts.first().filter(|_| document.kind() != SearchKind::Hashtags).map(|(_, text)| (field, text.clone()));
+        texts.into_iter().map(|(_, text)| (field, text)).chain(first).collect()
     }
 }
 
@@ -327,36 +326,51 @@ impl Inner {
         self.source(&searcher.doc(address).map_err(engine)?).map(Some)
     }
 
-    /// Every word in the kind's texts, matched as `matching` says; a word in the title
-    /// (or name) adds to the score.
-    fn query(&self, request: &SearchRequest, words: &[String], matching: Matching) -> BooleanQuery {
-        let (all, first) = self.fields.searched(request.kind);
+    /// Every word in the kind's texts, matched as `matching` says.
+    fn query(&self, searcher: &Searcher, request: &SearchRequest, words: &[String], matching: Matching) -> Result<Box<dyn Query>, SearchError> {
+        let field = self.fields.searched(request.kind);
+        let term_query = |term: Term, boost: f32| -> Box<dyn Query> {
+            let query = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+            if boost == 1.0 { query } else { Box::new(BoostQuery::new(query, boost)) }
+        };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (i, word) in words.iter().enumerate() {
-            let term = Term::from_field_text(all, word);
-            let mut any: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)))];
+            let term = Term::from_field_text(field, word);
+            // The word's terms, each with its weight: the word itself unless the index
+            // has none of it, then its expansions. One term alone is a term query, so
+            // that a tier of single terms stays a conjunction of terms (pruned by blocks).
+            let mut terms = Vec::new();
+            if matching == Matching::Exact || searcher.doc_freq(&term).map_err(engine)? > 0 {
+                terms.push((term.clone(), 1.0));
+            }
             if matching >= Matching::Prefix && i + 1 == words.len() {
-                let prefix = FuzzyTermQuery::new_prefix(term.clone(), 0, true);
-                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(prefix), 0.5))));
+                let prefixed = expand(searcher, field, &FuzzyTermQuery::new_prefix(term.clone(), 0, true))?;
+                terms.extend(prefixed.into_iter().filter(|t| *t != term).map(|t| (t, PREFIX_BOOST)));
             }
             if matching == Matching::Typo && word.chars().count() >= FUZZY_FROM_CHARS {
-                any.push((Occur::Should, Box::new(BoostQuery::new(Box::new(FuzzyTermQuery::new(term.clone(), 1, true)), 0.3))));
+                let near = expand(searcher, field, &FuzzyTermQuery::new(term.clone(), 1, true))?;
+                let new: Vec<Term> = near.into_iter().filter(|t| !terms.iter().any(|(known, _)| known == t)).collect();
+                terms.extend(new.into_iter().map(|t| (t, TYPO_BOOST)));
             }
-            let matched: Box<dyn Query> = match any.len() {
-                1 => any.pop().expect("one").1,
-                _ => Box::new(BooleanQuery::new(any)),
+            let matched = match terms.len() {
+                0 => term_query(term, 1.0),
+                1 => {
+                    let (term, boost) = terms.pop().expect("one");
+                    term_query(term, boost)
+                }
+                _ => Box::new(BooleanQuery::new(terms.into_iter().map(|(term, boost)| (Occur::Should, term_query(term, boost))).collect())),
             };
             clauses.push((Occur::Must, matched));
-            if let Some(first) = first {
-                let ranked = TermQuery::new(Term::from_field_text(first, word), IndexRecordOption::WithFreqs);
-                clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(ranked), TITLE_BOOST))));
-            }
         }
         if let Some(since) = request.since {
             let range = RangeQuery::new(Bound::Included(Term::from_field_i64(self.fields.created_at, since)), Bound::Unbounded);
             clauses.push((Occur::Must, Box::new(range)));
         }
-        BooleanQuery::new(clauses)
+        Ok(match clauses.len() {
+            // One term alone: tantivy prunes it by blocks as it does a conjunction.
+            1 => clauses.pop().expect("one").1,
+            _ => Box::new(BooleanQuery::new(clauses)),
+        })
     }
 
     /// The documents `query` matches, `limit` of them from `offset` in the request's order,
@@ -396,16 +410,8 @@ impl Inner {
         };
         let mut out = Vec::new();
         for (name, text) in document.texts() {
-            let terms: BTreeMap<String, f32> =
-                tokenizer::document_words(&text).into_iter().filter(|w| matches(&w.text)).map(|w| (w.text, 1.0)).collect();
-            if terms.is_empty() {
-                continue;
-            }
-            let generator = SnippetGenerator::new(terms, TextAnalyzer::from(WordsTokenizer), self.fields.title, FRAGMENT_CHARS);
-            let mut snippet = generator.snippet(&text);
-            snippet.set_snippet_prefix_postfix("<em>", "</em>");
-            if !snippet.is_empty() {
-                out.push(Highlight { field: name.to_owned(), fragment: snippet.to_html() });
+            if let Some(fragment) = snippet(&text, &tokenizer::document_words(&text), &matches) {
+                out.push(Highlight { field: name.to_owned(), fragment });
             }
         }
         out
@@ -426,26 +432,30 @@ impl Inner {
         let offset = request.offset.min(MAX_RESULTS);
         let limit = request.first.clamp(1, MAX_PAGE).min(MAX_RESULTS - offset).max(1);
         let typos = words.iter().any(|w| w.chars().count() >= FUZZY_FROM_CHARS);
-        let matchings = [Matching::Exact, Matching::Prefix, Matching::Typo].into_iter().filter(|m| *m != Matching::Typo || typos);
-        let tiers: Vec<BooleanQuery> = matchings.map(|m| self.query(request, &words, m)).collect();
-        // One more than asked tells whether there are more. `before`: the documents of
-        // the tiers already looked at (each tier's query matches those of the ones before).
+        let matchings: Vec<Matching> =
+            [Matching::Exact, Matching::Prefix, Matching::Typo].into_iter().filter(|m| *m != Matching::Typo || typos).collect();
+        // Each tier's query is built when it is looked at (a prefix or a typo reads the
+        // term dictionary). One more than asked tells whether there are more. `before`:
+        // the documents of the tiers already looked at (each tier's query matches those
+        // of the ones before).
+        let mut tiers: Vec<Box<dyn Query>> = Vec::with_capacity(matchings.len());
         let (mut found, mut before) = (Vec::new(), 0);
-        for (i, query) in tiers.iter().enumerate() {
+        for (i, matching) in matchings.iter().enumerate() {
+            tiers.push(self.query(&searcher, request, &words, *matching)?);
+            let query = &tiers[i];
             let start = offset.saturating_sub(before);
             let got = match i {
-                0 => self.top(&searcher, query, request.sort, request.kind, start, limit + 1 - found.len())?,
+                0 => self.top(&searcher, &**query, request.sort, request.kind, start, limit + 1 - found.len())?,
+                // The tiers before matched nothing: nothing to leave out.
+                _ if before == 0 => self.top(&searcher, &**query, request.sort, request.kind, start, limit + 1 - found.len())?,
                 _ => {
-                    let new = BooleanQuery::new(vec![
-                        (Occur::Must, Box::new(query.clone()) as Box<dyn Query>),
-                        (Occur::MustNot, Box::new(tiers[i - 1].clone())),
-                    ]);
+                    let new = BooleanQuery::new(vec![(Occur::Must, query.box_clone()), (Occur::MustNot, tiers[i - 1].box_clone())]);
                     self.top(&searcher, &new, request.sort, request.kind, start, limit + 1 - found.len())?
                 }
             };
             before = match got.is_empty() && start > 0 {
                 // This tier ends before the page: count where it ends.
-                true => searcher.search(query, &Count).map_err(engine)?,
+                true => searcher.search(&**query, &Count).map_err(engine)?,
                 false => before + start + got.len(),
             };
             found.extend(got);
@@ -455,7 +465,10 @@ impl Inner {
         }
         // Counting every match is only done when asked: it visits them all.
         let total = match request.count {
-            true => Some(searcher.search(tiers.last().expect("one tier at least"), &Count).map_err(engine)?),
+            true => {
+                let widest = self.query(&searcher, request, &words, *matchings.last().expect("one tier at least"))?;
+                Some(searcher.search(&*widest, &Count).map_err(engine)?)
+            }
             false => None,
         };
         let more = found.len() > limit && offset + limit < MAX_RESULTS;
@@ -467,6 +480,75 @@ impl Inner {
         }
         Ok(SearchPage { hits, total, more })
     }
+}
+
+/// The fragment of `text` with the most matched words, at most [`FRAGMENT_CHARS`] bytes
+/// cut at words (as tantivy's snippet generator cuts it, from the text's words already
+/// at hand), HTML escaped, the matched words in `<em>`; `None` when no word matched.
+fn snippet(text: &str, words: &[tokenizer::Word], matched: &dyn Fn(&str) -> bool) -> Option<String> {
+    struct Fragment {
+        start: usize,
+        stop: usize,
+        score: usize,
+        marks: Vec<(usize, usize)>,
+    }
+    let fresh = |start| Fragment { start, stop: start, score: 0, marks: Vec::new() };
+    // The first of the best: a later fragment must score more.
+    let keep = |fragment: Fragment, best: &mut Option<Fragment>| {
+        if fragment.score > 0 && best.as_ref().is_none_or(|b| fragment.score > b.score) {
+            *best = Some(fragment);
+        }
+    };
+    let (mut best, mut current) = (None, fresh(0));
+    for word in words {
+        if word.to.saturating_sub(current.start) > FRAGMENT_CHARS {
+            keep(std::mem::replace(&mut current, fresh(word.from)), &mut best);
+        }
+        current.stop = word.to;
+        if matched(&word.text) {
+            current.score += 1;
+            current.marks.push((word.from.max(current.start), word.to));
+        }
+    }
+    keep(current, &mut best);
+    let Fragment { start, stop, mut marks, .. } = best?;
+    // Search mode gives words inside words: overlapping marks are merged into one.
+    marks.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(marks.len());
+    for (from, to) in marks {
+        match merged.last_mut() {
+            Some(last) if last.1 > from => last.1 = last.1.max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    let mut html = String::with_capacity(stop - start + 16);
+    let mut at = start;
+    for (from, to) in merged {
+        html.push_str(&htmlescape::encode_minimal(&text[at..from]));
+        html.push_str("<em>");
+        html.push_str(&htmlescape::encode_minimal(&text[from..to]));
+        html.push_str("</em>");
+        at = to;
+    }
+    html.push_str(&htmlescape::encode_minimal(&text[at..stop.max(at)]));
+    Some(html)
+}
+
+/// The terms of `field` the automaton of `query` matches (a prefix, or one edit away),
+/// in any segment: the first [`MAX_EXPANSIONS`] in the dictionary's order.
+fn expand(searcher: &Searcher, field: Field, query: &FuzzyTermQuery) -> Result<Vec<Term>, SearchError> {
+    let mut found = std::collections::BTreeSet::new();
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(field).map_err(engine)?;
+        let mut terms = inverted.terms().search(query.automaton().map_err(engine)?).into_stream().map_err(engine)?;
+        // Each segment's terms come in order: its first few are all that can be first.
+        let mut taken = 0;
+        while taken < MAX_EXPANSIONS && terms.advance() {
+            found.insert(terms.key().to_vec());
+            taken += 1;
+        }
+    }
+    Ok(found.into_iter().take(MAX_EXPANSIONS).filter_map(|key| Some(Term::from_field_text(field, std::str::from_utf8(&key).ok()?))).collect())
 }
 
 /// How a query's words match: each tier of results adds a way.
@@ -549,5 +631,31 @@ impl SearchIndex for TantivySearch {
     async fn suggest(&self, prefix: &str, first: usize) -> Result<Vec<Suggestion>, SearchError> {
         let (inner, prefix) = (self.inner(), prefix.to_owned());
         tokio::task::spawn_blocking(move || inner.suggest_now(&prefix, first)).await.map_err(engine)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn highlight(text: &str, asked: &[&str]) -> Option<String> {
+        snippet(text, &tokenizer::document_words(text), &|word: &str| asked.contains(&word))
+    }
+
+    #[test]
+    fn snippets_mark_matched_words_merge_overlaps_and_escape() {
+        assert_eq!(highlight("Funny cats compilation", &["funny", "cats"]).unwrap(), "<em>Funny</em> <em>cats</em> compilation");
+        assert_eq!(highlight("<b>cats</b> & 'dogs' too", &["dogs"]).unwrap(), "&lt;b&gt;cats&lt;/b&gt; &amp; &#x27;<em>dogs</em>&#x27; too");
+        assert_eq!(highlight("超级搞笑的猫咪视频", &["猫咪", "视频"]).unwrap(), "超级搞笑的<em>猫咪</em><em>视频</em>");
+        let word = |text: &str, from, to| tokenizer::Word { text: text.into(), from, to };
+        let inside = [word("ab", 0, 2), word("cd", 2, 4), word("abcd", 0, 4)];
+        assert_eq!(snippet("abcd!", &inside, &|_| true).unwrap(), "<em>abcd</em>", "words inside words are marked once");
+        assert_eq!(highlight("超级搞笑的猫咪视频", &["猫咪"]).unwrap(), "超级搞笑的<em>猫咪</em>视频");
+        assert_eq!(highlight("nothing here", &["cats"]), None);
+        // A long text: the fragment with the most matches, cut at words.
+        let long = format!("cats {}cats dogs", "filler ".repeat(40));
+        let fragment = highlight(&long, &["cats", "dogs"]).unwrap();
+        assert!(fragment.ends_with("filler <em>cats</em> <em>dogs</em>") && fragment.len() <= FRAGMENT_CHARS + 18, "{fragment}");
+        assert!(fragment.starts_with("filler"), "{fragment}");
     }
 }
