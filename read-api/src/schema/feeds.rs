@@ -1,8 +1,9 @@
 //! `feed(kind: FOLLOWING | HOT | RECOMMENDED)`. How each is built is in
 //! docs/architecture.md ("Feeds").
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, Object, Result};
@@ -11,9 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use plaza_projections::SqlValue;
 
-use super::content::{Video, VideoConnection, count, video_from_row, video_page, videos_by_id, viewer};
+use super::content::{Video, VideoConnection, count, video_page, videos_by_id};
 use super::{ConnectionFields, bad_request, db, decode_cursor, page_size};
-use crate::Viewer;
+use crate::{MinPosition, Viewer};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum FeedKind {
@@ -69,26 +70,47 @@ impl RankCursor {
 }
 
 /// Sorts by score, highest first, then id.
-fn rank(ranked: &mut [(f64, Video)]) {
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+fn rank(ranked: &mut [(f64, String)]) {
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
 }
 
-/// The page after the cursor of a list sorted by [`rank`].
-fn ranked_page(kind: char, parameter: i64, ranked: &[(f64, Video)], first: Option<i32>, after: Option<&RankCursor>) -> Result<VideoConnection> {
+/// The page after the cursor of a list sorted by [`rank`], of the videos `videos` holds
+/// (a video missing there, deleted since it was ranked, is left out).
+async fn ranked_page(
+    ctx: &Context<'_>,
+    kind: char,
+    parameter: i64,
+    ranked: &[(f64, String)],
+    videos: Option<&HashMap<String, Video>>,
+    first: Option<i32>,
+    after: Option<&RankCursor>,
+) -> Result<VideoConnection> {
     let total = ranked.len() as i64;
     let start = match after {
         Some(cursor) => ranked
             .iter()
-            .position(|(score, video)| score.total_cmp(&cursor.score).is_lt() || (*score == cursor.score && video.id.as_str() > cursor.id.as_str()))
+            .position(|(score, id)| score.total_cmp(&cursor.score).is_lt() || (*score == cursor.score && id.as_str() > cursor.id.as_str()))
             .unwrap_or(ranked.len()),
         None => 0,
     };
     let limit = page_size(first)? as usize;
     let has_next = ranked.len() > start + limit;
+    let page = &ranked[start.min(ranked.len())..(start + limit).min(ranked.len())];
+    let fetched;
+    let videos = match videos {
+        Some(videos) => videos,
+        None => {
+            let ids: Vec<String> = page.iter().map(|(_, id)| id.clone()).collect();
+            fetched = videos_by_id(ctx, &ids).await?;
+            &fetched
+        }
+    };
     let mut connection = Connection::with_additional_fields(after.is_some(), has_next, ConnectionFields { total_count: total });
-    for (score, video) in ranked.iter().skip(start).take(limit) {
-        let cursor = RankCursor { kind, parameter, score: *score, id: video.id.to_string() };
-        connection.edges.push(Edge::new(cursor.encode(), video.clone()));
+    for (score, id) in page {
+        if let Some(video) = videos.get(id) {
+            let cursor = RankCursor { kind, parameter, score: *score, id: id.clone() };
+            connection.edges.push(Edge::new(cursor.encode(), video.clone()));
+        }
     }
     Ok(connection)
 }
@@ -128,16 +150,12 @@ async fn following(ctx: &Context<'_>, user: String, first: Option<i32>, after: O
     video_page(rows, limit, after.is_some(), total)
 }
 
-/// What the fields of one request share: one clock, so every first page of HOT ranks as
-/// of the same moment, and the HOT candidates per clock, so aliases of HOT and
-/// RECOMMENDED read them once.
+/// What the fields of one request share: one clock, for RECOMMENDED's use of HOT, and
+/// the HOT ranking per clock, so aliases of HOT and RECOMMENDED use the same one.
 pub struct RequestCache {
     now: i64,
-    hot: tokio::sync::Mutex<HashMap<i64, Ranked>>,
+    hot: tokio::sync::Mutex<HashMap<i64, Arc<Ranking>>>,
 }
-
-/// Videos with their scores, best first.
-type Ranked = Arc<Vec<(f64, Video)>>;
 
 impl Default for RequestCache {
     fn default() -> Self {
@@ -149,45 +167,116 @@ fn request_cache<'a>(ctx: &'a Context<'_>) -> &'a RequestCache {
     ctx.data_unchecked::<RequestCache>()
 }
 
-/// [`hot_candidates`] as of `as_of`, ranked, read once per request.
-async fn cached_hot_candidates(ctx: &Context<'_>, as_of: i64) -> Result<Ranked> {
-    let mut hot = request_cache(ctx).hot.lock().await;
-    if let Some(found) = hot.get(&as_of) {
-        return Ok(found.clone());
-    }
-    let mut candidates = hot_candidates(ctx, as_of).await?;
-    rank(&mut candidates);
-    let candidates = Arc::new(candidates);
-    hot.insert(as_of, candidates.clone());
-    Ok(candidates)
+/// The HOT ranking of live videos (ids and scores) as of a clock.
+pub struct Ranking {
+    as_of: i64,
+    ranked: Vec<(f64, String)>,
 }
 
-/// Live videos of the last days with their HOT scores as of `as_of` (microseconds).
-async fn hot_candidates(ctx: &Context<'_>, as_of: i64) -> Result<Vec<(f64, Video)>> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        video_columns!(),
-        ", v.position FROM videos v",
-        video_counts!(),
-        " WHERE v.deleted = 0 AND v.created_at >= $2 ORDER BY v.position DESC LIMIT $3"
-    );
+/// The HOT rankings a process computed last, shared by its requests: a first page of
+/// HOT uses the newest while it is younger than [`HOT_FOR`] (a request with a
+/// consistency token ranks anew, so it sees its own writes), and a later page the one
+/// of its first page's clock while it is kept. Ranking reads some 2,000 videos with
+/// their counts; a page then reads only its own videos.
+#[derive(Clone, Default)]
+pub struct HotRankings(Arc<Mutex<HotCache>>);
+
+#[derive(Default)]
+struct HotCache {
+    /// Newest last, with when each was computed.
+    kept: VecDeque<(Instant, Arc<Ranking>)>,
+    /// Since when a request has been ranking anew: the others keep using the newest
+    /// meanwhile (for [`HOT_FOR`] at most, should that request have been dropped).
+    refreshing: Option<Instant>,
+}
+
+/// How long a HOT ranking serves first pages.
+const HOT_FOR: Duration = Duration::from_secs(1);
+/// Rankings kept for the later pages of first pages served from them.
+const HOT_KEPT: usize = 16;
+
+impl HotRankings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HotCache> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn keep(&self, ranking: Arc<Ranking>) {
+        let mut cache = self.lock();
+        cache.kept.push_back((Instant::now(), ranking));
+        while cache.kept.len() > HOT_KEPT {
+            cache.kept.pop_front();
+        }
+    }
+}
+
+/// The HOT ranking for a page: of the cursor's clock for a later page, else the newest.
+async fn hot_ranking(ctx: &Context<'_>, as_of: Option<i64>) -> Result<Arc<Ranking>> {
+    let mut in_request = request_cache(ctx).hot.lock().await;
+    let key = as_of.unwrap_or(0);
+    if let Some(found) = in_request.get(&key) {
+        return Ok(found.clone());
+    }
+    let shared = ctx.data_unchecked::<HotRankings>();
+    let fresh_wanted = ctx.data_opt::<MinPosition>().is_some();
+    let reused = {
+        let mut cache = shared.lock();
+        match as_of {
+            Some(as_of) => cache.kept.iter().rev().find(|(_, r)| r.as_of == as_of).map(|(_, r)| r.clone()),
+            None if fresh_wanted => None,
+            None => match cache.kept.back() {
+                Some((at, ranking)) if at.elapsed() < HOT_FOR => Some(ranking.clone()),
+                // Stale: one request ranks anew, the others use the stale one meanwhile.
+                Some((_, ranking)) if cache.refreshing.is_some_and(|since| since.elapsed() < HOT_FOR) => Some(ranking.clone()),
+                _ => {
+                    cache.refreshing = Some(Instant::now());
+                    None
+                }
+            },
+        }
+    };
+    let ranking = match reused {
+        Some(ranking) => ranking,
+        None => {
+            let clock = as_of.unwrap_or(request_cache(ctx).now);
+            let ranked = hot_candidates(ctx, clock).await;
+            if as_of.is_none() && !fresh_wanted {
+                shared.lock().refreshing = None;
+            }
+            let ranking = Arc::new(Ranking { as_of: clock, ranked: ranked? });
+            shared.keep(ranking.clone());
+            ranking
+        }
+    };
+    in_request.insert(key, ranking.clone());
+    Ok(ranking)
+}
+
+/// Live videos of the last days ranked by their HOT scores as of `as_of` (microseconds).
+async fn hot_candidates(ctx: &Context<'_>, as_of: i64) -> Result<Vec<(f64, String)>> {
+    const SQL: &str = "SELECT v.id, v.created_at, COALESCE(vc.likes, 0), COALESCE(vc.favorites, 0),
+            COALESCE(vc.top_comments, 0) + COALESCE(vc.visible_replies, 0), COALESCE(k.value, 0)
+       FROM videos v LEFT JOIN video_counts vc ON vc.video_id = v.id
+       LEFT JOIN counters k ON k.resource_id = v.id AND k.counter_type = 'views'
+      WHERE v.deleted = 0 AND v.created_at >= $1 ORDER BY v.position DESC LIMIT $2";
     let since = as_of - HOT_WINDOW_DAYS * 24 * 3_600_000_000;
-    let rows = db(ctx).query(SQL, vec![viewer(ctx), SqlValue::Int(since), SqlValue::Int(HOT_CANDIDATES)]).await?;
-    rows.iter()
+    let rows = db(ctx).query(SQL, vec![SqlValue::Int(since), SqlValue::Int(HOT_CANDIDATES)]).await?;
+    let mut ranked = rows
+        .iter()
         .map(|row| {
-            let video = video_from_row(row)?;
-            let age_hours = (as_of - video.created_at.timestamp_micros()) as f64 / 3.6e9;
-            Ok((hot_score(video.like_count, video.comment_count, video.favorite_count, video.view_count, age_hours), video))
+            let age_hours = (as_of - row.int(1)?) as f64 / 3.6e9;
+            let score = hot_score(row.int(2)?, row.int(4)?, row.int(3)?, row.int(5)?, age_hours);
+            Ok((score, row.text(0)?.to_owned()))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    rank(&mut ranked);
+    Ok(ranked)
 }
 
 async fn hot(ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
     let cursor = after.as_deref().map(|c| RankCursor::decode('h', c)).transpose()?;
     // Later pages rank as of the first page's clock, so the order holds still.
-    let as_of = cursor.as_ref().map_or(request_cache(ctx).now, |c| c.parameter);
-    let ranked = cached_hot_candidates(ctx, as_of).await?;
-    ranked_page('h', as_of, &ranked, first, cursor.as_ref())
+    let ranking = hot_ranking(ctx, cursor.as_ref().map(|c| c.parameter)).await?;
+    ranked_page(ctx, 'h', ranking.as_of, &ranking.ranked, None, first, cursor.as_ref()).await
 }
 
 /// Candidate sources of RECOMMENDED, each `(video_id, strength)`, and their weights.
@@ -234,9 +323,9 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
             *scores.entry(row.text(0)?.to_owned()).or_default() += weight * row.int(1)? as f64;
         }
     }
-    let hot = cached_hot_candidates(ctx, request_cache(ctx).now).await?;
-    for (rank, (_, video)) in hot.iter().take(HOT_IN_RECOMMENDED).enumerate() {
-        *scores.entry(video.id.to_string()).or_default() += 2.0 * (1.0 - rank as f64 / HOT_IN_RECOMMENDED as f64);
+    let hot = hot_ranking(ctx, None).await?;
+    for (rank, (_, id)) in hot.ranked.iter().take(HOT_IN_RECOMMENDED).enumerate() {
+        *scores.entry(id.clone()).or_default() += 2.0 * (1.0 - rank as f64 / HOT_IN_RECOMMENDED as f64);
     }
 
     let mut best: Vec<(String, f64)> = scores
@@ -249,12 +338,12 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
     best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     best.truncate(RECOMMENDED_CANDIDATES);
     let ids: Vec<String> = best.iter().map(|(id, _)| id.clone()).collect();
-    let mut videos = videos_by_id(ctx, &ids).await?;
-    let found = best.into_iter().filter_map(|(id, score)| videos.remove(&id).map(|video| (score, video)));
+    let videos = videos_by_id(ctx, &ids).await?;
     // Never the viewer's own videos, nor ones the viewer already likes.
-    let mut ranked: Vec<(f64, Video)> = found.filter(|(_, video)| video.author_id != user && !video.viewer_has_liked).collect();
+    let shown = |id: &String| videos.get(id).is_some_and(|video| video.author_id != user && !video.viewer_has_liked);
+    let mut ranked: Vec<(f64, String)> = best.into_iter().filter(|(id, _)| shown(id)).map(|(id, score)| (score, id)).collect();
     rank(&mut ranked);
-    ranked_page('r', seed, &ranked, first, cursor.as_ref())
+    ranked_page(ctx, 'r', seed, &ranked, Some(&videos), first, cursor.as_ref()).await
 }
 
 #[derive(Default)]

@@ -73,6 +73,7 @@ pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, hub: crate::hub::Hub, 
     let builder = Schema::build(Query::default(), EmptyMutation, Subscription)
         .data(hub)
         .data(search)
+        .data(feeds::HotRankings::default())
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(db)
         .data(live)
