@@ -243,7 +243,11 @@ async fn hot_ranking(ctx: &Context<'_>, as_of: Option<i64>) -> Result<Arc<Rankin
                 shared.lock().refreshing = None;
             }
             let ranking = Arc::new(Ranking { as_of: clock, ranked: ranked? });
-            shared.keep(ranking.clone());
+            // A ranking as of an old cursor's clock is this request's alone: first pages
+            // take the newest kept.
+            if as_of.is_none() {
+                shared.keep(ranking.clone());
+            }
             ranking
         }
     };
