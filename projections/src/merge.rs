@@ -103,6 +103,11 @@ impl Merge {
         self.lanes.iter().map(|(&partition, lane)| (partition, lane.waiting.front().map_or(lane.next_offset, |(offset, _)| *offset))).collect()
     }
 
+    /// The partitions the merge reads.
+    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.lanes.keys().copied()
+    }
+
     /// How many events of `partition` wait for the other partitions.
     pub fn waiting(&self, partition: i32) -> usize {
         self.lanes.get(&partition).map_or(0, |lane| lane.waiting.len())

@@ -202,8 +202,7 @@ impl KafkaSearchFeed {
 
     /// Pauses a partition read far ahead of the others, resumes it once they caught up.
     fn pace(&self, consumer: &StreamConsumer, merge: &Merge, paused: &mut BTreeSet<i32>) -> anyhow::Result<()> {
-        let lanes: Vec<i32> = merge.resume_offsets().into_iter().map(|(partition, _)| partition).collect();
-        for partition in lanes {
+        for partition in merge.partitions() {
             let waiting = merge.waiting(partition);
             let mut list = TopicPartitionList::new();
             list.add_partition(&self.settings.topic, partition);

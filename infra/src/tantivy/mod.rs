@@ -444,10 +444,9 @@ impl Inner {
             tiers.push(self.query(&searcher, request, &words, *matching)?);
             let query = &tiers[i];
             let start = offset.saturating_sub(before);
-            let got = match i {
+            // Leave out the tiers before, unless they matched nothing (the first tier).
+            let got = match before {
                 0 => self.top(&searcher, &**query, request.sort, request.kind, start, limit + 1 - found.len())?,
-                // The tiers before matched nothing: nothing to leave out.
-                _ if before == 0 => self.top(&searcher, &**query, request.sort, request.kind, start, limit + 1 - found.len())?,
                 _ => {
                     let new = BooleanQuery::new(vec![(Occur::Must, query.box_clone()), (Occur::MustNot, tiers[i - 1].box_clone())]);
                     self.top(&searcher, &new, request.sort, request.kind, start, limit + 1 - found.len())?
