@@ -103,11 +103,12 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: services ## Measure throughput and latency (release build); writes docs/benchmarks.md
+bench: services ## Measure throughput and latency (release build); writes docs/benchmarks.md (BEFORE=path/to/plaza compares an earlier build)
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (HTTP load generator)"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q wrk; else sudo -n apt-get install -y -q wrk; fi; }
 	$(CARGO) build --release -p plaza -p plaza-bench
-	"$${CARGO_TARGET_DIR:-target}/release/plaza-bench" --out docs/benchmarks.md
+	$(CARGO) build --release --manifest-path bench/peer/Cargo.toml --target-dir "$${CARGO_TARGET_DIR:-$(CURDIR)/target}"
+	"$${CARGO_TARGET_DIR:-target}/release/plaza-bench" --out docs/benchmarks.md $(if $(BEFORE),--before "$(BEFORE)")
 
 .PHONY: clean
 clean: ## Remove build output and the embedded profile's ./data

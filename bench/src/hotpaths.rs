@@ -16,10 +16,13 @@ use crate::Settings;
 use crate::http::{Server, agent, register};
 use crate::pg::FreshDatabase;
 
-/// Users that like, and videos they like: every (user, video) pair is liked at most
-/// once, so every like is a new, successful command.
+/// Users that like, follow and comment, and videos they like: 60,000 (user, video)
+/// pairs and 39,800 (follower, followee) pairs. A script that has used every pair turns
+/// to undoing them (unlike, unfollow), so every answer is a fresh state change.
 pub const LIKERS: usize = 200;
 pub const VIDEOS: usize = 300;
+/// Messages in the conversation whose page the messages workload reads.
+pub const MESSAGES: usize = 50;
 
 pub struct Load {
     pub profile: &'static str,
@@ -33,28 +36,172 @@ pub struct Load {
     pub failures: u64,
 }
 
+#[derive(Default)]
 pub struct HotPaths {
     pub loads: Vec<Load>,
+    /// The same workloads against the `--before` binary, in the same run.
+    pub before: Vec<Load>,
 }
 
-pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str) -> anyhow::Result<HotPaths> {
+/// The servers measured: Plaza, optionally an earlier Plaza, and optionally the
+/// cqrs-es peer.
+pub struct Binaries<'a> {
+    pub plaza: &'a Path,
+    pub before: Option<&'a Path>,
+    pub peer: Option<&'a Path>,
+    /// Only these profiles (all if empty).
+    pub profiles: &'a [Profile],
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    Embedded,
+    Postgres,
+    Cluster,
+}
+
+pub const EMBEDDED: &str = "embedded (SQLite)";
+pub const POSTGRES: &str = "PostgreSQL";
+pub const CLUSTER: &str = "cluster (PostgreSQL, Kafka, Redis)";
+pub const PEER: &str = "cqrs-es 0.5 + postgres-es peer";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Noop,
+    Like,
+    Favorite,
+    Follow,
+    Comment,
+    Increment,
+    View,
+    User,
+    Videos,
+    Hot,
+    HotAliases,
+    Recommended,
+    Messages,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Noop => "GET /healthz (no-op baseline)",
+            Self::Like => "like a video",
+            Self::Favorite => "favorite a video",
+            Self::Follow => "follow a user",
+            Self::Comment => "comment on a video",
+            Self::Increment => "counter increment",
+            Self::View => "view a video",
+            Self::User => "GraphQL: user(id) with counts",
+            Self::Videos => "GraphQL: videos(authorId, first: 10) with authors",
+            Self::Hot => "GraphQL: HOT feed, 10 videos",
+            Self::HotAliases => "GraphQL: HOT feed under 5 aliases",
+            Self::Recommended => "GraphQL: RECOMMENDED feed, signed in",
+            Self::Messages => "GraphQL: a conversation's last 20 messages",
+        }
+    }
+
+    /// Whether the read API answers it (the write API answers the others).
+    fn reads(self) -> bool {
+        matches!(self, Self::User | Self::Videos | Self::Hot | Self::HotAliases | Self::Recommended | Self::Messages)
+    }
+}
+
+/// What each profile runs, with how many connections.
+fn workloads(profile: &str) -> Vec<(Workload, usize)> {
+    use Workload::*;
+    match profile {
+        EMBEDDED => vec![
+            (Noop, 64),
+            (Like, 64),
+            (Favorite, 64),
+            (Follow, 64),
+            (Comment, 64),
+            (Increment, 64),
+            (Increment, 256),
+            (View, 64),
+            (User, 64),
+            (Videos, 64),
+            (Hot, 64),
+            (HotAliases, 64),
+            (Recommended, 64),
+            (Messages, 64),
+        ],
+        POSTGRES => {
+            vec![
+                (Noop, 64),
+                (Like, 64),
+                (Follow, 64),
+                (Increment, 64),
+                (View, 64),
+                (User, 64),
+                (Videos, 64),
+                (Hot, 64),
+                (Recommended, 64),
+                (Messages, 64),
+            ]
+        }
+        _ => vec![(Noop, 64), (Like, 64), (Increment, 64), (Increment, 256), (View, 64), (Hot, 64), (HotAliases, 64)],
+    }
+}
+
+pub fn run_all(runtime: &Runtime, binaries: &Binaries<'_>, settings: &Settings, admin: &str) -> anyhow::Result<HotPaths> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is not installed; `make bench` installs it (apt-get install wrk)");
     }
+    let mut hot = HotPaths::default();
+    let runs = |profile| binaries.profiles.is_empty() || binaries.profiles.contains(&profile);
+    hot.loads = run_binary(runtime, binaries.plaza, binaries.peer, &runs, settings, admin)?;
+    if let Some(before) = binaries.before {
+        eprintln!("[hot] the same workloads against the earlier build {}", before.display());
+        hot.before = run_binary(runtime, before, None, &runs, settings, admin)?;
+    }
+    Ok(hot)
+}
+
+fn run_binary(
+    runtime: &Runtime,
+    plaza: &Path,
+    peer: Option<&Path>,
+    runs: &dyn Fn(Profile) -> bool,
+    settings: &Settings,
+    admin: &str,
+) -> anyhow::Result<Vec<Load>> {
     let mut loads = Vec::new();
-    {
+    if runs(Profile::Embedded) {
         eprintln!("[hot] embedded: starting plaza serve");
         let mut server = Server::start_role(plaza, "serve", &[])?;
         let base = server.base.clone();
-        loads.extend(run_profile("embedded (SQLite)", &base, &base, settings)?);
+        loads.extend(run_profile(EMBEDDED, &base, &base, settings)?);
         server.check_alive()?;
+    }
+    if runs(Profile::Postgres) {
+        let database = runtime.block_on(FreshDatabase::create(admin))?;
+        let measured = (|| {
+            eprintln!("[hot] PostgreSQL: starting plaza serve");
+            let env = [("PLAZA_STORE_URL", database.url.clone()), ("PLAZA_READ_MODELS_URL", database.url.clone())];
+            let mut server = Server::start_role(plaza, "serve", &env)?;
+            let base = server.base.clone();
+            let mut measured = run_profile(POSTGRES, &base, &base, settings)?;
+            server.check_alive()?;
+            drop(server);
+            if let Some(peer) = peer {
+                measured.push(run_peer(runtime, peer, settings, admin)?);
+            }
+            Ok::<_, anyhow::Error>(measured)
+        })();
+        runtime.block_on(database.drop_now())?;
+        loads.extend(measured?);
+    }
+    if !runs(Profile::Cluster) {
+        return Ok(loads);
     }
     let database = runtime.block_on(FreshDatabase::create(admin))?;
     let cluster = (|| {
         eprintln!("[hot] cluster: starting write-api, read-api, relay and two projectors");
         let mut processes = crate::cluster::start(plaza, &database.url)?;
         let (write, read) = (processes[0].base.clone(), processes[1].base.clone());
-        let measured = run_profile("cluster (PostgreSQL, Kafka, Redis)", &write, &read, settings)?;
+        let measured = run_profile(CLUSTER, &write, &read, settings)?;
         for process in &mut processes {
             process.check_alive()?;
         }
@@ -62,38 +209,68 @@ pub fn run_all(runtime: &Runtime, plaza: &Path, settings: &Settings, admin: &str
     })();
     runtime.block_on(database.drop_now())?;
     loads.extend(cluster?);
-    Ok(HotPaths { loads })
+    Ok(loads)
+}
+
+/// The like workload against the cqrs-es peer (`bench/peer`) on its own fresh database
+/// of the same PostgreSQL server.
+fn run_peer(runtime: &Runtime, peer: &Path, settings: &Settings, admin: &str) -> anyhow::Result<Load> {
+    let database = runtime.block_on(FreshDatabase::create(admin))?;
+    let measured = (|| {
+        eprintln!("[hot] peer: starting plaza-peer serve");
+        let mut server = Server::start_role(peer, "serve", &[("PEER_DATABASE_URL", database.url.clone())])?;
+        let base = server.base.clone();
+        let agent = agent(Duration::from_secs(30));
+        let mut tokens = Vec::with_capacity(LIKERS);
+        for i in 0..LIKERS {
+            let answer = post_json(&agent, &format!("{base}/api/v1/users"), None, &json!({ "username": format!("liker_{i}") }))?;
+            tokens.push(answer["token"].as_str().context("no token from the peer")?.to_owned());
+        }
+        let mut videos = Vec::with_capacity(VIDEOS);
+        for i in 0..VIDEOS {
+            let answer = post_json(&agent, &format!("{base}/api/v1/videos"), Some(&tokens[0]), &json!({ "title": format!("Video {i}") }))?;
+            videos.push(answer["video_id"].as_str().context("no video id from the peer")?.to_owned());
+        }
+        let dir = tempfile::tempdir()?;
+        let likes = script(&dir, "peer-likes.lua", &pairs_script(&tokens, &videos, "/api/v1/videos/", "/like", ""))?;
+        let load = measure(PEER, Workload::Like, &base, Some(&likes), 64, settings)?;
+        server.check_alive()?;
+        Ok::<_, anyhow::Error>(load)
+    })();
+    runtime.block_on(database.drop_now())?;
+    measured
+}
+
+fn measure(
+    profile: &'static str,
+    workload: Workload,
+    base: &str,
+    script: Option<&Path>,
+    connections: usize,
+    settings: &Settings,
+) -> anyhow::Result<Load> {
+    let seconds = settings.http_case.as_secs().max(1);
+    let url = if script.is_none() { format!("{base}/healthz") } else { base.to_owned() };
+    let name = workload.name();
+    eprintln!("[hot] {profile}: {name}, {connections} connections, {seconds} s...");
+    let load = wrk(profile, name, &url, script, connections, seconds)?;
+    eprintln!("[hot] {profile}: {name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failures", load.per_second, load.p50_ms, load.p99_ms, load.failures);
+    Ok(load)
 }
 
 fn run_profile(profile: &'static str, write: &str, read: &str, settings: &Settings) -> anyhow::Result<Vec<Load>> {
-    let (tokens, videos) = prepare(write)?;
+    let prepared = prepare(write, read)?;
     let dir = tempfile::tempdir()?;
-    let likes = script(&dir, "likes.lua", &likes_script(&tokens, &videos))?;
-    let increments = script(&dir, "increments.lua", INCREMENTS)?;
-    let views = script(&dir, "views.lua", &views_script(&videos))?;
-    let hot_feed = script(&dir, "hot.lua", &graphql_script(&hot_feed_query(1)))?;
-    let hot_aliases = script(&dir, "hot-aliases.lua", &graphql_script(&hot_feed_query(HOT_ALIASES)))?;
-    let seconds = settings.http_case.as_secs().max(1);
     let mut loads = Vec::new();
-    for (workload, base, script, connections) in [
-        ("GET /healthz (no-op baseline)", write, None, 64),
-        ("like a video", write, Some(&likes), 64),
-        ("counter increment", write, Some(&increments), 64),
-        ("counter increment", write, Some(&increments), 256),
-        ("view a video", write, Some(&views), 64),
-        ("GraphQL: HOT feed, 10 videos", read, Some(&hot_feed), 64),
-        ("GraphQL: HOT feed under 5 aliases", read, Some(&hot_aliases), 64),
-    ] {
-        let url = if script.is_none() { format!("{base}/healthz") } else { base.to_owned() };
-        eprintln!("[hot] {profile}: {workload}, {connections} connections, {seconds} s...");
-        let load = wrk(profile, workload, &url, script.map(|p| p.as_path()), connections, seconds)?;
-        eprintln!(
-            "[hot] {profile}: {workload}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failures",
-            load.per_second, load.p50_ms, load.p99_ms, load.failures
-        );
-        loads.push(load);
+    for (workload, connections) in workloads(profile) {
+        let script = match workload {
+            Workload::Noop => None,
+            _ => Some(script(&dir, "workload.lua", &prepared.script(workload))?),
+        };
+        let base = if workload.reads() { read } else { write };
+        loads.push(measure(profile, workload, base, script.as_deref(), connections, settings)?);
     }
-    // The read side is not part of these workloads; touch it so a dead read API shows.
+    // Touch the read side so a dead read API shows.
     let answer = agent(Duration::from_secs(10)).get(format!("{read}/healthz")).call().context("the read API does not answer")?;
     if answer.status() != 200 {
         bail!("the read API answered {}", answer.status());
@@ -101,32 +278,103 @@ fn run_profile(profile: &'static str, write: &str, read: &str, settings: &Settin
     Ok(loads)
 }
 
-/// Registers the likers and one author with `VIDEOS` videos; returns the likers' tokens
-/// and the video ids.
-fn prepare(base: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    eprintln!("[hot] registering {LIKERS} users and publishing {VIDEOS} videos (not measured)");
+/// The users, videos and conversation the workloads use.
+struct Prepared {
+    /// (user id, token) of each liker.
+    users: Vec<(String, String)>,
+    author: String,
+    videos: Vec<String>,
+    conversation: String,
+}
+
+/// Registers the likers and one author with `VIDEOS` videos, and a conversation of two
+/// likers with `MESSAGES` messages; waits until the read side holds them.
+fn prepare(write: &str, read: &str) -> anyhow::Result<Prepared> {
+    eprintln!("[hot] registering {LIKERS} users, publishing {VIDEOS} videos, sending {MESSAGES} messages (not measured)");
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let tokens = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..LIKERS)
-            .map(|i| scope.spawn(move || register(&agent(Duration::from_secs(60)), base, &format!("liker_{run}_{i}")).map(|(_, token)| token)))
-            .collect();
+    let users = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            (0..LIKERS).map(|i| scope.spawn(move || register(&agent(Duration::from_secs(60)), write, &format!("liker_{run}_{i}")))).collect();
         handles.into_iter().map(|h| h.join().map_err(|_| anyhow::anyhow!("a registration thread panicked"))?).collect::<anyhow::Result<Vec<_>>>()
     })?;
-    let (_, author) = register(&agent(Duration::from_secs(60)), base, &format!("author_{run}"))?;
+    let (author, author_token) = register(&agent(Duration::from_secs(60)), write, &format!("author_{run}"))?;
     let agent = agent(Duration::from_secs(30));
     let mut videos = Vec::with_capacity(VIDEOS);
     for i in 0..VIDEOS {
         let body = json!({ "title": format!("Video {i}"), "description": "#bench", "media_url": "https://cdn.example.com/v.mp4" });
-        let mut answer = agent
-            .post(format!("{base}/api/v1/videos"))
-            .header("authorization", &format!("Bearer {author}"))
-            .send_json(&body)
-            .context("cannot publish a video")?;
-        let text = answer.body_mut().read_to_string()?;
-        let value: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("publishing answered {text}"))?;
-        videos.push(value["video_id"].as_str().with_context(|| format!("publishing answered {text}"))?.to_owned());
+        let answer = post_json(&agent, &format!("{write}/api/v1/videos"), Some(&author_token), &body)?;
+        videos.push(answer["video_id"].as_str().context("no video id")?.to_owned());
     }
-    Ok((tokens, videos))
+    let (a, b) = (&users[0], &users[1]);
+    let started = post_json(&agent, &format!("{write}/api/v1/conversations"), Some(&a.1), &json!({ "kind": "direct", "member_id": b.0 }))?;
+    let conversation = started["conversation_id"].as_str().context("no conversation id")?.to_owned();
+    let mut position = 0;
+    for i in 0..MESSAGES {
+        let from = if i % 2 == 0 { a } else { b };
+        let sent = post_json(
+            &agent,
+            &format!("{write}/api/v1/conversations/{conversation}/messages"),
+            Some(&from.1),
+            &json!({ "body": format!("message {i}") }),
+        )?;
+        position = sent["position"].as_u64().unwrap_or(position);
+    }
+    crate::messaging::caught_up(read, position)?;
+    Ok(Prepared { users, author, videos, conversation })
+}
+
+fn post_json(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let mut request = agent.post(url);
+    if let Some(token) = token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    let mut answer = request.send_json(body).with_context(|| format!("POST {url}"))?;
+    let text = answer.body_mut().read_to_string()?;
+    if !answer.status().is_success() {
+        bail!("POST {url} answered {}: {text}", answer.status());
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {url} answered {text}"))
+}
+
+impl Prepared {
+    fn tokens(&self) -> Vec<String> {
+        self.users.iter().map(|(_, token)| token.clone()).collect()
+    }
+
+    fn script(&self, workload: Workload) -> String {
+        let ids: Vec<String> = self.users.iter().map(|(id, _)| id.clone()).collect();
+        match workload {
+            Workload::Noop => String::new(),
+            Workload::Like => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/like", ""),
+            Workload::Favorite => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/favorite", ""),
+            Workload::Follow => follow_script(&self.tokens(), &ids),
+            Workload::Comment => comment_script(&self.tokens(), &self.videos),
+            Workload::Increment => INCREMENTS.to_owned(),
+            Workload::View => views_script(&self.videos),
+            Workload::User => rotating_graphql_script(&ids, false, "{ user(id: \\\"ID\\\") { username followersCount followingCount } }"),
+            Workload::Videos => graphql_script(
+                &format!(
+                    "{{ videos(authorId: \"{}\", first: 10) {{ edges {{ node {{ id title likeCount viewCount author {{ username }} }} }} }} }}",
+                    self.author
+                ),
+                None,
+            ),
+            Workload::Hot => graphql_script(&hot_feed_query(1), None),
+            Workload::HotAliases => graphql_script(&hot_feed_query(HOT_ALIASES), None),
+            Workload::Recommended => rotating_graphql_script(
+                &self.tokens(),
+                true,
+                "{ feed(kind: RECOMMENDED, first: 10) { edges { node { id title likeCount author { username } } } } }",
+            ),
+            Workload::Messages => graphql_script(
+                &format!(
+                    "{{ messages(conversationId: \"{}\", last: 20) {{ edges {{ node {{ id seq body createdAt sender {{ username }} }} }} }} }}",
+                    self.conversation
+                ),
+                Some(&self.users[0].1),
+            ),
+        }
+    }
 }
 
 fn script(dir: &tempfile::TempDir, name: &str, text: &str) -> anyhow::Result<std::path::PathBuf> {
@@ -139,19 +387,63 @@ fn lua_strings(values: &[String]) -> String {
     values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(",")
 }
 
-/// Walks the (user, video) pairs in turn (wrk runs one thread), so no pair repeats.
-fn likes_script(tokens: &[String], videos: &[String]) -> String {
+/// Walks the (user, thing) pairs in turn (wrk runs one thread), so no pair repeats: `POST
+/// {prefix}{thing}{suffix}` as that user; once every pair was used, `DELETE` them in the
+/// same order, and so on.
+fn pairs_script(tokens: &[String], things: &[String], prefix: &str, suffix: &str, body: &str) -> String {
+    let mut lua = String::new();
+    let _ = writeln!(lua, "local tokens = {{{}}}", lua_strings(tokens));
+    let _ = writeln!(lua, "local things = {{{}}}", lua_strings(things));
+    let _ = write!(
+        lua,
+        r#"local k = 0
+request = function()
+  -- pair k = (user k % users, thing (k // users) % things): distinct within a round
+  local user = tokens[(k % #tokens) + 1]
+  local thing = things[(math.floor(k / #tokens) % #things) + 1]
+  local method = "POST"
+  if math.floor(k / (#tokens * #things)) % 2 == 1 then method = "DELETE" end
+  k = k + 1
+  return wrk.format(method, "{prefix}" .. thing .. "{suffix}", {{ ["Authorization"] = "Bearer " .. user, ["Content-Type"] = "application/json" }}, "{body}")
+end
+"#
+    );
+    lua
+}
+
+/// Each liker follows every other liker in turn (then unfollows, and so on).
+fn follow_script(tokens: &[String], ids: &[String]) -> String {
+    let mut lua = String::new();
+    let _ = writeln!(lua, "local tokens = {{{}}}", lua_strings(tokens));
+    let _ = writeln!(lua, "local ids = {{{}}}", lua_strings(ids));
+    lua.push_str(
+        r#"local k = 0
+local n = #tokens
+request = function()
+  local a = k % n
+  local b = (a + 1 + math.floor(k / n) % (n - 1)) % n
+  local method = "POST"
+  if math.floor(k / (n * (n - 1))) % 2 == 1 then method = "DELETE" end
+  k = k + 1
+  return wrk.format(method, "/api/v1/users/" .. ids[b + 1] .. "/follow", { ["Authorization"] = "Bearer " .. tokens[a + 1] }, "")
+end
+"#,
+    );
+    lua
+}
+
+/// Likers comment on the videos in turn (a new `comment-{id}` stream each).
+fn comment_script(tokens: &[String], videos: &[String]) -> String {
     let mut lua = String::new();
     let _ = writeln!(lua, "local tokens = {{{}}}", lua_strings(tokens));
     let _ = writeln!(lua, "local videos = {{{}}}", lua_strings(videos));
     lua.push_str(
         r#"local k = 0
 request = function()
-  -- pair k = (user k % users, video k // users): distinct for every k below users * videos
   local user = tokens[(k % #tokens) + 1]
-  local video = videos[(math.floor(k / #tokens) % #videos) + 1]
+  local video = videos[(k % #videos) + 1]
   k = k + 1
-  return wrk.format("POST", "/api/v1/videos/" .. video .. "/like", { ["Authorization"] = "Bearer " .. user }, "")
+  return wrk.format("POST", "/api/v1/videos/" .. video .. "/comments", { ["Authorization"] = "Bearer " .. user, ["Content-Type"] = "application/json" }, '{"body":"Nice one!"}')
 end
 "#,
     );
@@ -178,10 +470,34 @@ fn hot_feed_query(aliases: usize) -> String {
     format!("{{ {fields}}}")
 }
 
-/// An anonymous GraphQL request with a fixed body.
-fn graphql_script(query: &str) -> String {
+/// A GraphQL request with a fixed body, anonymous or with a bearer token.
+fn graphql_script(query: &str, token: Option<&str>) -> String {
     let body = json!({ "query": query }).to_string();
-    format!("wrk.method = \"POST\"\nwrk.path = \"/graphql\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n")
+    let mut lua =
+        format!("wrk.method = \"POST\"\nwrk.path = \"/graphql\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n");
+    if let Some(token) = token {
+        let _ = writeln!(lua, "wrk.headers[\"Authorization\"] = \"Bearer {token}\"");
+    }
+    lua
+}
+
+/// A GraphQL request per value in turn: the query (JSON-escaped, as in a body) with `ID`
+/// replaced by the value, or signed in with the value as a token when `as_token`.
+fn rotating_graphql_script(values: &[String], as_token: bool, escaped_query: &str) -> String {
+    format!(
+        r#"local values = {{{}}}
+local n = 0
+request = function()
+  n = n + 1
+  local value = values[(n % #values) + 1]
+  local headers = {{ ["Content-Type"] = "application/json" }}
+  local query = [[{escaped_query}]]
+  if {as_token} then headers["Authorization"] = "Bearer " .. value else query = query:gsub("ID", value) end
+  return wrk.format("POST", "/graphql", headers, '{{"query":"' .. query .. '"}}')
+end
+"#,
+        lua_strings(values)
+    )
 }
 
 fn views_script(videos: &[String]) -> String {

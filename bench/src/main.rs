@@ -48,6 +48,15 @@ struct Cli {
     #[arg(long, value_name = "NAME")]
     rebuild_projection: Vec<String>,
 
+    /// An earlier `plaza` binary: section 5 runs its workloads against it too, in the
+    /// same run, and reports both.
+    #[arg(long, value_name = "PATH")]
+    before: Option<PathBuf>,
+
+    /// Run section 5 only on these profiles (repeatable) [default: all].
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    profile: Vec<hotpaths::Profile>,
+
     /// Run only these sections (repeatable); the report then holds only them.
     #[arg(long, value_enum, value_name = "SECTION")]
     only: Vec<Section>,
@@ -111,7 +120,13 @@ fn main() -> anyhow::Result<()> {
     let http = if runs(Section::Http) { http::run_all(&runtime, &plaza, &settings, &admin)? } else { vec![] };
     let projection = if runs(Section::Projection) { runtime.block_on(projection::run_all(&settings, &admin))? } else { vec![] };
     let cluster = if runs(Section::Cluster) { Some(cluster::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
-    let hot = if runs(Section::Hot) { Some(hotpaths::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
+    let peer = plaza.with_file_name("plaza-peer");
+    let binaries =
+        hotpaths::Binaries { plaza: &plaza, before: cli.before.as_deref(), peer: peer.is_file().then_some(peer.as_path()), profiles: &cli.profile };
+    if binaries.peer.is_none() {
+        eprintln!("plaza-bench: no cqrs-es peer at {} (`make bench` builds it): its row is left out", peer.display());
+    }
+    let hot = if runs(Section::Hot) { Some(hotpaths::run_all(&runtime, &binaries, &settings, &admin)?) } else { None };
     let messaging = if runs(Section::Messaging) { Some(messaging::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };
     let rebuild = if runs(Section::Rebuild) { Some(runtime.block_on(rebuild::run_all(&plaza, &settings, &admin))?) } else { None };
     let notifications = if runs(Section::Notifications) { Some(notifications::run_all(&runtime, &plaza, &settings, &admin)?) } else { None };

@@ -178,7 +178,7 @@ fn start_group(base: &str, owner: &str, members: &[&str]) -> anyhow::Result<(Str
 }
 
 /// Waits until the read API's read models include `position`.
-fn caught_up(read: &str, position: u64) -> anyhow::Result<()> {
+pub fn caught_up(read: &str, position: u64) -> anyhow::Result<()> {
     let agent = agent(Duration::from_secs(60));
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {

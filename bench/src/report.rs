@@ -456,29 +456,129 @@ impl Report<'_> {
     }
 
     fn hot_section(&self, hot: &HotPaths, out: &mut String) {
-        let _ = writeln!(out, "## 5. Content hot paths over HTTP\n");
-        load_table(&hot.loads, "Requests/s", out);
+        use crate::hotpaths::{CLUSTER, EMBEDDED, Load, PEER, POSTGRES};
+        let _ = writeln!(out, "## 5. Hot paths over HTTP: commands and GraphQL reads\n");
+        // The peer runs on the PostgreSQL profile's machine and server: its baseline is that no-op's.
+        let baseline = |loads: &[Load], profile: &str| {
+            let profile = if profile == PEER { POSTGRES } else { profile };
+            loads.iter().find(|l| l.profile == profile && l.workload.starts_with("GET /healthz")).map(|l| l.per_second)
+        };
+        let ratio = |loads: &[Load], l: &Load| baseline(loads, l.profile).map(|b| 100.0 * l.per_second / b);
+        let percent = |value: Option<f64>| value.map_or_else(String::new, |v| format!("{v:.1} %"));
+        let before_of = |l: &Load| hot.before.iter().find(|b| b.profile == l.profile && b.workload == l.workload && b.connections == l.connections);
+        let with_before = !hot.before.is_empty();
+        let _ = write!(out, "| Profile | Workload | Connections | Requests/s | p50 (ms) | p99 (ms) | Failures | vs no-op |");
+        let _ = writeln!(out, "{}", if with_before { " before: requests/s | before: p99 (ms) | before: vs no-op |" } else { "" });
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|{}", if with_before { "---:|---:|---:|" } else { "" });
+        for l in &hot.loads {
+            let _ = write!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                l.profile,
+                l.workload,
+                l.connections,
+                rate(l.per_second),
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                thousands(l.failures),
+                percent(ratio(&hot.loads, l))
+            );
+            match before_of(l) {
+                Some(b) => {
+                    let _ = writeln!(out, " {} | {} | {} |", rate(b.per_second), ms(b.p99_ms), percent(ratio(&hot.before, b)));
+                }
+                None if with_before => {
+                    let _ = writeln!(out, " | | |");
+                }
+                None => out.push('\n'),
+            }
+        }
+
+        // Issue 13's targets, checked against this run.
+        let find = |profile: &str, workload: &str, connections: usize| {
+            hot.loads.iter().find(|l| l.profile == profile && l.workload == workload && l.connections == connections)
+        };
+        let _ = writeln!(out, "\n| Target | Measured | Met |\n|---|---|:---:|");
+        let mut target = |text: String, measured: String, met: Option<bool>| {
+            let met = match met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "not measured",
+            };
+            let _ = writeln!(out, "| {text} | {measured} | {met} |");
+        };
+        let share = |profile: &str, workload: &str, connections: usize, at_least: f64, p99_at_most: Option<f64>| {
+            let found = find(profile, workload, connections);
+            let measured = found.map_or_else(String::new, |l| format!("{} of the no-op, p99 {} ms", percent(ratio(&hot.loads, l)), ms(l.p99_ms)));
+            let met = found.map(|l| ratio(&hot.loads, l).unwrap_or(0.0) >= at_least && p99_at_most.is_none_or(|most| l.p99_ms <= most));
+            (measured, met)
+        };
+        let p99 = |most: Option<f64>| most.map_or_else(String::new, |most| format!(", p99 <= {most} ms"));
+        for (profile, workload, connections, at_least, p99_at_most) in [
+            (EMBEDDED, "counter increment", 64, 40.0, Some(15.0)),
+            (EMBEDDED, "view a video", 64, 40.0, Some(15.0)),
+            (EMBEDDED, "like a video", 64, 25.0, Some(15.0)),
+            (EMBEDDED, "favorite a video", 64, 25.0, Some(15.0)),
+            (EMBEDDED, "follow a user", 64, 25.0, Some(15.0)),
+            (EMBEDDED, "comment on a video", 64, 25.0, Some(15.0)),
+            (POSTGRES, "like a video", 64, 10.0, None),
+            (POSTGRES, "counter increment", 64, 15.0, None),
+            (CLUSTER, "view a video", 64, 0.0, Some(50.0)),
+            (CLUSTER, "like a video", 64, 0.0, Some(50.0)),
+            (CLUSTER, "counter increment", 64, 10.0, None),
+            (EMBEDDED, "GraphQL: user(id) with counts", 64, 40.0, None),
+            (EMBEDDED, "GraphQL: videos(authorId, first: 10) with authors", 64, 25.0, None),
+            (EMBEDDED, "GraphQL: HOT feed, 10 videos", 64, 20.0, Some(10.0)),
+            (EMBEDDED, "GraphQL: RECOMMENDED feed, signed in", 64, 20.0, Some(10.0)),
+        ] {
+            let (measured, met) = share(profile, workload, connections, at_least, p99_at_most);
+            let text = match at_least > 0.0 {
+                true => format!("{profile}, {workload}: >= {at_least} % of the no-op{}", p99(p99_at_most)),
+                false => format!("{profile}, {workload}: p99 <= {} ms", p99_at_most.unwrap_or_default()),
+            };
+            target(text, measured, met);
+        }
+        let (plaza_like, peer_like) = (find(POSTGRES, "like a video", 64), find(PEER, "like a video", 64));
+        let times = plaza_like.zip(peer_like).map(|(p, q)| p.per_second / q.per_second);
+        target(
+            "PostgreSQL, like a video: >= 3x the cqrs-es peer".to_owned(),
+            times.map_or_else(String::new, |t| {
+                format!("{t:.2}x ({} vs {}/s)", rate(plaza_like.unwrap().per_second), rate(peer_like.unwrap().per_second))
+            }),
+            times.map(|t| t >= 3.0),
+        );
+
         let _ = writeln!(
             out,
             "\n**Method.** `wrk` (one thread, keep-alive connections, `--latency`) drives each workload for {} against a release \
-             build: `plaza serve` with SQLite (embedded), and the five processes of the cluster profile on PostgreSQL, tansu \
-             and Redis (requests go to the write API). `GET /healthz` is a no-op axum handler on the same process, measured in \
-             the same run, as the baseline of the last column. \"like a video\": {} signed-in users like {} videos, each pair \
-             once (a new `like-{{video}}-{{user}}` stream each time, after a read of the video's stream), so every answer is a \
-             fresh durable command. \"counter increment\": `POST /api/v1/counter/increment` over 1,000 counters, delta 1; each \
-             answer carries the value including its increment and comes after the append that holds it was acknowledged \
-             (SQLite `synchronous=FULL`, PostgreSQL commit). \"view a video\": anonymous `POST /api/v1/videos/{{id}}/views` over \
-             the {} videos (a read of the video's stream, then a counter increment). \"GraphQL: HOT feed\": anonymous `POST /graphql` \
-             to the read API for the first 10 videos of HOT ranked among those {} videos, and the same feed under {} aliases in \
-             one request (they share one read of the candidates). Rate limits are off. Failures are non-2xx \
-             answers and socket errors. The plan this project grew from asked a Go counter service for 21,000 increments/s \
-             at a p99 below 30 ms.\n",
+             build: `plaza serve` with SQLite (embedded), `plaza serve` with its event store and read models on a fresh \
+             PostgreSQL database (PostgreSQL), and the five processes of the cluster profile on PostgreSQL, tansu and Redis \
+             (commands go to the write API, GraphQL to the read API). `GET /healthz` is a no-op axum handler on the same \
+             process, measured in the same run, as the baseline of the \"vs no-op\" column (one wrk thread leaves the server \
+             more of the 2 CPUs than two would, so this baseline is about twice what `wrk -t2` sees). Setup, not measured: \
+             {likers} users register, one author publishes {videos} videos, two users exchange {messages} messages, and the \
+             read side catches up. \"like\"/\"favorite a video\": the users react to the videos, each (user, video) pair once \
+             (a new `like-{{video}}-{{user}}` stream each time), and once every pair was used, undo them in the same order, so \
+             every answer is a fresh durable state change. \"follow a user\": each user follows every other in turn (then \
+             unfollows). \"comment\": a new comment on the videos in turn. \"counter increment\": `POST \
+             /api/v1/counter/increment` over 1,000 counters, delta 1; each answer carries the value including its increment \
+             and comes after the append that holds it was acknowledged (SQLite `synchronous=FULL`, PostgreSQL commit). \
+             \"view a video\": anonymous `POST /api/v1/videos/{{id}}/views` over the videos (a liveness check, then a counter \
+             increment). GraphQL (`POST /graphql`): `user(id)` with its follower counts over the {likers} users in turn; the \
+             author's `videos(first: 10)` with like and view counts and each video's author; the first 10 of HOT (anonymous), \
+             and under {aliases} aliases in one request; the first 10 of RECOMMENDED signed in as each user in turn; and the \
+             conversation's last 20 messages with their senders, as a member. Rate limits are off. Failures are non-2xx \
+             answers and socket errors. The peer (`bench/peer`, built by `make bench` only) is a service written with \
+             cqrs-es 0.5 and postgres-es 0.5 that does the same like (JWT check, the video's aggregate loaded to refuse an \
+             unknown video, the like's aggregate loaded and the event committed) on its own fresh database of the same \
+             PostgreSQL server, right after the PostgreSQL profile; its \"vs no-op\" is against that profile's no-op. With \
+             `--before PATH`, the same workloads also run against an earlier `plaza` binary in the same run: the \"before\" \
+             columns.\n",
             seconds(self.settings.http_case),
-            crate::hotpaths::LIKERS,
-            crate::hotpaths::VIDEOS,
-            crate::hotpaths::VIDEOS,
-            crate::hotpaths::VIDEOS,
-            crate::hotpaths::HOT_ALIASES
+            likers = crate::hotpaths::LIKERS,
+            videos = crate::hotpaths::VIDEOS,
+            messages = crate::hotpaths::MESSAGES,
+            aliases = crate::hotpaths::HOT_ALIASES
         );
     }
 }
