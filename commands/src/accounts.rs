@@ -1,6 +1,7 @@
 //! Account commands: register, log in, update a profile, follow and unfollow.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use plaza_domain::accounts::{Account, AccountCommand, Email, Password, ProfileChanges, Registered, Role, Username, user_stream};
@@ -23,11 +24,17 @@ pub struct Registration {
 pub struct Accounts {
     pipeline: Pipeline,
     passwords: Passwords,
+    /// Users known to exist (accounts are never deleted), so a follow needs no read of
+    /// the followee's stream the second time; forgotten all at once past [`KNOWN_USERS`].
+    known_users: Arc<Mutex<HashSet<Uuid>>>,
 }
+
+/// Users remembered as existing before the memory starts over.
+const KNOWN_USERS: usize = 100_000;
 
 impl Accounts {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { pipeline: Pipeline { store }, passwords: Passwords }
+        Self { pipeline: Pipeline { store }, passwords: Passwords, known_users: Arc::default() }
     }
 
     /// Reserves the username, then the email, then records the user; a step that fails
@@ -144,16 +151,32 @@ impl Accounts {
         self.follow_command(followee, ctx, false).await
     }
 
+    /// Whether a user with this id is registered.
+    pub async fn user_exists(&self, user_id: Uuid) -> Result<bool, CommandError> {
+        if self.known_users.lock().expect("known users lock").contains(&user_id) {
+            return Ok(true);
+        }
+        let exists = self.pipeline.exists(&user_stream(user_id)).await?;
+        if exists {
+            let mut known = self.known_users.lock().expect("known users lock");
+            if known.len() >= KNOWN_USERS {
+                known.clear();
+            }
+            known.insert(user_id);
+        }
+        Ok(exists)
+    }
+
     async fn follow_command(&self, followee: Uuid, ctx: &CommandContext, follow: bool) -> Result<Outcome, CommandError> {
         let follower = ctx.actor.ok_or(CommandError::Unauthenticated)?;
         if follower == followee {
             return Err(DomainError::CannotFollowSelf.into());
         }
-        if !self.pipeline.exists(&user_stream(followee)).await? {
+        if !self.user_exists(followee).await? {
             return Err(DomainError::UserNotFound.into());
         }
         let command = if follow { FollowCommand::Follow { follower, followee } } else { FollowCommand::Unfollow { follower, followee } };
-        self.pipeline.execute(&follow_stream(follower, followee), ctx, |_: &Follow| command).await
+        self.pipeline.execute_new(&follow_stream(follower, followee), ctx, |_: &Follow| command).await
     }
 
     /// Gives (or takes back) a role to the user named `username`; the operator's
@@ -172,10 +195,5 @@ impl Accounts {
     /// The roles a user holds now (none for an unknown user).
     pub async fn roles(&self, user_id: Uuid) -> Result<Vec<String>, CommandError> {
         Ok(self.pipeline.load::<Account>(&user_stream(user_id)).await?.state.roles)
-    }
-
-    /// Whether a user with this id is registered.
-    pub async fn user_exists(&self, user_id: Uuid) -> Result<bool, CommandError> {
-        self.pipeline.exists(&user_stream(user_id)).await
     }
 }

@@ -28,15 +28,19 @@ pub struct VideoFields<'a> {
     pub hashtags: &'a [String],
 }
 
-/// How long a video seen live is taken as live when counting views.
-const LIVE_FOR_VIEWS: Duration = Duration::from_secs(2);
+/// How long a video seen live is taken as live without reading its stream again.
+const LIVE_FOR: Duration = Duration::from_secs(2);
 /// Videos remembered as live before the memory starts over.
 const LIVE_REMEMBERED: usize = 100_000;
 
 #[derive(Clone)]
 pub struct Content {
     pipeline: Pipeline,
-    /// Videos recently seen live, and when: views skip reading the video's stream.
+    /// Videos recently seen live, and when: likes, favorites, comments and views of a
+    /// video seen live in the last [`LIVE_FOR`] skip reading its stream. A deletion
+    /// through this service forgets the video at once; one through another process (a
+    /// second write API) is seen within [`LIVE_FOR`]. A reaction accepted in that window
+    /// is stored and never shown (the video is gone), as one racing the deletion is.
     live_videos: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
 
@@ -59,7 +63,7 @@ impl Content {
             media_url: media_url.clone(),
             hashtags: hashtags.clone(),
         };
-        let Outcome { position } = self.pipeline.execute(&video_stream(video_id), ctx, publish).await?;
+        let Outcome { position } = self.pipeline.execute_new(&video_stream(video_id), ctx, publish).await?;
         Ok(Created { id: video_id, position })
     }
 
@@ -73,7 +77,9 @@ impl Content {
 
     pub async fn delete(&self, video_id: Uuid, ctx: &CommandContext) -> Result<Outcome, CommandError> {
         let actor = ctx.actor.ok_or(CommandError::Unauthenticated)?;
-        self.pipeline.execute(&video_stream(video_id), ctx, |_: &Video| VideoCommand::Delete { video_id, actor }).await
+        let deleted = self.pipeline.execute(&video_stream(video_id), ctx, |_: &Video| VideoCommand::Delete { video_id, actor }).await;
+        self.live_videos.lock().expect("live videos lock").remove(&video_id);
+        deleted
     }
 
     /// Likes (`on`) or unlikes a video.
@@ -102,25 +108,24 @@ impl Content {
     }
 
     async fn react(&self, reaction: Reaction, on: bool, ctx: &CommandContext) -> Result<Outcome, CommandError> {
-        self.pipeline.execute(&reaction.stream(), ctx, |_: &ReactionState| React { reaction, on }).await
+        self.pipeline.execute_new(&reaction.stream(), ctx, |_: &ReactionState| React { reaction, on }).await
     }
 
-    /// The video's state when it is published and not deleted; `video_not_found` else.
-    /// Reads the video's stream, never appends to it: a popular video is no hot spot.
-    async fn live_video(&self, video_id: Uuid) -> Result<Video, CommandError> {
-        let video = self.pipeline.load::<Video>(&video_stream(video_id)).await?.state;
-        if !video.is_live() {
-            return Err(DomainError::VideoNotFound.into());
+    /// `video_not_found` unless the video is published and not deleted (see
+    /// [`Self::video_is_live`]).
+    async fn live_video(&self, video_id: Uuid) -> Result<(), CommandError> {
+        match self.video_is_live(video_id).await? {
+            true => Ok(()),
+            false => Err(DomainError::VideoNotFound.into()),
         }
-        Ok(video)
     }
 
-    /// Whether the video is published and not deleted, for counting a view: a video seen
-    /// live in the last 2 s is taken as live without reading its stream, so a view in the
-    /// 2 s after a deletion still counts (and is never shown: the video is gone).
-    pub async fn video_is_live_for_views(&self, video_id: Uuid) -> Result<bool, CommandError> {
+    /// Whether the video is published and not deleted: read from its stream (never
+    /// appended to, so a popular video is no hot spot), unless it was seen live in the
+    /// last [`LIVE_FOR`].
+    pub async fn video_is_live(&self, video_id: Uuid) -> Result<bool, CommandError> {
         let seen = self.live_videos.lock().expect("live videos lock").get(&video_id).copied();
-        if seen.is_some_and(|at| at.elapsed() < LIVE_FOR_VIEWS) {
+        if seen.is_some_and(|at| at.elapsed() < LIVE_FOR) {
             return Ok(true);
         }
         let live = self.pipeline.load::<Video>(&video_stream(video_id)).await?.state.is_live();
@@ -146,7 +151,7 @@ impl Content {
         };
         let comment_id = ctx.derived_id("comment-id").unwrap_or_else(Uuid::now_v7);
         let post = |_: &Comment| CommentCommand::Post { comment_id, video_id, author_id, parent_id, parent: parent.clone(), body: body.clone() };
-        let Outcome { position } = self.pipeline.execute(&comment_stream(comment_id), ctx, post).await?;
+        let Outcome { position } = self.pipeline.execute_new(&comment_stream(comment_id), ctx, post).await?;
         Ok(Created { id: comment_id, position })
     }
 

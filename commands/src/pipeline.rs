@@ -149,11 +149,7 @@ impl Pipeline {
             if events.is_empty() {
                 return Ok(Outcome { position: loaded.position });
             }
-            let now = Utc::now();
-            let metadata = ctx.metadata();
-            let new: Vec<NewEvent> =
-                events.iter().enumerate().map(|(i, event)| NewEvent::new(ctx.event_id(stream, i), event, metadata.clone(), now)).collect();
-            match self.store.append(stream, ExpectedVersion::from_current(loaded.version), new).await {
+            match self.store.append(stream, ExpectedVersion::from_current(loaded.version), self.new_events(stream, ctx, &events)).await {
                 Ok(appended) => {
                     if loaded.replayed + events.len() >= SNAPSHOT_EVERY {
                         self.snapshot_later(stream, loaded.state, &events, appended);
@@ -167,6 +163,34 @@ impl Pipeline {
         Err(CommandError::Contention)
     }
 
+    /// [`Self::execute`] for a stream that is most likely new (a like, a follow, a new
+    /// comment): decides on the empty state and appends expecting no stream, without
+    /// reading it. If the stream exists after all (a version conflict), or the empty
+    /// state decides nothing or refuses, it loads the stream and decides as `execute` does.
+    pub async fn execute_new<A: Aggregate>(
+        &self,
+        stream: &str,
+        ctx: &CommandContext,
+        command: impl Fn(&A) -> A::Command,
+    ) -> Result<Outcome, CommandError> {
+        if ctx.idempotency.is_none()
+            && let Ok(events) = A::default().decide(&command(&A::default()))
+            && !events.is_empty()
+        {
+            match self.store.append(stream, ExpectedVersion::NoStream, self.new_events(stream, ctx, &events)).await {
+                Ok(appended) => return Ok(Outcome { position: appended.last_position }),
+                Err(StoreError::WrongExpectedVersion { .. }) => debug!(stream, "the stream exists, deciding on it"),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        self.execute(stream, ctx, command).await
+    }
+
+    fn new_events(&self, stream: &str, ctx: &CommandContext, events: &[Event]) -> Vec<NewEvent> {
+        let (now, metadata) = (Utc::now(), ctx.metadata());
+        events.iter().enumerate().map(|(i, event)| NewEvent::new(ctx.event_id(stream, i), event, metadata.clone(), now)).collect()
+    }
+
     /// Appends `events` to `stream` without loading it or checking its version, for
     /// streams nothing is decided from. A repeated request (same idempotency key)
     /// appends nothing again.
@@ -174,10 +198,7 @@ impl Pipeline {
         if let Some(done) = self.already_applied(ctx, stream).await? {
             return Ok(done);
         }
-        let (now, metadata) = (Utc::now(), ctx.metadata());
-        let new: Vec<NewEvent> =
-            events.iter().enumerate().map(|(i, event)| NewEvent::new(ctx.event_id(stream, i), event, metadata.clone(), now)).collect();
-        Ok(Outcome { position: self.store.append(stream, ExpectedVersion::Any, new).await?.last_position })
+        Ok(Outcome { position: self.store.append(stream, ExpectedVersion::Any, self.new_events(stream, ctx, events)).await?.last_position })
     }
 
     /// A repeated request (same idempotency key) whose events are already stored

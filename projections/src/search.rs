@@ -158,6 +158,10 @@ pub struct SearchProjector {
 }
 
 const IDLE: Duration = Duration::from_secs(1);
+/// While events keep coming, a batch is applied at most this often: each commit makes a
+/// new segment, so under a stream of likes one commit per few events cost more than all
+/// the indexing. Searches see a change within about this much more time.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 /// Events per batch at most: one commit each, so a projector far behind (a new index)
 /// writes few, large segments; a projector keeping up commits what has come.
 const BATCH: usize = 10_000;
@@ -211,6 +215,7 @@ impl SearchProjector {
         let mut backoff = Duration::from_millis(100);
         let mut known = None;
         while !*shutdown.borrow() {
+            let started = tokio::time::Instant::now();
             let outcome = match known {
                 Some(position) => Ok(position),
                 None => self.index.position().await.map_err(SearchProjectorError::from),
@@ -239,6 +244,10 @@ impl SearchProjector {
                     } else {
                         self.applied.send_replace(position);
                         backoff = Duration::from_millis(100);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(started + COMMIT_EVERY) => {}
+                            _ = shutdown.changed() => {}
+                        }
                     }
                 }
                 Err(error) => {

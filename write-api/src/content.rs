@@ -257,7 +257,7 @@ pub async fn create_hashtag(State(api): State<WriteApi>, caller: Caller, body: J
     ))]
 pub async fn view(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Counted> {
     let video_id = id.or(DomainError::VideoNotFound)?;
-    if !api.content.video_is_live_for_views(video_id).await? {
+    if !api.content.video_is_live(video_id).await? {
         return Err(CommandError::from(DomainError::VideoNotFound).into());
     }
     let key = CounterKey::parse(&video_id.to_string(), VIEWS).map_err(CommandError::from)?;

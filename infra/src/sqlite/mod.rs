@@ -30,6 +30,10 @@ fn open_connection(path: &Path, synchronous: &str, page_size: Option<u32>) -> ru
     // Every statement of every projection stays prepared (rusqlite keeps 16 by default,
     // fewer than one projection uses, so a batch would prepare them over and over).
     conn.set_prepared_statement_cache_capacity(512);
+    // Plans never depend on bound values: otherwise a statement whose plan SQLite
+    // derived from a parameter (any `LIMIT ?`) is compiled again at every execution,
+    // which was 14 % of the CPU of a GraphQL list query.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     if let Some(size) = page_size {
         // Takes effect when this connection creates the file (a database in WAL mode
         // keeps the page size it was made with).
