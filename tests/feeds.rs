@@ -157,8 +157,14 @@ fn recommended_is_personal_and_never_own_or_liked(profile: Profile) {
     before.sort();
     assert_eq!(again, before);
 
-    // Liking a recommended video takes it out.
+    // Liking a recommended video takes it out: from the viewer's kept ranking (a request
+    // without a consistency token), and from a new one.
     let position = like(&plaza, &viewer, &same_tag);
+    plaza.graphql("{ __typename }", json!({}), None, position);
+    let kept = plaza.graphql_reply(FEED, json!({ "kind": "RECOMMENDED", "first": 20, "after": null }), Some(&viewer), None);
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let shown: Vec<&str> = kept.body["data"]["feed"]["edges"].as_array().unwrap().iter().map(|e| e["node"]["id"].as_str().unwrap()).collect();
+    assert!(!shown.is_empty() && !shown.contains(&same_tag.as_str()), "{shown:?}");
     assert!(!feed(&plaza, "RECOMMENDED", Some(&viewer), position).contains(&same_tag));
 }
 

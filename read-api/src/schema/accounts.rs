@@ -132,7 +132,8 @@ async fn follow_page(ctx: &Context<'_>, user_id: &str, first: Option<i32>, after
         Direction::Following => FOLLOWING,
     };
     let rows = db(ctx).query(sql, vec![user_id.into(), SqlValue::Int(before), SqlValue::Int(limit + 1)]).await?;
-    let total = match user_by_id(ctx, user_id).await? {
+    let counted = if super::wants_total(ctx) { user_by_id(ctx, user_id).await? } else { None };
+    let total = match counted {
         Some(user) => match direction {
             Direction::Followers => user.followers_count,
             Direction::Following => user.following_count,

@@ -176,7 +176,12 @@ fn comment_page(rows: Vec<Row>, limit: i64, has_previous: bool, total: i64) -> R
     Ok(connection)
 }
 
-pub(super) async fn count(ctx: &Context<'_>, sql: &'static str, params: Vec<SqlValue>) -> Result<i64> {
+/// A connection's `totalCount`, counted by `sql`; 0 (never shown) when the query does
+/// not ask for it.
+pub(super) async fn total_count(ctx: &Context<'_>, sql: &'static str, params: Vec<SqlValue>) -> Result<i64> {
+    if !super::wants_total(ctx) {
+        return Ok(0);
+    }
     Ok(db(ctx).query(sql, params).await?.first().map(|row| row.int(0)).transpose()?.unwrap_or(0))
 }
 
@@ -231,7 +236,7 @@ async fn video_list(ctx: &Context<'_>, list: VideoList, key: &str, first: Option
     let limit = page_size(first)?;
     let before = after.as_deref().map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
     let rows = db(ctx).query(sql, vec![viewer(ctx), key.into(), SqlValue::Int(before), SqlValue::Int(limit + 1)]).await?;
-    let total = count(ctx, count_sql, vec![key.into()]).await?;
+    let total = total_count(ctx, count_sql, vec![key.into()]).await?;
     video_page(rows, limit, after.is_some(), total)
 }
 
@@ -339,7 +344,7 @@ impl ContentQuery {
         let limit = page_size(first)?;
         let before = after.as_deref().map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
         let rows = db(ctx).query(SQL, vec![video_id.as_str().into(), SqlValue::Int(before), SqlValue::Int(limit + 1)]).await?;
-        let total = count(ctx, COUNT, vec![video_id.as_str().into()]).await?;
+        let total = total_count(ctx, COUNT, vec![video_id.as_str().into()]).await?;
         comment_page(rows, limit, after.is_some(), total)
     }
 

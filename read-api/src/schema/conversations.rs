@@ -321,7 +321,7 @@ impl ConversationsQuery {
         let limit = page_size(first)?;
         let before = after.as_deref().map(super::decode_cursor).transpose()?.unwrap_or(i64::MAX);
         let rows = db(ctx).query(PAGE, vec![user.as_str().into(), SqlValue::Int(before), SqlValue::Int(limit + 1)]).await?;
-        let total = db(ctx).query(COUNT, vec![user.as_str().into()]).await?.first().map(|r| r.int(0)).transpose()?.unwrap_or(0);
+        let total = super::content::total_count(ctx, COUNT, vec![user.as_str().into()]).await?;
         let mut connection = Connection::with_additional_fields(after.is_some(), rows.len() as i64 > limit, ConnectionFields { total_count: total });
         for row in rows.iter().take(limit as usize) {
             let conversation = conversation_from_row(row)?;

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use plaza_projections::SqlValue;
 
-use super::content::{Video, VideoConnection, count, video_page, videos_by_id};
+use super::content::{VideoConnection, total_count, video_page, videos_by_id};
 use super::{ConnectionFields, bad_request, db, decode_cursor, page_size};
 use crate::{MinPosition, Viewer};
 
@@ -74,14 +74,13 @@ fn rank(ranked: &mut [(f64, String)]) {
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
 }
 
-/// The page after the cursor of a list sorted by [`rank`], of the videos `videos` holds
-/// (a video missing there, deleted since it was ranked, is left out).
+/// The page after the cursor of a list sorted by [`rank`]: its videos read with the
+/// viewer's reactions (one deleted since it was ranked is left out).
 async fn ranked_page(
     ctx: &Context<'_>,
     kind: char,
     parameter: i64,
     ranked: &[(f64, String)],
-    videos: Option<&HashMap<String, Video>>,
     first: Option<i32>,
     after: Option<&RankCursor>,
 ) -> Result<VideoConnection> {
@@ -96,18 +95,12 @@ async fn ranked_page(
     let limit = page_size(first)? as usize;
     let has_next = ranked.len() > start + limit;
     let page = &ranked[start.min(ranked.len())..(start + limit).min(ranked.len())];
-    let fetched;
-    let videos = match videos {
-        Some(videos) => videos,
-        None => {
-            let ids: Vec<String> = page.iter().map(|(_, id)| id.clone()).collect();
-            fetched = videos_by_id(ctx, &ids).await?;
-            &fetched
-        }
-    };
+    let ids: Vec<String> = page.iter().map(|(_, id)| id.clone()).collect();
+    let videos = videos_by_id(ctx, &ids).await?;
     let mut connection = Connection::with_additional_fields(after.is_some(), has_next, ConnectionFields { total_count: total });
     for (score, id) in page {
-        if let Some(video) = videos.get(id) {
+        // A RECOMMENDED ranking may be older than a like of the viewer's.
+        if let Some(video) = videos.get(id).filter(|video| kind != 'r' || !video.viewer_has_liked) {
             let cursor = RankCursor { kind, parameter, score: *score, id: id.clone() };
             connection.edges.push(Edge::new(cursor.encode(), video.clone()));
         }
@@ -146,7 +139,7 @@ async fn following(ctx: &Context<'_>, user: String, first: Option<i32>, after: O
     let before = after.as_deref().map(decode_cursor).transpose()?.unwrap_or(i64::MAX);
     let params = vec![user.as_str().into(), SqlValue::Int(before), SqlValue::Int(limit + 1)];
     let rows = db(ctx).query(SQL, params).await?;
-    let total = count(ctx, COUNT, vec![user.as_str().into()]).await?;
+    let total = total_count(ctx, COUNT, vec![user.as_str().into()]).await?;
     video_page(rows, limit, after.is_some(), total)
 }
 
@@ -280,22 +273,34 @@ async fn hot(ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Re
     let cursor = after.as_deref().map(|c| RankCursor::decode('h', c)).transpose()?;
     // Later pages rank as of the first page's clock, so the order holds still.
     let ranking = hot_ranking(ctx, cursor.as_ref().map(|c| c.parameter)).await?;
-    ranked_page(ctx, 'h', ranking.as_of, &ranking.ranked, None, first, cursor.as_ref()).await
+    ranked_page(ctx, 'h', ranking.as_of, &ranking.ranked, first, cursor.as_ref()).await
 }
 
-/// Candidate sources of RECOMMENDED, each `(video_id, strength)`, and their weights.
-const CO_LIKED: &str = "SELECT theirs.video_id, count(*) FROM likes mine
-      JOIN likes others ON others.video_id = mine.video_id AND others.user_id <> $1
-      JOIN likes theirs ON theirs.user_id = others.user_id
-     WHERE mine.user_id = $1 GROUP BY theirs.video_id ORDER BY count(*) DESC LIMIT 300";
+/// Videos liked by up to 100 people who like what the viewer liked last (20 likes), from
+/// up to 3,000 of their likes: the work stays bounded however much everyone likes.
+const CO_LIKED: &str = "SELECT video_id, count(*) FROM (
+       SELECT theirs.video_id FROM
+         (SELECT DISTINCT others.user_id FROM
+            (SELECT video_id FROM likes WHERE user_id = $1 ORDER BY position DESC LIMIT 20) mine
+            JOIN likes others ON others.video_id = mine.video_id AND others.user_id <> $1
+          LIMIT 100) peers
+         JOIN likes theirs ON theirs.user_id = peers.user_id
+       LIMIT 3000) picked
+     GROUP BY video_id ORDER BY count(*) DESC LIMIT 300";
+/// Videos sharing hashtags with the viewer's last 50 likes, favorites and comments.
 const SAME_HASHTAGS: &str = "SELECT x.video_id, count(*) FROM video_hashtags x
      WHERE x.hashtag IN (SELECT h.hashtag FROM video_hashtags h WHERE h.video_id IN (
-            SELECT video_id FROM likes WHERE user_id = $1
-            UNION SELECT video_id FROM favorites WHERE user_id = $1
-            UNION SELECT video_id FROM comments WHERE author_id = $1 AND deleted = 0))
+            SELECT video_id FROM (SELECT video_id FROM likes WHERE user_id = $1 ORDER BY position DESC LIMIT 50) l
+            UNION SELECT video_id FROM (SELECT video_id FROM favorites WHERE user_id = $1 ORDER BY position DESC LIMIT 50) f
+            UNION SELECT video_id FROM (SELECT video_id FROM comments WHERE author_id = $1 AND deleted = 0 LIMIT 50) c))
      GROUP BY x.video_id ORDER BY count(*) DESC LIMIT 300";
-const FOLLOWEES_LIKE: &str = "SELECT l.video_id, count(*) FROM follows f JOIN likes l ON l.user_id = f.followee_id
-     WHERE f.follower_id = $1 GROUP BY l.video_id ORDER BY count(*) DESC LIMIT 300";
+/// Videos liked by the 100 people the viewer followed last, from up to 3,000 likes.
+const FOLLOWEES_LIKE: &str = "SELECT video_id, count(*) FROM (
+       SELECT l.video_id FROM (SELECT followee_id FROM follows WHERE follower_id = $1 ORDER BY position DESC LIMIT 100) f
+         JOIN likes l ON l.user_id = f.followee_id
+       LIMIT 3000) picked
+     GROUP BY video_id ORDER BY count(*) DESC LIMIT 300";
+/// Candidate sources of RECOMMENDED, each `(video_id, strength)`, and their weights.
 const SOURCES: [(&str, f64); 3] = [(CO_LIKED, 3.0), (SAME_HASHTAGS, 2.0), (FOLLOWEES_LIKE, 2.0)];
 /// Hot videos join the candidates with a bonus from 2 (the hottest) down.
 const HOT_IN_RECOMMENDED: usize = 100;
@@ -313,6 +318,25 @@ fn jitter(seed: i64, video_id: &str) -> f64 {
     (hash % 1000) as f64 / 2000.0
 }
 
+/// Viewers' RECOMMENDED rankings, by viewer and seed: a viewer's pages use theirs for
+/// [`RECOMMENDED_FOR`] (a request with a consistency token ranks anew, so a like shows at
+/// once), and a refresh (a new seed) ranks anew. Forgotten all at once past
+/// [`RECOMMENDED_KEPT`] viewers.
+#[derive(Clone, Default)]
+pub struct RecommendedRankings(Arc<Mutex<KeptRecommendations>>);
+
+/// By (viewer, seed): when ranked, and the ranking.
+type KeptRecommendations = HashMap<(String, i64), (Instant, Arc<Vec<(f64, String)>>)>;
+
+const RECOMMENDED_FOR: Duration = Duration::from_secs(30);
+const RECOMMENDED_KEPT: usize = 10_000;
+
+impl RecommendedRankings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptRecommendations> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after: Option<String>) -> Result<VideoConnection> {
     const SEED: &str = "SELECT seed FROM recommendation_seeds WHERE user_id = $1";
     let cursor = after.as_deref().map(|c| RankCursor::decode('r', c)).transpose()?;
@@ -320,10 +344,32 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
         Some(cursor) => cursor.parameter,
         None => db(ctx).query(SEED, vec![user.as_str().into()]).await?.first().map(|row| row.int(0)).transpose()?.unwrap_or(0),
     };
+    let shared = ctx.data_unchecked::<RecommendedRankings>();
+    let key = (user.clone(), seed);
+    if ctx.data_opt::<MinPosition>().is_none() {
+        let kept = shared.lock().get(&key).filter(|(at, _)| at.elapsed() < RECOMMENDED_FOR).map(|(_, ranked)| ranked.clone());
+        if let Some(ranked) = kept {
+            return ranked_page(ctx, 'r', seed, &ranked, first, cursor.as_ref()).await;
+        }
+    }
+    let ranked = Arc::new(rank_recommended(ctx, &user, seed).await?);
+    {
+        let mut kept = shared.lock();
+        if kept.len() >= RECOMMENDED_KEPT {
+            kept.clear();
+        }
+        kept.insert(key, (Instant::now(), ranked.clone()));
+    }
+    ranked_page(ctx, 'r', seed, &ranked, first, cursor.as_ref()).await
+}
 
+/// The viewer's candidates (liked by people who like what they like, sharing hashtags
+/// with what they engaged with, liked by whom they follow, hot), scored and ranked;
+/// never their own videos nor ones they already like.
+async fn rank_recommended(ctx: &Context<'_>, user: &str, seed: i64) -> Result<Vec<(f64, String)>> {
     let mut scores: HashMap<String, f64> = HashMap::new();
     for (sql, weight) in SOURCES {
-        for row in db(ctx).query(sql, vec![user.as_str().into()]).await? {
+        for row in db(ctx).query(sql, vec![user.into()]).await? {
             *scores.entry(row.text(0)?.to_owned()).or_default() += weight * row.int(1)? as f64;
         }
     }
@@ -347,7 +393,7 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
     let shown = |id: &String| videos.get(id).is_some_and(|video| video.author_id != user && !video.viewer_has_liked);
     let mut ranked: Vec<(f64, String)> = best.into_iter().filter(|(id, _)| shown(id)).map(|(id, score)| (score, id)).collect();
     rank(&mut ranked);
-    ranked_page(ctx, 'r', seed, &ranked, Some(&videos), first, cursor.as_ref()).await
+    Ok(ranked)
 }
 
 #[derive(Default)]

@@ -74,6 +74,7 @@ pub fn build_schema(db: Arc<dyn ReadModelDb>, live: Live, hub: crate::hub::Hub, 
         .data(hub)
         .data(search)
         .data(feeds::HotRankings::default())
+        .data(feeds::RecommendedRankings::default())
         .data(DataLoader::new(UserLoader(db.clone()), tokio::spawn))
         .data(db)
         .data(live)
@@ -116,6 +117,12 @@ const IDS_PER_QUERY: usize = 20;
 /// first id repeats in the slots the chunk does not fill.
 fn id_params(chunk: &[String]) -> impl Iterator<Item = SqlValue> + '_ {
     (0..IDS_PER_QUERY).map(move |i| SqlValue::Text(chunk.get(i).unwrap_or(&chunk[0]).clone()))
+}
+
+/// Whether the connection being resolved is asked for its `totalCount`: counting a long
+/// list costs more than reading its page, so it is skipped when nobody looks.
+fn wants_total(ctx: &Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
 }
 
 fn db<'a>(ctx: &'a Context<'_>) -> &'a Arc<dyn ReadModelDb> {

@@ -209,7 +209,7 @@ impl NotificationsQuery {
         let rows = db(ctx)
             .query(PAGE, vec![user.as_str().into(), SqlValue::Int(above), SqlValue::Int(before), SqlValue::Int(before_id), SqlValue::Int(limit + 1)])
             .await?;
-        let total = db(ctx).query(TOTAL, vec![user.as_str().into(), SqlValue::Int(above)]).await?[0].int(0)?;
+        let total = super::content::total_count(ctx, TOTAL, vec![user.as_str().into(), SqlValue::Int(above)]).await?;
         let mut connection = Connection::with_additional_fields(after.is_some(), rows.len() as i64 > limit, ConnectionFields { total_count: total });
         for row in rows.iter().take(limit as usize) {
             let notification = notification_from_row(row)?;
