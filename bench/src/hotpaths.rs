@@ -232,7 +232,7 @@ fn run_peer(runtime: &Runtime, peer: &Path, settings: &Settings, admin: &str) ->
             videos.push(answer["video_id"].as_str().context("no video id from the peer")?.to_owned());
         }
         let dir = tempfile::tempdir()?;
-        let likes = script(&dir, "peer-likes.lua", &pairs_script(&tokens, &videos, "/api/v1/videos/", "/like", ""))?;
+        let likes = script(&dir, "peer-likes.lua", &pairs_script(&tokens, &videos, "/api/v1/videos/", "/like"))?;
         let load = measure(PEER, Workload::Like, &base, Some(&likes), 64, settings)?;
         server.check_alive()?;
         Ok::<_, anyhow::Error>(load)
@@ -345,8 +345,8 @@ impl Prepared {
         let ids: Vec<String> = self.users.iter().map(|(id, _)| id.clone()).collect();
         match workload {
             Workload::Noop => String::new(),
-            Workload::Like => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/like", ""),
-            Workload::Favorite => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/favorite", ""),
+            Workload::Like => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/like"),
+            Workload::Favorite => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/favorite"),
             Workload::Follow => follow_script(&self.tokens(), &ids),
             Workload::Comment => comment_script(&self.tokens(), &self.videos),
             Workload::Increment => INCREMENTS.to_owned(),
@@ -390,7 +390,7 @@ fn lua_strings(values: &[String]) -> String {
 /// Walks the (user, thing) pairs in turn (wrk runs one thread), so no pair repeats: `POST
 /// {prefix}{thing}{suffix}` as that user; once every pair was used, `DELETE` them in the
 /// same order, and so on.
-fn pairs_script(tokens: &[String], things: &[String], prefix: &str, suffix: &str, body: &str) -> String {
+fn pairs_script(tokens: &[String], things: &[String], prefix: &str, suffix: &str) -> String {
     let mut lua = String::new();
     let _ = writeln!(lua, "local tokens = {{{}}}", lua_strings(tokens));
     let _ = writeln!(lua, "local things = {{{}}}", lua_strings(things));
@@ -404,7 +404,7 @@ request = function()
   local method = "POST"
   if math.floor(k / (#tokens * #things)) % 2 == 1 then method = "DELETE" end
   k = k + 1
-  return wrk.format(method, "{prefix}" .. thing .. "{suffix}", {{ ["Authorization"] = "Bearer " .. user, ["Content-Type"] = "application/json" }}, "{body}")
+  return wrk.format(method, "{prefix}" .. thing .. "{suffix}", {{ ["Authorization"] = "Bearer " .. user, ["Content-Type"] = "application/json" }}, "")
 end
 "#
     );
