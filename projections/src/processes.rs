@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::dead_letters::{Changes, FAILED};
 use crate::generations::{self, Tables};
 use crate::health::Health;
-use crate::runtime::{FailurePolicy, sleep_or_shutdown};
+use crate::runtime::{FailurePolicy, pace, sleep_or_shutdown};
 use crate::{Projection, ReadModelDb, Statement};
 
 /// Why a reaction failed (it is retried, then parked).
@@ -151,6 +151,7 @@ impl ProcessRunner {
         let name = self.process.name();
         while !*shutdown.borrow() {
             health.report(&*self.db).await;
+            let started = tokio::time::Instant::now();
             let events = match self.store.read_all(checkpoint, BATCH).await {
                 Ok(events) => events,
                 Err(error) => {
@@ -183,6 +184,7 @@ impl ProcessRunner {
                 checkpoint = last;
             }
             health.applied(reacted);
+            pace(started, shutdown).await;
         }
         health.report(&*self.db).await;
         Ok(())

@@ -269,12 +269,13 @@ fn render(row: &Row) -> Option<ConversationEvent> {
 }
 
 /// Notifications created or grown after change `$1` (at most `$2` changes), each at
-/// its current state, in the order of the changes.
+/// its current state, in the order of the changes; a change whose notifications are
+/// gone is one row of NULLs after its id.
 const NOTIFICATION_CHANGES: &str = concat!(
     "SELECT ch.id, ",
     crate::notification_columns!(),
     " FROM (SELECT id, position FROM notification_changes WHERE id > $1 ORDER BY id LIMIT $2) ch
-     JOIN notifications n ON n.position = ch.position ORDER BY ch.id, n.recipient_id, n.id"
+     LEFT JOIN notifications n ON n.position = ch.position ORDER BY ch.id, n.recipient_id, n.id"
 );
 
 /// The newest notification change (0: none yet).
@@ -312,6 +313,8 @@ async fn tail_notifications(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut ad
             }
         }
         loop {
+            // One statement, so the changes read and how far they reach are one snapshot:
+            // a change committed meanwhile is read next time, not skipped.
             let rows = match db.query(NOTIFICATION_CHANGES, vec![SqlValue::Int(last), SqlValue::Int(PAGE)]).await {
                 Ok(rows) => rows,
                 Err(error) => {
@@ -319,31 +322,24 @@ async fn tail_notifications(inner: Weak<Inner>, db: Arc<dyn ReadModelDb>, mut ad
                     break;
                 }
             };
-            let newest = match db
-                .query(
-                    "SELECT COALESCE(MAX(id), 0) FROM (SELECT id FROM notification_changes WHERE id > $1 ORDER BY id LIMIT $2) ch",
-                    vec![SqlValue::Int(last), SqlValue::Int(PAGE)],
-                )
-                .await
-            {
-                Ok(found) => found.first().and_then(|row| row.int(0).ok()).unwrap_or(0),
-                Err(error) => {
-                    warn!(%error, "the hub cannot read the notification changes");
-                    break;
-                }
-            };
-            if newest <= last {
-                break;
-            }
+            let Some(newest) = rows.last().and_then(|row| row.int(0).ok()) else { break };
+            let mut changes = 0;
+            let mut previous = last;
             let listeners = inner.notifications.lock().expect("hub lock");
             for row in &rows {
+                let change = row.int(0).unwrap_or(previous);
+                if change != previous {
+                    changes += 1;
+                    previous = change;
+                }
+                // A change whose notification is gone since (a like withdrawn) has none.
                 let Ok(notification) = notification_from_row(&Row(row.0[1..].to_vec())) else { continue };
                 if let Some(sender) = listeners.get(&notification.recipient_id) {
                     let _ = sender.send(Arc::new(notification));
                 }
             }
             drop(listeners);
-            let full = newest - last >= PAGE;
+            let full = changes >= PAGE;
             last = newest;
             if !full {
                 break;

@@ -7,6 +7,7 @@
 //! time limits, and a bound on nesting ([`nesting`]). Every refusal has GraphQL's error
 //! shape, `{"errors": [{"message", "extensions": {"code"}}]}`.
 
+mod documents;
 mod graphiql;
 mod hub;
 mod nesting;
@@ -51,6 +52,8 @@ pub struct ReadApi {
     pub live: Live,
     /// How often an open WebSocket marks its user as seen.
     pub presence_every: Duration,
+    /// Parsed documents kept by their text.
+    documents: Arc<documents::Documents>,
 }
 
 /// The `Plaza-Min-Position` of a request, for resolvers that wait themselves.
@@ -93,6 +96,7 @@ impl ReadApi {
             store,
             limiter,
             proxy_hops: settings.proxy_hops,
+            documents: Arc::default(),
         }
     }
 }
@@ -210,7 +214,8 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
         return Err(Refusal { retry_after: Some(seconds), ..refusal });
     }
     let viewer = viewer?;
-    let request = parse_request(&body?)?;
+    let mut request = parse_request(&body?)?;
+    api.documents.prepare(&mut request);
     let recorded = schema::Recorded::default();
     let mut request = request.data(Viewer::new(viewer)).data(RequestCache::default()).data(recorded.clone());
     if let Some(value) = headers.get("plaza-min-position") {

@@ -9,8 +9,8 @@ pub use event_store::SqliteEventStore;
 pub use read_models::SqliteReadModels;
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -45,8 +45,7 @@ fn open_connection(path: &Path, synchronous: &str, page_size: Option<u32>) -> ru
     Ok(conn)
 }
 
-/// A few read connections used round-robin from blocking threads (WAL lets readers
-/// run beside the writer).
+/// A few read connections (WAL lets readers run beside the writer), taken in turn.
 struct ReaderPool {
     connections: Vec<Mutex<Connection>>,
     next: AtomicUsize,
@@ -58,9 +57,17 @@ impl ReaderPool {
         Ok(Self { connections, next: AtomicUsize::new(0) })
     }
 
+    /// Runs `f` on a free connection, the next in turn if none is free.
     fn with<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        let conn = self.connections[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&conn)
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.connections.len();
+        for i in 0..count {
+            match self.connections[(start + i) % count].try_lock() {
+                Ok(conn) => return f(&conn),
+                Err(TryLockError::Poisoned(poisoned)) => return f(&poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        f(&self.connections[start % count].lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }

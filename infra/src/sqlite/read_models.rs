@@ -280,10 +280,15 @@ impl ReadModelDb for SqliteReadModels {
         .await
     }
 
+    /// Runs on the caller's thread. A query of the read API takes microseconds from the
+    /// page cache, and handing it to a blocking thread and back cost more than that:
+    /// 13 to 17 % of the CPU of a `user(id)` query went to waking the pool's threads
+    /// (perf, issue 13). The few queries that take milliseconds (a feed's ranking, once
+    /// per second or per viewer) hold a runtime thread that long, on CPUs they would
+    /// have used anyway.
     async fn query(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            readers.with(|conn| {
+        self.readers
+            .with(|conn| {
                 let mut stmt = conn.prepare_cached(&sqlite_sql(sql))?;
                 let columns = stmt.column_count();
                 let mut rows = stmt.query(rusqlite::params_from_iter(params.into_iter().map(to_sqlite)))?;
@@ -293,10 +298,7 @@ impl ReadModelDb for SqliteReadModels {
                 }
                 Ok::<_, rusqlite::Error>(out)
             })
-        })
-        .await
-        .map_err(db_error)?
-        .map_err(db_error)
+            .map_err(db_error)
     }
 
     async fn execute(&self, statement: Statement) -> Result<u64, ReadModelError> {
