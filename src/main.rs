@@ -322,9 +322,9 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         (Some(store), true, true) => {
             let index = Arc::new(TantivySearch::open(&config.data_dir.join("search")).context("cannot open the search index")?);
             let projector = SearchProjector::new(index.clone(), store.clone());
-            let applied = projector.applied();
+            let (applied, hurry) = (projector.applied(), projector.hurry());
             background.spawn(projector.run(shutdown.clone()));
-            Some(SearchEngine { index, applied })
+            Some(SearchEngine { index, applied, hurry: Some(hurry) })
         }
         (Some(store), read_api, false) if read_api || !roles.projections.is_empty() => {
             let (index, reader) = plaza_infra::open_shared_search(&config).await.context("cannot open the shared search engine")?;
@@ -332,7 +332,7 @@ async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
                 let feed = kafka.then(|| kafka_settings.clone());
                 background.spawn(shared_search_projector(config.clone(), store.clone(), feed, db.clone(), shutdown.clone()));
             }
-            read_api.then(|| SearchEngine { index, applied: followed(reader, shutdown.clone()) })
+            read_api.then(|| SearchEngine { index, applied: followed(reader, shutdown.clone()), hurry: None })
         }
         _ => None,
     };

@@ -11,6 +11,7 @@ pub mod files;
 mod head;
 pub mod kafka;
 pub mod postgres;
+mod recent;
 pub mod redis;
 pub mod search;
 pub mod sqlite;

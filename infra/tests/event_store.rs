@@ -363,3 +363,29 @@ async fn postgres_instances_share_one_log() {
     assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=101).collect::<Vec<_>>());
     assert_eq!(b.read_stream("both", 0, 1000).await.unwrap().iter().map(|e| e.version).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
 }
+
+/// The writer keeps what it commits for readers following the head: what they read
+/// is what the file holds, to the microsecond, also when another instance (process)
+/// appends to the same file in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_recent_events_read_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let (a, b) = (SqliteEventStore::open(&path).unwrap(), SqliteEventStore::open(&path).unwrap());
+    for i in 0..30 {
+        let store = if i % 7 < 4 { &a } else { &b };
+        store.append(&format!("s-{}", i % 5), ExpectedVersion::Any, events(1 + i % 3)).await.unwrap();
+    }
+    let on_disk = SqliteEventStore::open(&path).unwrap().read_all(0, 1000).await.unwrap();
+    assert_eq!(on_disk.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=on_disk.len() as u64).collect::<Vec<_>>());
+    for store in [&a, &b] {
+        let (mut after, mut read) = (0, Vec::new());
+        loop {
+            let page = store.read_all(after, 4).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            read.extend(page);
+        }
+        assert_eq!(read, on_disk);
+    }
+}

@@ -268,6 +268,7 @@ async fn a_rebuilt_index_is_taken_up() {
 
 mod projection {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use chrono::Utc;
     use plaza_domain::search::{SearchIndex, SearchKind, SearchSort, SearchWriter};
@@ -275,6 +276,7 @@ mod projection {
     use plaza_infra::sqlite::SqliteEventStore;
     use plaza_infra::tantivy::TantivySearch;
     use plaza_projections::search::SearchProjector;
+    use tokio::sync::watch;
     use uuid::Uuid;
 
     use super::found;
@@ -372,6 +374,33 @@ mod projection {
     async fn the_search_projection_follows_the_events() {
         let dir = tempfile::tempdir().unwrap();
         follows_the_events(async || TantivySearch::open(dir.path()).unwrap()).await;
+    }
+
+    /// While events keep coming, the projector applies a batch once a second (here once
+    /// an hour), unless a reader waits for a position it has not applied (a consistency
+    /// token): then the next batch is applied at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_reader_hurries_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+        let index = Arc::new(TantivySearch::open(&dir.path().join("search")).unwrap());
+        let projector = SearchProjector::new(index.clone(), store.clone()).with_commit_every(Duration::from_secs(3600));
+        let (mut applied, hurry) = (projector.applied(), projector.hurry());
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(projector.run(shutdown));
+        let wait = Duration::from_secs(60);
+
+        // Idle, it applies at once; then it waits before the next batch.
+        let video = publish(&*store, Uuid::now_v7(), "Cats", &[]).await;
+        let published = store.head().await.unwrap();
+        tokio::time::timeout(wait, applied.wait_for(|&at| at >= published)).await.expect("an idle projector applies at once").unwrap();
+        like(&*store, video, 1).await;
+        let liked = store.head().await.unwrap();
+        hurry.notify_one();
+        tokio::time::timeout(wait, applied.wait_for(|&at| at >= liked)).await.expect("a hurried projector applies the next batch").unwrap();
+        assert_eq!(found(&*index, "cats", SearchKind::Videos, SearchSort::MostLiked).await, vec![video.to_string()]);
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 }
 

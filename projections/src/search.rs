@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use plaza_domain::search::{IndexChange, SearchDocument, SearchError, SearchKind, SearchWriter};
 use plaza_domain::{Event, EventStore, RecordedEvent, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::runtime::sleep_or_shutdown;
@@ -155,20 +155,27 @@ pub struct SearchProjector {
     batch_size: usize,
     /// Told each position the index has applied.
     applied: watch::Sender<u64>,
+    /// Woken by a reader waiting for a position the index has not applied.
+    hurry: Arc<Notify>,
+    commit_every: Duration,
 }
 
 const IDLE: Duration = Duration::from_secs(1);
-/// While events keep coming, a batch is applied at most this often: each commit makes a
-/// new segment, so under a stream of likes one commit per few events cost more than all
-/// the indexing. Searches see a change within about this much more time.
-const COMMIT_EVERY: Duration = Duration::from_millis(100);
+/// While events keep coming, a batch is applied at most this often, as Elasticsearch
+/// refreshes an index every second: each commit makes a new segment, so under a stream
+/// of likes one commit per few events cost more than all the indexing. Searches see a
+/// change within about this much more time, unless a reader asks for it ([`Self::hurry`]).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// A reader waiting for a position brings the next batch forward, but never closer than
+/// this to the last: readers cannot make the index commit more than ten times a second.
+const COMMIT_AT_MOST: Duration = Duration::from_millis(100);
 /// Events per batch at most: one commit each, so a projector far behind (a new index)
 /// writes few, large segments; a projector keeping up commits what has come.
 const BATCH: usize = 10_000;
 
 impl SearchProjector {
     pub fn new(index: Arc<dyn SearchWriter>, store: Arc<dyn EventStore>) -> Self {
-        Self { index, store, batch_size: BATCH, applied: watch::channel(0).0 }
+        Self { index, store, batch_size: BATCH, applied: watch::channel(0).0, hurry: Arc::default(), commit_every: COMMIT_EVERY }
     }
 
     /// The position the index has applied, as it moves (once `run` has started).
@@ -176,8 +183,20 @@ impl SearchProjector {
         self.applied.subscribe()
     }
 
+    /// What a reader notifies when it waits for a position the index has not applied
+    /// (a consistency token), so the next batch does not wait for [`COMMIT_EVERY`].
+    pub fn hurry(&self) -> Arc<Notify> {
+        self.hurry.clone()
+    }
+
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// How often batches are applied while events keep coming ([`COMMIT_EVERY`] unless set).
+    pub fn with_commit_every(mut self, every: Duration) -> Self {
+        self.commit_every = every.max(COMMIT_AT_MOST);
         self
     }
 
@@ -245,7 +264,11 @@ impl SearchProjector {
                         self.applied.send_replace(position);
                         backoff = Duration::from_millis(100);
                         tokio::select! {
-                            _ = tokio::time::sleep_until(started + COMMIT_EVERY) => {}
+                            _ = tokio::time::sleep_until(started + self.commit_every) => {}
+                            _ = async {
+                                self.hurry.notified().await;
+                                tokio::time::sleep_until(started + COMMIT_AT_MOST).await;
+                            } => {}
                             _ = shutdown.changed() => {}
                         }
                     }

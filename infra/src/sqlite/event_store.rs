@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use plaza_domain::{Appended, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{ReaderPool, open_connection};
 use crate::head::Head;
+use crate::recent::Recent;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -75,6 +76,8 @@ pub struct SqliteEventStore {
     readers: Arc<ReaderPool>,
     head: Arc<Head>,
     commits: Arc<AtomicU64>,
+    /// What the writer committed last, for the projectors following the head.
+    recent: Arc<Recent>,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -90,12 +93,13 @@ impl SqliteEventStore {
         let readers = Arc::new(ReaderPool::open(path, 4).map_err(unavailable)?);
         let (jobs, rx) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
-        let (writer_head, writer_commits) = (head.clone(), commits.clone());
+        let recent = Arc::new(Recent::default());
+        let (writer_head, writer_commits, writer_recent) = (head.clone(), commits.clone(), recent.clone());
         std::thread::Builder::new()
             .name("sqlite-event-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_head, &writer_commits))
+            .spawn(move || writer_loop(conn, rx, &writer_head, &writer_commits, &writer_recent))
             .map_err(unavailable)?;
-        Ok(Self { jobs, readers, head, commits })
+        Ok(Self { jobs, readers, head, commits, recent })
     }
 
     /// How many transactions the writer has committed (group commit makes this far
@@ -138,6 +142,9 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if let Some(events) = self.recent.read(after, limit) {
+            return Ok(events);
+        }
         const SQL: &str = select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2");
         self.read(SQL, vec![Value::Integer(after as i64), Value::Integer(limit as i64)]).await
     }
@@ -196,7 +203,7 @@ impl EventStore for SqliteEventStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, commits: &AtomicU64) {
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, commits: &AtomicU64, recent: &Recent) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -207,7 +214,8 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, c
         }
         let started = std::time::Instant::now();
         match write_batch(&mut conn, &batch) {
-            Ok(results) => {
+            Ok((results, committed)) => {
+                recent.committed(committed);
                 commits.fetch_add(1, Ordering::Relaxed);
                 let events = batch.iter().map(|w| if let Write::Append { events, .. } = w { events.len() } else { 0 }).sum::<usize>();
                 crate::record_append(started.elapsed(), batch.len(), events);
@@ -228,15 +236,20 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Write>, head: &Head, c
     }
 }
 
+/// What a batch's writes answer, and the events it stored, in position order.
+type Written = (Vec<Result<Option<Appended>, StoreError>>, Vec<RecordedEvent>);
+
 /// Writes the whole batch in one transaction. A write that fails (version conflict,
 /// or an error inside its own savepoint) fails alone. Appends answer where they landed.
-fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<Vec<Result<Option<Appended>, StoreError>>> {
+fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<Written> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
+    let mut stored = Vec::new();
     for write in batch {
         let mut savepoint = tx.savepoint()?;
+        let kept = stored.len();
         let outcome = match write {
-            Write::Append { stream, expected, events, .. } => append_one(&savepoint, stream, *expected, events).map(Some),
+            Write::Append { stream, expected, events, .. } => append_one(&savepoint, stream, *expected, events, &mut stored).map(Some),
             Write::Snapshot { snapshot, .. } => save_snapshot(&savepoint, snapshot).map(|()| None).map_err(AppendFailure::Sql),
         };
         match outcome {
@@ -247,12 +260,13 @@ fn write_batch(conn: &mut Connection, batch: &[Write]) -> rusqlite::Result<Vec<R
             Err(AppendFailure::Refused(error)) => results.push(Err(error)),
             Err(AppendFailure::Sql(error)) => {
                 savepoint.rollback()?;
+                stored.truncate(kept);
                 results.push(Err(unavailable(error)));
             }
         }
     }
     tx.commit()?;
-    Ok(results)
+    Ok((results, stored))
 }
 
 enum AppendFailure {
@@ -277,7 +291,15 @@ fn save_snapshot(conn: &Connection, snapshot: &Snapshot) -> rusqlite::Result<()>
     Ok(())
 }
 
-fn append_one(conn: &Connection, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Result<Appended, AppendFailure> {
+/// Appends `events` to `stream`, pushing each one it stores to `stored` as a read
+/// would return it.
+fn append_one(
+    conn: &Connection,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    stored: &mut Vec<RecordedEvent>,
+) -> Result<Appended, AppendFailure> {
     // Events already stored (a retried append) are not stored again.
     let mut existing = Vec::new();
     let mut fresh = Vec::new();
@@ -321,7 +343,20 @@ fn append_one(conn: &Connection, stream: &str, expected: ExpectedVersion, events
             serde_json::to_string(&event.metadata).expect("metadata serializes"),
             event.occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
         ])?;
-        first_position.get_or_insert(conn.last_insert_rowid() as u64);
+        let position = conn.last_insert_rowid() as u64;
+        first_position.get_or_insert(position);
+        stored.push(RecordedEvent {
+            event_id: event.event_id,
+            stream_id: stream.to_owned(),
+            version,
+            position,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            data: event.data.clone(),
+            metadata: event.metadata.clone(),
+            // Stored with microseconds, as reads return it.
+            occurred_at: event.occurred_at.trunc_subsecs(6),
+        });
         version += 1;
     }
     Ok(Appended { first_position: first_position.unwrap_or(0), last_position: conn.last_insert_rowid() as u64, stream_version: version - 1 })

@@ -15,7 +15,7 @@ use plaza_domain::search::{self as domain, MAX_PAGE, MAX_RESULTS, MAX_SUGGESTION
 use plaza_domain::{Event, EventStore, ExpectedVersion, Metadata, NewEvent};
 use plaza_projections::SqlValue;
 use plaza_projections::searches::{HISTORY_KEPT, HOT_WINDOW_HOURS, hot_weights, hour_of};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::warn;
 use uuid::Uuid;
 
@@ -59,6 +59,9 @@ pub struct SearchEngine {
     pub index: Arc<dyn SearchIndex>,
     /// The position the index has applied.
     pub applied: watch::Receiver<u64>,
+    /// Told when a reader waits for a position not applied yet (an index that commits
+    /// on a timer then commits sooner).
+    pub hurry: Option<Arc<Notify>>,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -167,9 +170,12 @@ async fn hot_searches(ctx: &Context<'_>, first: i64) -> Result<Vec<HotSearch>> {
 
 /// A consistency token covers the index too (the read models were waited for before
 /// the request ran).
-async fn wait_for_index(ctx: &Context<'_>, search: &Search, applied: &watch::Receiver<u64>) -> Result<()> {
+async fn wait_for_index(ctx: &Context<'_>, search: &Search, engine: &SearchEngine) -> Result<()> {
     let Some(MinPosition(position)) = ctx.data_opt::<MinPosition>() else { return Ok(()) };
-    let mut applied = applied.clone();
+    let mut applied = engine.applied.clone();
+    if let Some(hurry) = engine.hurry.as_ref().filter(|_| *applied.borrow() < *position) {
+        hurry.notify_one();
+    }
     let reached = tokio::time::timeout(search.timeout, applied.wait_for(|at| at >= position)).await;
     if !matches!(reached, Ok(Ok(_))) {
         let message = format!("the search index has not reached position {position} within {} ms; retry", search.timeout.as_millis());
@@ -225,10 +231,11 @@ impl SearchQuery {
         let first = super::page_size(first)? as usize;
         let offset = after.as_deref().map(decode_cursor).transpose()?.map_or(0, |rank| rank + 1);
         let search = ctx.data_unchecked::<Search>();
-        let Some(SearchEngine { index, applied }) = &search.engine else {
+        let Some(engine) = &search.engine else {
             return Err(bad_request("search is not available from this process", "search_unavailable"));
         };
-        wait_for_index(ctx, search, applied).await?;
+        wait_for_index(ctx, search, engine).await?;
+        let index = &engine.index;
         let request = SearchRequest {
             query,
             kind: kind.into(),
@@ -302,10 +309,11 @@ impl SearchQuery {
         let prefix = domain::normalize_query(&prefix).map_err(|e| bad_request(&e.to_string(), e.code()))?;
         let first = bounded(first, MAX_SUGGESTIONS)? as usize;
         let search = ctx.data_unchecked::<Search>();
-        let Some(SearchEngine { index, applied }) = &search.engine else {
+        let Some(engine) = &search.engine else {
             return Err(bad_request("search is not available from this process", "search_unavailable"));
         };
-        wait_for_index(ctx, search, applied).await?;
+        wait_for_index(ctx, search, engine).await?;
+        let index = &engine.index;
         let popular = self.popular(ctx, search).await?;
         let mut out: Vec<SearchSuggestion> = popular
             .iter()
