@@ -34,6 +34,10 @@ pub struct Load {
     pub requests: u64,
     /// Answers other than 2xx, and socket errors.
     pub failures: u64,
+    /// After a write workload: seconds from the end of its burst until every read model
+    /// included its last event. The next workload starts only then, so a backlog of
+    /// projections is not measured against it.
+    pub caught_up_s: Option<f64>,
 }
 
 #[derive(Default)]
@@ -268,7 +272,11 @@ fn run_profile(profile: &'static str, write: &str, read: &str, settings: &Settin
             _ => Some(script(&dir, "workload.lua", &prepared.script(workload))?),
         };
         let base = if workload.reads() { read } else { write };
-        loads.push(measure(profile, workload, base, script.as_deref(), connections, settings)?);
+        let mut load = measure(profile, workload, base, script.as_deref(), connections, settings)?;
+        if !workload.reads() && workload != Workload::Noop {
+            load.caught_up_s = Some(prepared.caught_up(write, read)?.as_secs_f64());
+        }
+        loads.push(load);
     }
     // Touch the read side so a dead read API shows.
     let answer = agent(Duration::from_secs(10)).get(format!("{read}/healthz")).call().context("the read API does not answer")?;
@@ -337,6 +345,15 @@ fn post_json(agent: &ureq::Agent, url: &str, token: Option<&str>, body: &serde_j
 }
 
 impl Prepared {
+    /// Sends one message (an append after every event of the burst just measured) and
+    /// waits until the read models include it.
+    fn caught_up(&self, write: &str, read: &str) -> anyhow::Result<Duration> {
+        let (conversation, from) = (&self.conversation, &self.users[0].1);
+        let url = format!("{write}/api/v1/conversations/{conversation}/messages");
+        let sent = post_json(&agent(Duration::from_secs(60)), &url, Some(from), &json!({ "body": "caught up?" }))?;
+        crate::messaging::caught_up(read, sent["position"].as_u64().context("no position in the message's answer")?)
+    }
+
     fn tokens(&self) -> Vec<String> {
         self.users.iter().map(|(_, token)| token.clone()).collect()
     }
@@ -546,6 +563,7 @@ fn parse_wrk(profile: &'static str, workload: &'static str, connections: usize, 
         p99_ms: latency("99%")?,
         requests,
         failures: non_2xx + socket_errors,
+        caught_up_s: None,
     })
 }
 

@@ -178,15 +178,15 @@ fn start_group(base: &str, owner: &str, members: &[&str]) -> anyhow::Result<(Str
 }
 
 /// Waits until the read API's read models include `position`.
-pub fn caught_up(read: &str, position: u64) -> anyhow::Result<()> {
+pub fn caught_up(read: &str, position: u64) -> anyhow::Result<Duration> {
     let agent = agent(Duration::from_secs(60));
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {
         let answer =
             agent.post(format!("{read}/graphql")).header("plaza-min-position", &position.to_string()).send_json(json!({ "query": "{ __typename }" }));
         if answer.is_ok_and(|a| a.status() == 200) {
-            eprintln!("[messaging] the read models caught up in {:.1} s", started.elapsed().as_secs_f64());
-            return Ok(());
+            eprintln!("[caught up] the read models reached position {position} in {:.1} s", started.elapsed().as_secs_f64());
+            return Ok(started.elapsed());
         }
     }
     bail!("the read models did not reach position {position} within 10 minutes")

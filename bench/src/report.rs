@@ -467,13 +467,15 @@ impl Report<'_> {
         let percent = |value: Option<f64>| value.map_or_else(String::new, |v| format!("{v:.1} %"));
         let before_of = |l: &Load| hot.before.iter().find(|b| b.profile == l.profile && b.workload == l.workload && b.connections == l.connections);
         let with_before = !hot.before.is_empty();
-        let _ = write!(out, "| Profile | Workload | Connections | Requests/s | p50 (ms) | p99 (ms) | Failures | vs no-op |");
-        let _ = writeln!(out, "{}", if with_before { " before: requests/s | before: p99 (ms) | before: vs no-op |" } else { "" });
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|{}", if with_before { "---:|---:|---:|" } else { "" });
+        let caught_up = |l: &Load| l.caught_up_s.map_or_else(String::new, |s| format!("{s:.1}"));
+        let _ = write!(out, "| Profile | Workload | Connections | Requests/s | p50 (ms) | p99 (ms) | Failures | vs no-op | caught up (s) |");
+        let _ =
+            writeln!(out, "{}", if with_before { " before: requests/s | before: p99 (ms) | before: vs no-op | before: caught up (s) |" } else { "" });
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|{}", if with_before { "---:|---:|---:|---:|" } else { "" });
         for l in &hot.loads {
             let _ = write!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 l.profile,
                 l.workload,
                 l.connections,
@@ -481,14 +483,15 @@ impl Report<'_> {
                 ms(l.p50_ms),
                 ms(l.p99_ms),
                 thousands(l.failures),
-                percent(ratio(&hot.loads, l))
+                percent(ratio(&hot.loads, l)),
+                caught_up(l)
             );
             match before_of(l) {
                 Some(b) => {
-                    let _ = writeln!(out, " {} | {} | {} |", rate(b.per_second), ms(b.p99_ms), percent(ratio(&hot.before, b)));
+                    let _ = writeln!(out, " {} | {} | {} | {} |", rate(b.per_second), ms(b.p99_ms), percent(ratio(&hot.before, b)), caught_up(b));
                 }
                 None if with_before => {
-                    let _ = writeln!(out, " | | |");
+                    let _ = writeln!(out, " | | | |");
                 }
                 None => out.push('\n'),
             }
@@ -568,7 +571,9 @@ impl Report<'_> {
              author's `videos(first: 10)` with like and view counts and each video's author; the first 10 of HOT (anonymous), \
              and under {aliases} aliases in one request; the first 10 of RECOMMENDED signed in as each user in turn; and the \
              conversation's last 20 messages with their senders, as a member. Rate limits are off. Failures are non-2xx \
-             answers and socket errors. The peer (`bench/peer`, built by `make bench` only) is a service written with \
+             answers and socket errors. \"caught up\": after each write workload, one more message is sent and the next \
+             workload starts once every read model includes it (`Plaza-Min-Position`); the column is that wait, the backlog \
+             the burst left to the projections. The peer (`bench/peer`, built by `make bench` only) is a service written with \
              cqrs-es 0.5 and postgres-es 0.5 that does the same like (JWT check, the video's aggregate loaded to refuse an \
              unknown video, the like's aggregate loaded and the event committed) on its own fresh database of the same \
              PostgreSQL server, right after the PostgreSQL profile; its \"vs no-op\" is against that profile's no-op. With \
