@@ -101,17 +101,13 @@ fn stopped(tables: &Tables) -> ReadModelError {
 /// Whether a generation may take changes now; the first statement of every applying
 /// transaction, so it holds the generation's row until the transaction ends.
 ///
-/// The transaction commits without waiting for its WAL to reach the disk
-/// (`synchronous_commit = off`), as SQLite read models commit with `synchronous=NORMAL`:
-/// read models are derived from the log, and a batch commits atomically with its
-/// checkpoint, so a PostgreSQL crash can only take the last few hundred milliseconds
-/// of batches back, together with their checkpoints, and they are applied again. The
-/// projectors' commits then no longer queue for the disk with the event store's.
+/// The transaction commits durably (`synchronous_commit` stays on): the projector keeps
+/// its checkpoint in memory, so a commit PostgreSQL acknowledged and then lost in a
+/// crash would leave the surviving projector past events its read models never got.
 async fn guard(tx: &Transaction<'_>, tables: &Tables, position: u64) -> Result<bool, ReadModelError> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let statement = tx.prepare_cached(GUARD).await.map_err(db_error)?;
-    let params: [&(dyn ToSql + Sync); 4] = [&tables.projection(), &(tables.generation() as i64), &(position as i64), &now];
-    let (_, changed) = tokio::try_join!(tx.batch_execute("SET LOCAL synchronous_commit = off"), tx.execute(&statement, &params)).map_err(db_error)?;
+    let changed = tx.execute(&statement, &[&tables.projection(), &(tables.generation() as i64), &(position as i64), &now]).await.map_err(db_error)?;
     Ok(changed > 0)
 }
 
