@@ -2,8 +2,9 @@
 //!
 //! Every projector, the search projector and every process manager follows the head of
 //! the log: under load, each of them read every new batch from the store, so each event
-//! was read from SQLite and decoded a dozen times. The writer now keeps what it commits
-//! here, and a read that starts inside the window is answered from memory.
+//! was read from the database and decoded a dozen times. The writer (SQLite's and
+//! PostgreSQL's) now keeps what it commits here, and a read that starts inside the
+//! window is answered from memory.
 //!
 //! The window holds consecutive positions only: an event that does not follow the last
 //! one kept (another process appended in between) starts a new window. A read after the

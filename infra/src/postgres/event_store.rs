@@ -406,7 +406,7 @@ async fn write_batch(writer: &mut Writer, batch: &[Job]) -> Result<Written, toki
         results.push(Ok(Appended { first_position, last_position: position, stream_version: version - 1 }));
     }
 
-    let mut stored = Vec::new();
+    let mut inserted = Vec::new();
     if !rows.position.is_empty() {
         let last = position.to_string();
         let columns: [&(dyn ToSql + Sync); 9] = [
@@ -421,12 +421,13 @@ async fn write_batch(writer: &mut Writer, batch: &[Job]) -> Result<Written, toki
             &rows.occurred_at,
         ];
         let notice: [&(dyn ToSql + Sync); 2] = [&NOTIFY_CHANNEL, &last];
-        let (inserted, _) = tokio::try_join!(tx.query(&writer.insert, &columns), tx.execute(&writer.notify, &notice))?;
-        // Rows that do not read back are left for the store's readers to report.
-        stored = inserted.iter().map(row_to_event).collect::<Result<_, _>>().unwrap_or_default();
-        stored.sort_unstable_by_key(|e| e.position);
+        (inserted, _) = tokio::try_join!(tx.query(&writer.insert, &columns), tx.execute(&writer.notify, &notice))?;
     }
     tx.commit().await?;
+    // Decoded after the commit, so the lock every process appends under is not held for
+    // it. Rows that do not read back are left for the store's readers to report.
+    let mut stored: Vec<RecordedEvent> = inserted.iter().map(row_to_event).collect::<Result<_, _>>().unwrap_or_default();
+    stored.sort_unstable_by_key(|e| e.position);
     Ok((results, stored))
 }
 
