@@ -443,7 +443,7 @@ async fn build(config: &Config, projection: Arc<dyn Projection>, to: u64, into: 
         let page: Vec<_> = page.into_iter().take_while(|e| e.position <= to).collect();
         let Some(last) = page.last().map(|e| e.position) else { break };
         let changes = page.iter().map(|e| plaza_projections::Changes::of(projection.as_ref(), e)).collect();
-        db.apply(tables.clone(), changes, last).await.with_context(|| format!("cannot apply the events up to position {last}"))?;
+        db.apply(tables.clone(), changes, position, last).await.with_context(|| format!("cannot apply the events up to position {last}"))?;
         (position, events) = (last, events + page.len());
         if let Some(bar) = &bar {
             bar.set_position(position);

@@ -17,7 +17,7 @@ impl ReadModelDb for Empty {
     async fn transact(&self, _: Vec<Step>) -> Result<bool, ReadModelError> {
         Ok(true)
     }
-    async fn apply(&self, _: Arc<Tables>, _: Vec<Changes>, _: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, _: Arc<Tables>, _: Vec<Changes>, _: u64, _: u64) -> Result<(), ReadModelError> {
         Ok(())
     }
     async fn query(&self, _: &'static str, _: Vec<SqlValue>) -> Result<Vec<Row>, ReadModelError> {

@@ -11,7 +11,7 @@ use plaza_infra::postgres::PgReadModels;
 use plaza_infra::sqlite::{SqliteEventStore, SqliteReadModels};
 use plaza_projections::accounts::AccountsProjection;
 use plaza_projections::db::APPLIED_POSITIONS;
-use plaza_projections::generations::{self, Tables};
+use plaza_projections::generations::{self, Step, Tables};
 use plaza_projections::partitions::{Consumed, Message};
 use plaza_projections::{Changes, Progress, Projection, Projector, ReadModelDb, SqlValue, Statement};
 use uuid::Uuid;
@@ -430,6 +430,41 @@ async fn a_paused_projection_applies_nothing_until_resumed(db: Arc<dyn ReadModel
     assert_eq!(checkpoint(&*db, "accounts").await, 0);
     generations::set_paused(&*db, "accounts", false).await.unwrap();
     assert_eq!(projector.catch_up().await.unwrap(), 1);
+}
+
+/// PostgreSQL's read models commit asynchronously: a crash can take back a commit it
+/// acknowledged, checkpoint and all, while the projector goes on. Its next batch is
+/// then refused (the stored checkpoint is behind the one the batch follows), and it
+/// goes on from the stored checkpoint: the events the crash took back are applied
+/// again, none is skipped.
+async fn a_projector_applies_again_what_a_crash_took_back(db: Arc<dyn ReadModelDb>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db")).unwrap());
+    register(&*store, "a").await;
+    let progress = Progress::default();
+    progress.watch("accounts"); // so that waiting for it waits
+    let projector = Projector::new(Arc::new(AccountsProjection), store.clone(), db.clone(), progress.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(projector.run(shutdown));
+    assert!(progress.wait_for(1, std::time::Duration::from_secs(10)).await);
+    register(&*store, "b").await;
+    assert!(progress.wait_for(2, std::time::Duration::from_secs(10)).await);
+
+    // The crash takes back the last commit: b's row and the checkpoint's move to 2.
+    let live = generations::live(&*db, "accounts").await.unwrap().unwrap();
+    let users = Tables::of(&AccountsProjection, live.generation).physical("users");
+    let lost = [
+        Step::run(Statement::owned(format!("DELETE FROM {users} WHERE username = 'b'"), [])),
+        Step::run(Statement::new("UPDATE projection_generations SET position = 1 WHERE projection = 'accounts'", [])),
+    ];
+    assert!(db.transact(lost.into()).await.unwrap());
+
+    register(&*store, "c").await;
+    assert!(progress.wait_for(3, std::time::Duration::from_secs(10)).await);
+    assert_eq!(rows_of(&*db, "SELECT username FROM users ORDER BY username").await, ["[Text(\"a\")]", "[Text(\"b\")]", "[Text(\"c\")]"]);
+    assert_eq!(checkpoint(&*db, "accounts").await, 3);
+    stop.send(true).unwrap();
+    running.await.unwrap();
 }
 
 /// The accounts projection at a newer version, as a newer Plaza would have it.
@@ -974,6 +1009,7 @@ on_both_engines!(
     a_rebuild_under_load_switches_to_tables_equal_to_a_fresh_build,
     a_rebuild_runs_once_at_a_time_and_resumes,
     a_paused_projection_applies_nothing_until_resumed,
+    a_projector_applies_again_what_a_crash_took_back,
     a_newer_projection_version_rebuilds_by_itself,
     read_models_from_before_generations_are_kept_then_rebuilt,
     a_poison_event_is_parked_with_its_streams_later_events,
@@ -1024,7 +1060,8 @@ impl Building {
 
     async fn apply(&self, range: std::ops::Range<usize>) -> Result<(), plaza_projections::ReadModelError> {
         let changes = self.events[range.clone()].iter().map(|event| Changes::of(&AccountsProjection, event)).collect();
-        self.db.apply(self.tables.clone(), changes, self.events[range.end - 1].position).await
+        let after = range.start.checked_sub(1).map_or(0, |i| self.events[i].position);
+        self.db.apply(self.tables.clone(), changes, after, self.events[range.end - 1].position).await
     }
 
     /// What readers see: the generation's users and checkpoint.

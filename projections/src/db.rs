@@ -93,8 +93,9 @@ pub enum ReadModelError {
     #[error("generation {1} of projection {0} takes no changes now (paused, replaced or dropped)")]
     Stopped(&'static str, u64),
     /// Batches applied to a generation and held uncommitted ([`Tables::hold_commits`])
-    /// were rolled back: its checkpoint is where it was before them.
-    #[error("batches applied to generation {1} of projection {0} were rolled back before their commit; its checkpoint is before them")]
+    /// were rolled back, or a commit was lost in a database crash: its checkpoint is
+    /// before what was applied, and applying goes on from it.
+    #[error("batches applied to generation {1} of projection {0} were rolled back or lost; its checkpoint is before them")]
     Uncommitted(&'static str, u64),
 }
 
@@ -128,8 +129,12 @@ pub trait ReadModelDb: Send + Sync + 'static {
     async fn transact(&self, steps: Vec<Step>) -> Result<bool, ReadModelError>;
 
     /// Applies events' changes to the tables of one generation and moves that
-    /// generation's checkpoint to `position`, in one transaction, if the generation may
-    /// take changes ([`crate::generations::GUARD`]); else [`ReadModelError::Stopped`].
+    /// generation's checkpoint from `after` (the checkpoint the events follow) to
+    /// `position`, in one transaction, if the generation may take changes
+    /// ([`crate::generations::GUARD`]); else [`ReadModelError::Stopped`], or
+    /// [`ReadModelError::Uncommitted`] if its stored checkpoint is before `after` (a
+    /// commit lost in a crash: the caller goes on from the stored checkpoint). `after`
+    /// 0 checks nothing.
     /// Events of a stream with a dead letter are parked behind it
     /// ([`crate::dead_letters::plan`]).
     ///
@@ -137,7 +142,7 @@ pub trait ReadModelDb: Send + Sync + 'static {
     /// transaction open and commit several batches at once (with their checkpoint, so a
     /// crash only loses work to redo); it commits them before doing anything else, and
     /// at [`commit_held`](Self::commit_held).
-    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError>;
+    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, after: u64, position: u64) -> Result<(), ReadModelError>;
 
     /// Commits what [`apply`](Self::apply) held uncommitted for the generation of
     /// `tables`; [`ReadModelError::Uncommitted`] if that was lost (its checkpoint is then

@@ -353,9 +353,22 @@ impl Step {
     }
 }
 
-/// Why a projector may not apply to its generation right now.
-/// `$4` is the time (Unix milliseconds), kept as when the generation last applied.
+/// Moves a generation's checkpoint to `$3` if it may take changes now, and if its stored
+/// checkpoint is not before `$5`, the one the batch continues from. `$4` is the time
+/// (Unix milliseconds), kept as when the generation last applied.
+///
+/// The check on `$5` is what lets PostgreSQL commit read models asynchronously: a commit
+/// it acknowledged and then lost in a crash leaves the stored checkpoint behind the
+/// projector's, and the projector's next batch is refused ([`ReadModelError::Uncommitted`])
+/// instead of going on past the events the crash took back.
+///
+/// [`ReadModelError::Uncommitted`]: crate::ReadModelError::Uncommitted
 pub const GUARD: &str = "UPDATE projection_generations SET position = CASE WHEN $3 > position THEN $3 ELSE position END, applied_at = $4
+     WHERE projection = $1 AND generation = $2 AND (state = 'building' OR (state = 'live' AND paused = 0)) AND position >= $5";
+
+/// Whether a generation may take changes now: after [`GUARD`] refused a batch, tells a
+/// stopped generation from one whose checkpoint is behind the batch.
+pub const TAKES_CHANGES: &str = "SELECT position FROM projection_generations
      WHERE projection = $1 AND generation = $2 AND (state = 'building' OR (state = 'live' AND paused = 0))";
 
 /// One generation's physical names: `videos` is `videos__g3`, and so are its indexes.

@@ -172,15 +172,15 @@ impl ProcessRunner {
             };
             let mut reacted = 0;
             for envelope in events.iter().filter(|e| self.process.wants(&e.event_type)) {
-                if !self.react(tables, envelope, health, shutdown).await? {
+                if !self.react(tables, checkpoint, envelope, health, shutdown).await? {
                     return Ok(());
                 }
                 reacted += 1;
+                self.db.apply(tables.clone(), vec![], checkpoint, envelope.position).await?;
                 checkpoint = envelope.position;
-                self.db.apply(tables.clone(), vec![], checkpoint).await?;
             }
             if last > checkpoint {
-                self.db.apply(tables.clone(), vec![], last).await?;
+                self.db.apply(tables.clone(), vec![], checkpoint, last).await?;
                 checkpoint = last;
             }
             health.applied(reacted);
@@ -190,11 +190,12 @@ impl ProcessRunner {
         Ok(())
     }
 
-    /// Reacts to one event, with retries; parks it as a dead letter when the policy
-    /// says so. Returns false if shutdown came first.
+    /// Reacts to one event (after checkpoint `after`), with retries; parks it as a dead
+    /// letter when the policy says so. Returns false if shutdown came first.
     async fn react(
         &self,
         tables: &Arc<Tables>,
+        after: u64,
         envelope: &RecordedEvent,
         health: &mut Health,
         shutdown: &mut watch::Receiver<bool>,
@@ -225,7 +226,7 @@ impl ProcessRunner {
                     statements: vec![],
                     dead_letter: false,
                 };
-                self.db.apply(tables.clone(), vec![change.parked(tables, FAILED, &error.to_string(), attempts)], envelope.position).await?;
+                self.db.apply(tables.clone(), vec![change.parked(tables, FAILED, &error.to_string(), attempts)], after, envelope.position).await?;
                 warn!(process = name, position = envelope.position, "event parked as a dead letter");
                 metrics::counter!("plaza_projection_dead_letters_parked_total", "projection" => name).increment(1);
                 return Ok(true);

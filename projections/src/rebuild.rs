@@ -167,7 +167,7 @@ impl Rebuild {
                 }
                 let again = || events.iter().map(|event| changes_of(&*self.projection, &tables, event)).collect();
                 let into = if progress.position < careful_until { &tables } else { &held };
-                let applied = match apply_changes(db, into, changes, again, self.policy, &mut health, &mut shutdown).await {
+                let applied = match apply_changes(db, into, progress.position, changes, again, self.policy, &mut health, &mut shutdown).await {
                     Ok(applied) => applied,
                     Err(ReadModelError::Uncommitted(..)) => {
                         next.inspect(tokio::task::JoinHandle::abort);

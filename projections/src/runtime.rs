@@ -139,7 +139,7 @@ impl Projector {
             return Ok(checkpoint);
         };
         let changes = events.iter().map(|e| Changes::of(&*self.projection, e)).collect();
-        self.db.apply(tables.clone(), changes, last).await?;
+        self.db.apply(tables.clone(), changes, checkpoint, last).await?;
         debug!(projection = self.name(), position = last, events = events.len(), "batch applied");
         Ok(last)
     }
@@ -233,7 +233,7 @@ impl Projector {
                 continue;
             }
             let changes = || events.iter().map(|e| Changes::of(&*self.projection, e)).collect();
-            match apply_changes(&*self.db, &tables, changes(), changes, self.policy, &mut health, shutdown).await {
+            match apply_changes(&*self.db, &tables, checkpoint, changes(), changes, self.policy, &mut health, shutdown).await {
                 Ok(applied) if applied > checkpoint => {
                     checkpoint = applied;
                     self.progress.advance(self.name(), checkpoint);
@@ -245,6 +245,15 @@ impl Projector {
                     info!(projection = self.name(), generation = live.generation, "generation paused or replaced");
                     return;
                 }
+                Err(ReadModelError::Uncommitted(..)) => {
+                    warn!(
+                        projection = self.name(),
+                        generation = live.generation,
+                        checkpoint,
+                        "the stored checkpoint is behind this projector's (a commit lost in a database crash): going on from the stored one"
+                    );
+                    return;
+                }
                 Err(error) => warn!(projection = self.name(), checkpoint, %error, "projection batch failed"),
             }
         }
@@ -253,7 +262,8 @@ impl Projector {
     }
 }
 
-/// Applies a batch of events' changes to a generation, in one transaction when it can.
+/// Applies a batch of events' changes (those after checkpoint `after`) to a generation,
+/// in one transaction when it can.
 /// When the batch fails, its events are applied one at a time to find the one that
 /// fails: that one is retried `policy.max_attempts` times with backoff, then parked as
 /// a dead letter (if the policy parks and the database answers, so the failure is the
@@ -263,18 +273,20 @@ impl Projector {
 ///
 /// The batch goes to the database as it is; `again` works its changes out again if it
 /// fails (copying every batch just in case took about 9 % of a content rebuild's CPU).
+#[allow(clippy::too_many_arguments)] // the batch, where it goes, and how failures are retried
 pub(crate) async fn apply_changes(
     db: &dyn ReadModelDb,
     tables: &Arc<Tables>,
+    after: u64,
     changes: Vec<Changes>,
     again: impl FnOnce() -> Vec<Changes>,
     policy: FailurePolicy,
     health: &mut Health,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<u64, ReadModelError> {
-    let (Some(first), Some(last)) = (changes.first().map(|c| c.position), changes.last().map(|c| c.position)) else { return Ok(0) };
+    let Some(last) = changes.last().map(|c| c.position) else { return Ok(after) };
     let count = changes.len() as u64;
-    match db.apply(tables.clone(), changes, last).await {
+    match db.apply(tables.clone(), changes, after, last).await {
         Ok(()) => {
             health.applied(count);
             return Ok(last);
@@ -283,12 +295,12 @@ pub(crate) async fn apply_changes(
         Err(error) if count > 1 => debug!(projection = tables.projection(), %error, "batch failed; applying its events one at a time"),
         Err(_) => {}
     }
-    let mut applied = first - 1;
+    let mut applied = after;
     for change in again() {
         let mut attempts = 0;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let error = match db.apply(tables.clone(), vec![change.clone()], change.position).await {
+            let error = match db.apply(tables.clone(), vec![change.clone()], applied, change.position).await {
                 Ok(()) => break,
                 Err(error @ (ReadModelError::Stopped(..) | ReadModelError::Uncommitted(..))) => return Err(error),
                 Err(error) => error,
@@ -299,7 +311,7 @@ pub(crate) async fn apply_changes(
             warn!(projection = tables.projection(), position = change.position, stream = %change.stream_id, attempts, %error, "event failed");
             if attempts >= policy.max_attempts && policy.park && db.query("SELECT 1", vec![]).await.is_ok() {
                 let parked = change.parked(tables, FAILED, &error.to_string(), attempts);
-                match db.apply(tables.clone(), vec![parked], change.position).await {
+                match db.apply(tables.clone(), vec![parked], applied, change.position).await {
                     Ok(()) => {
                         warn!(projection = tables.projection(), position = change.position, stream = %change.stream_id, "event parked as a dead letter");
                         metrics::counter!("plaza_projection_dead_letters_parked_total", "projection" => tables.projection()).increment(1);

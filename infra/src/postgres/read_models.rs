@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
 use plaza_projections::dead_letters::{Changes, PARKED_STREAMS, plan};
-use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, Tables};
+use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, TAKES_CHANGES, Tables};
 use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -98,18 +98,33 @@ fn stopped(tables: &Tables) -> ReadModelError {
     ReadModelError::Stopped(tables.projection(), tables.generation())
 }
 
-/// Whether a generation may take changes now; the first statement of every applying
-/// transaction, so it holds the generation's row until the transaction ends.
-///
-/// The transaction commits durably (`synchronous_commit` stays on): the projector keeps
-/// its checkpoint in memory, so a commit PostgreSQL acknowledged and then lost in a
-/// crash would leave the surviving projector past events its read models never got.
-async fn guard(tx: &Transaction<'_>, tables: &Tables, position: u64) -> Result<bool, ReadModelError> {
+/// Why a generation refuses a batch after checkpoint `after`, if it does ([`GUARD`]);
+/// the first statement of every applying transaction, so it holds the generation's row
+/// until the transaction ends.
+async fn guard(tx: &Transaction<'_>, tables: &Tables, after: u64, position: u64) -> Result<Option<ReadModelError>, ReadModelError> {
+    let (projection, generation) = (tables.projection(), tables.generation() as i64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let statement = tx.prepare_cached(GUARD).await.map_err(db_error)?;
-    let changed = tx.execute(&statement, &[&tables.projection(), &(tables.generation() as i64), &(position as i64), &now]).await.map_err(db_error)?;
-    Ok(changed > 0)
+    let changed = tx.execute(&statement, &[&projection, &generation, &(position as i64), &now, &(after as i64)]).await.map_err(db_error)?;
+    if changed > 0 {
+        return Ok(None);
+    }
+    let takes_changes = tx.query_opt(TAKES_CHANGES, &[&projection, &generation]).await.map_err(db_error)?.is_some();
+    Ok(Some(match takes_changes {
+        true => ReadModelError::Uncommitted(tables.projection(), tables.generation()),
+        false => stopped(tables),
+    }))
 }
+
+/// A projector's transactions commit without waiting for their WAL to reach the disk
+/// (as SQLite's read models commit with `synchronous=NORMAL`): PostgreSQL syncs it
+/// within `wal_writer_delay`, and a crash can lose the last commits it acknowledged.
+/// The guard then finds the stored checkpoint behind the projector's and refuses its
+/// next batch, and the projector goes on from the stored checkpoint, so nothing is
+/// skipped. Commits whose loss nothing would catch stay durable: the event store's,
+/// and those of [`ReadModelDb::apply_consumed`] (Kafka's consumer would not fetch a
+/// lost batch again) and [`ReadModelDb::transact`].
+const ASYNCHRONOUS_COMMIT: &str = "SET LOCAL synchronous_commit = off";
 
 /// The statements applying `changes`, after the guard: events of streams with a dead
 /// letter are parked behind it.
@@ -138,11 +153,13 @@ impl ReadModelDb for PgReadModels {
         Ok(true)
     }
 
-    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError> {
+    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, after: u64, position: u64) -> Result<(), ReadModelError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        if !guard(&tx, &tables, position).await? {
-            return Err(stopped(&tables));
+        let (_, refused) =
+            tokio::try_join!(async { tx.batch_execute(ASYNCHRONOUS_COMMIT).await.map_err(db_error) }, guard(&tx, &tables, after, position))?;
+        if let Some(refused) = refused {
+            return Err(refused);
         }
         let statements = planned(&tx, &tables, changes).await?;
         execute_pipelined(&tx, statements, Some(&tables)).await?;
@@ -187,7 +204,7 @@ impl ReadModelDb for PgReadModels {
         // a follow's backfill reads the videos): two transactions at once would each
         // miss the other's uncommitted rows, and a video would reach no timeline.
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("plaza.apply.{projection}")]).await.map_err(db_error)?;
-        if !guard(&tx, &tables, 0).await? {
+        if guard(&tx, &tables, 0, 0).await?.is_some() {
             return Err(stopped(&tables));
         }
         // A partition seen for the first time gets its row before the lock, so the lock

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use plaza_projections::db::{LockGuard, TRACK_PARTITION, UPSERT_PARTITION};
 use plaza_projections::dead_letters::{Changes, PARKED_STREAMS, plan};
-use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, Tables};
+use plaza_projections::generations::{BOOKKEEPING_DDL, GUARD, Step, TAKES_CHANGES, Tables};
 use plaza_projections::partitions::{Consumed, PartitionState, Tally, admit};
 use plaza_projections::{ReadModelDb, ReadModelError, Row, SqlValue, Statement};
 use rusqlite::types::{Value, ValueRef};
@@ -76,8 +76,14 @@ impl Writer {
     /// fails, all are rolled back ([`ReadModelError::Uncommitted`]) and the rebuild
     /// goes back to its checkpoint. (A savepoint per batch would keep the others, but
     /// copies every page a batch changes, which cost as much as the commits saved.)
-    /// Returns false if the generation takes no changes.
-    fn apply_held(&mut self, tables: &Tables, changes: Vec<Changes>, position: u64, at_most: Duration) -> Result<bool, ReadModelError> {
+    /// Returns why the generation refused the batch, if it did.
+    fn apply_held(
+        &mut self,
+        tables: &Tables,
+        changes: Vec<Changes>,
+        (after, position): (u64, u64),
+        at_most: Duration,
+    ) -> Result<Option<ReadModelError>, ReadModelError> {
         let generation = (tables.projection(), tables.generation());
         if self.conn.is_autocommit() {
             self.drop_held(); // SQLite rolled it back
@@ -90,23 +96,23 @@ impl Writer {
         let (since, generations) = self.held.as_mut().expect("opened above");
         generations.insert(generation);
         let since = *since;
-        let outcome = (|| -> rusqlite::Result<bool> {
-            if !guard(&self.conn, tables, position)? {
-                return Ok(false);
+        let outcome = (|| -> rusqlite::Result<Option<ReadModelError>> {
+            if let Some(refused) = guard(&self.conn, tables, after, position)? {
+                return Ok(Some(refused));
             }
             execute_all(&self.conn, planned(&self.conn, tables, changes)?, Some(tables))?;
-            Ok(true)
+            Ok(None)
         })();
-        let outcome = outcome.and_then(|applied| {
+        let outcome = outcome.and_then(|refused| {
             if since.elapsed() >= at_most {
                 self.commit_held()?;
             }
-            Ok(applied)
+            Ok(refused)
         });
         match outcome {
-            Ok(applied) => {
+            Ok(refused) => {
                 self.check_lost(generation)?;
-                Ok(applied)
+                Ok(refused)
             }
             Err(error) => {
                 tracing::warn!(projection = generation.0, generation = generation.1, %error, "a rebuild's uncommitted batches are rolled back");
@@ -206,12 +212,21 @@ fn from_sqlite(value: ValueRef<'_>) -> SqlValue {
     }
 }
 
-/// Whether a generation may take changes now; the first statement of every applying
-/// transaction (BEGIN IMMEDIATE: nobody else writes until it ends).
-fn guard(tx: &Connection, tables: &Tables, position: u64) -> rusqlite::Result<bool> {
+/// Why a generation refuses a batch after checkpoint `after`, if it does
+/// ([`GUARD`]); the first statement of every applying transaction (BEGIN IMMEDIATE:
+/// nobody else writes until it ends).
+fn guard(tx: &Connection, tables: &Tables, after: u64, position: u64) -> rusqlite::Result<Option<ReadModelError>> {
+    let (projection, generation) = (tables.projection(), tables.generation() as i64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let changed = tx.prepare_cached(&sqlite_sql(GUARD))?.execute(params![tables.projection(), tables.generation() as i64, position as i64, now])?;
-    Ok(changed > 0)
+    let changed = tx.prepare_cached(&sqlite_sql(GUARD))?.execute(params![projection, generation, position as i64, now, after as i64])?;
+    if changed > 0 {
+        return Ok(None);
+    }
+    let takes_changes = tx.prepare_cached(&sqlite_sql(TAKES_CHANGES))?.exists(params![projection, generation])?;
+    Ok(Some(match takes_changes {
+        true => ReadModelError::Uncommitted(tables.projection(), tables.generation()),
+        false => stopped(tables),
+    }))
 }
 
 /// The statements applying `changes`, after the guard: events of streams with a dead
@@ -248,26 +263,23 @@ impl ReadModelDb for SqliteReadModels {
         .await
     }
 
-    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, position: u64) -> Result<(), ReadModelError> {
-        if let Some(at_most) = tables.hold_commits() {
-            let target = tables.clone();
-            let applied = self.on_writer(move |writer| writer.apply_held(&tables, changes, position, at_most)).await?;
-            return if applied { Ok(()) } else { Err(stopped(&target)) };
-        }
-        let applied = {
-            let tables = tables.clone();
-            self.with_writer(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if !guard(&tx, &tables, position)? {
-                    return Ok(false);
-                }
-                let statements = planned(&tx, &tables, changes)?;
-                execute_all(&tx, statements, Some(&tables))?;
-                tx.commit().map(|()| true)
-            })
-            .await?
+    async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, after: u64, position: u64) -> Result<(), ReadModelError> {
+        let refused = match tables.hold_commits() {
+            Some(at_most) => self.on_writer(move |writer| writer.apply_held(&tables, changes, (after, position), at_most)).await?,
+            None => {
+                self.with_writer(move |conn| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    if let Some(refused) = guard(&tx, &tables, after, position)? {
+                        return Ok(Some(refused));
+                    }
+                    let statements = planned(&tx, &tables, changes)?;
+                    execute_all(&tx, statements, Some(&tables))?;
+                    tx.commit().map(|()| None)
+                })
+                .await?
+            }
         };
-        if applied { Ok(()) } else { Err(stopped(&tables)) }
+        refused.map_or(Ok(()), Err)
     }
 
     async fn commit_held(&self, tables: &Tables) -> Result<(), ReadModelError> {
@@ -335,7 +347,7 @@ impl ReadModelDb for SqliteReadModels {
                 // a time (BEGIN IMMEDIATE): the states read here cannot change underneath.
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let (projection, generation) = (tables.projection(), tables.generation() as i64);
-                if !guard(&tx, &tables, 0)? {
+                if guard(&tx, &tables, 0, 0)?.is_some() {
                     return Ok(None);
                 }
                 let partitions: BTreeSet<i32> = batch.iter().map(|c| c.partition).collect();
