@@ -81,7 +81,8 @@ impl Writer {
         &mut self,
         tables: &Tables,
         changes: Vec<Changes>,
-        (after, position): (u64, u64),
+        after: u64,
+        position: u64,
         at_most: Duration,
     ) -> Result<Option<ReadModelError>, ReadModelError> {
         let generation = (tables.projection(), tables.generation());
@@ -265,7 +266,7 @@ impl ReadModelDb for SqliteReadModels {
 
     async fn apply(&self, tables: Arc<Tables>, changes: Vec<Changes>, after: u64, position: u64) -> Result<(), ReadModelError> {
         let refused = match tables.hold_commits() {
-            Some(at_most) => self.on_writer(move |writer| writer.apply_held(&tables, changes, (after, position), at_most)).await?,
+            Some(at_most) => self.on_writer(move |writer| writer.apply_held(&tables, changes, after, position, at_most)).await?,
             None => {
                 self.with_writer(move |conn| {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
