@@ -168,4 +168,34 @@ fn recommended_is_personal_and_never_own_or_liked(profile: Profile) {
     assert!(!feed(&plaza, "RECOMMENDED", Some(&viewer), position).contains(&same_tag));
 }
 
-on_every_profile!(following_fans_out_small_authors_and_pulls_big_ones, hot_ranks_recent_engagement, recommended_is_personal_and_never_own_or_liked);
+/// The hashtags of what the viewer commented on count from their newest 50 comments.
+fn recommended_follows_the_viewers_newest_comments(profile: Profile) {
+    let plaza = Plaza::start(profile);
+    let (_, viewer, _) = plaza.register("viewer");
+    let (_, creator, _) = plaza.register("creator");
+    let (chatty, _) = publish(&plaza, &creator, "commented on often, long ago", &["plain"]);
+    let (commented, _) = publish(&plaza, &creator, "commented on last", &["fish"]);
+    let (same_tag, _) = publish(&plaza, &creator, "more fish", &["fish"]);
+    let (unrelated, _) = publish(&plaza, &creator, "nothing in common", &["other"]);
+    let comment = |video: &str, body: &str| {
+        let reply = plaza.send("POST", &format!("/api/v1/videos/{video}/comments"), Some(json!({ "body": body })), Some(&viewer), &[]);
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.position()
+    };
+    for i in 0..50 {
+        comment(&chatty, &format!("again {i}"));
+    }
+    let position = comment(&commented, "the newest");
+
+    let recommended = feed(&plaza, "RECOMMENDED", Some(&viewer), position);
+    let rank = |id: &String| recommended.iter().position(|r| r == id).unwrap_or_else(|| panic!("{id} is recommended: {recommended:?}"));
+    // Every video is a HOT candidate here; sharing "fish" with the newest comment adds 2.
+    assert!(rank(&same_tag) < rank(&unrelated), "{recommended:?}");
+}
+
+on_every_profile!(
+    following_fans_out_small_authors_and_pulls_big_ones,
+    hot_ranks_recent_engagement,
+    recommended_is_personal_and_never_own_or_liked,
+    recommended_follows_the_viewers_newest_comments
+);

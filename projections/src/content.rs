@@ -55,7 +55,10 @@ const SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL,
         PRIMARY KEY (video_id, user_id)
     )",
-    "CREATE INDEX IF NOT EXISTS likes_by_user ON likes (user_id, position)",
+    // Holds `video_id` too, so the RECOMMENDED sources (a few thousand likes of the
+    // viewer's peers and followees per ranking) read the index alone: on the bench's
+    // data this took a ranking's co-liked source from about 12 ms to 3 ms in SQLite.
+    "CREATE INDEX IF NOT EXISTS likes_by_user ON likes (user_id, position, video_id)",
     "CREATE TABLE IF NOT EXISTS favorites (
         video_id TEXT NOT NULL,
         user_id TEXT NOT NULL,
@@ -76,6 +79,7 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS comments_by_video ON comments (video_id, position)",
     "CREATE INDEX IF NOT EXISTS comments_by_parent ON comments (parent_id, position)",
+    "CREATE INDEX IF NOT EXISTS comments_by_author ON comments (author_id, position)",
     "CREATE TABLE IF NOT EXISTS comment_counts (
         comment_id TEXT PRIMARY KEY,
         likes BIGINT NOT NULL DEFAULT 0,
@@ -164,7 +168,8 @@ impl Projection for ContentProjection {
     }
 
     fn version(&self) -> u64 {
-        1
+        // 2: `likes_by_user` covers `video_id`; `comments_by_author`.
+        2
     }
 
     fn schema(&self) -> &'static [&'static str] {
@@ -181,6 +186,7 @@ impl Projection for ContentProjection {
             "favorites_by_user",
             "comments_by_video",
             "comments_by_parent",
+            "comments_by_author",
         ]
     }
 

@@ -1,7 +1,7 @@
 //! `feed(kind: FOLLOWING | HOT | RECOMMENDED)`. How each is built is in
 //! docs/architecture.md ("Feeds").
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use chrono::Utc;
 use plaza_projections::SqlValue;
 
 use super::content::{VideoConnection, total_count, video_page, videos_by_id};
-use super::{ConnectionFields, bad_request, db, decode_cursor, page_size};
+use super::{ConnectionFields, IDS_PER_QUERY, bad_request, db, decode_cursor, id_params, page_size};
 use crate::{MinPosition, Viewer};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -292,7 +292,7 @@ const SAME_HASHTAGS: &str = "SELECT x.video_id, count(*) FROM video_hashtags x
      WHERE x.hashtag IN (SELECT h.hashtag FROM video_hashtags h WHERE h.video_id IN (
             SELECT video_id FROM (SELECT video_id FROM likes WHERE user_id = $1 ORDER BY position DESC LIMIT 50) l
             UNION SELECT video_id FROM (SELECT video_id FROM favorites WHERE user_id = $1 ORDER BY position DESC LIMIT 50) f
-            UNION SELECT video_id FROM (SELECT video_id FROM comments WHERE author_id = $1 AND deleted = 0 LIMIT 50) c))
+            UNION SELECT video_id FROM (SELECT video_id FROM comments WHERE author_id = $1 AND deleted = 0 ORDER BY position DESC LIMIT 50) c))
      GROUP BY x.video_id ORDER BY count(*) DESC LIMIT 300";
 /// Videos liked by the 100 people the viewer followed last, from up to 3,000 likes.
 const FOLLOWEES_LIKE: &str = "SELECT video_id, count(*) FROM (
@@ -388,12 +388,29 @@ async fn rank_recommended(ctx: &Context<'_>, user: &str, seed: i64) -> Result<Ve
     best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     best.truncate(RECOMMENDED_CANDIDATES);
     let ids: Vec<String> = best.iter().map(|(id, _)| id.clone()).collect();
-    let videos = videos_by_id(ctx, &ids).await?;
-    // Never the viewer's own videos, nor ones the viewer already likes.
-    let shown = |id: &String| videos.get(id).is_some_and(|video| video.author_id != user && !video.viewer_has_liked);
-    let mut ranked: Vec<(f64, String)> = best.into_iter().filter(|(id, _)| shown(id)).map(|(id, score)| (score, id)).collect();
+    let shown = shown_to(ctx, user, &ids).await?;
+    let mut ranked: Vec<(f64, String)> = best.into_iter().filter(|(id, _)| shown.contains(id)).map(|(id, score)| (score, id)).collect();
     rank(&mut ranked);
     Ok(ranked)
+}
+
+/// Which of `ids` RECOMMENDED may show `user`: live videos, never their own nor ones
+/// they already like. Only ids, not whole videos with their counts: a page reads its
+/// own ten.
+async fn shown_to(ctx: &Context<'_>, user: &str, ids: &[String]) -> Result<HashSet<String>> {
+    const SQL: &str = concat!(
+        "SELECT v.id FROM videos v WHERE v.deleted = 0 AND v.author_id <> $1 AND v.id IN ",
+        id_slots!(2),
+        " AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.video_id = v.id AND l.user_id = $1)"
+    );
+    let mut shown = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let params = std::iter::once(SqlValue::from(user)).chain(id_params(chunk)).collect();
+        for row in db(ctx).query(SQL, params).await? {
+            shown.insert(row.text(0)?.to_owned());
+        }
+    }
+    Ok(shown)
 }
 
 #[derive(Default)]
