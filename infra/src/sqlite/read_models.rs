@@ -35,9 +35,32 @@ struct Writer {
     held: Option<(Instant, BTreeSet<(&'static str, u64)>)>,
     /// Generations whose held batches were rolled back, until their rebuild hears of it.
     lost: BTreeSet<(&'static str, u64)>,
+    /// The log's size, in pages, at which a commit checkpoints it (`wal_autocheckpoint`).
+    checkpoint_pages: u32,
 }
 
+/// Live projections checkpoint the log every 1,000 pages (8 MB). A checkpoint ends
+/// with an fsync of the database file, and on one disk that fsync makes the event
+/// store's own fsyncs, the ones each acknowledged command waits for, wait for it
+/// too: with checkpoints of 10,000 pages, embedded writes stalled for 20 to 250 ms
+/// every few seconds (a scheduler trace showed appends blocked in `fsync` while the
+/// projector's thread checkpointed; docs/benchmarks.md, issue 13's seventh round).
+/// A rebuild's held batches keep the 10,000 pages their figures were measured with:
+/// a larger log writes a page its batches change again and again to the database
+/// fewer times, and nobody waits for a rebuild's fsyncs.
+const LIVE_CHECKPOINT_PAGES: u32 = 1_000;
+const REBUILD_CHECKPOINT_PAGES: u32 = 10_000;
+
 impl Writer {
+    /// Sets the size of the log at which a commit checkpoints it, if it differs.
+    fn checkpoint_every(&mut self, pages: u32) -> rusqlite::Result<()> {
+        if self.checkpoint_pages != pages {
+            self.conn.execute_batch(&format!("PRAGMA wal_autocheckpoint = {pages}"))?;
+            self.checkpoint_pages = pages;
+        }
+        Ok(())
+    }
+
     /// Commits the held batches, if any. If that fails, or SQLite already rolled them back
     /// (it does after some errors), their generations are remembered as lost.
     fn commit_held(&mut self) -> rusqlite::Result<()> {
@@ -91,6 +114,7 @@ impl Writer {
         }
         self.check_lost(generation)?;
         if self.held.is_none() {
+            self.checkpoint_every(REBUILD_CHECKPOINT_PAGES).map_err(db_error)?;
             self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_error)?;
             self.held = Some((Instant::now(), BTreeSet::new()));
         }
@@ -142,17 +166,19 @@ impl SqliteReadModels {
         // rebuild millions of them. Measured on a rebuild of the content projection, with
         // SQLite's defaults most of the time went to a 2 MB page cache spilling dirty
         // pages and reading them back, statement journals in temporary files, and a
-        // checkpoint of the log every 1,000 pages. The cache is an upper bound: a small
+        // checkpoint of the log every 1,000 pages of 4 KiB (see `REBUILD_CHECKPOINT_PAGES`
+        // for what rebuilds use now). The cache is an upper bound: a small
         // database uses what it has. Pages of 8 KiB (a new file's; SQLite's default is 4)
         // made that rebuild about 14 % faster: B-trees of two keys of 36-character ids are
         // shallower with them.
         let writer = open_connection(path, "NORMAL", Some(8192)).map_err(db_error)?;
-        writer.execute_batch("PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;").map_err(db_error)?;
+        writer.execute_batch("PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY;").map_err(db_error)?;
         for statement in BOOKKEEPING_DDL {
             writer.execute_batch(statement).map_err(db_error)?;
         }
         let readers = ReaderPool::open(path, 4).map_err(db_error)?;
-        let writer = Writer { conn: writer, held: None, lost: BTreeSet::new() };
+        let mut writer = Writer { conn: writer, held: None, lost: BTreeSet::new(), checkpoint_pages: 0 };
+        writer.checkpoint_every(LIVE_CHECKPOINT_PAGES).map_err(db_error)?;
         Ok(Self { path: path.to_owned(), writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers) })
     }
 
@@ -172,6 +198,7 @@ impl SqliteReadModels {
     ) -> Result<T, ReadModelError> {
         self.on_writer(move |writer| {
             writer.commit_held().map_err(db_error)?;
+            writer.checkpoint_every(LIVE_CHECKPOINT_PAGES).map_err(db_error)?;
             f(&mut writer.conn).map_err(db_error)
         })
         .await
