@@ -193,6 +193,40 @@ fn recommended_follows_the_viewers_newest_comments(profile: Profile) {
     assert!(rank(&same_tag) < rank(&unrelated), "{recommended:?}");
 }
 
+/// A viewer who likes the 300 oldest videos of a hashtag, as does a peer of theirs, is
+/// still recommended its newer one. A hashtag's candidates are its newest videos the
+/// viewer does not like (they were its first 300 by id, all liked here), and the
+/// videos the viewer likes, though the best candidates (co-liked, 3 points each; HOT's
+/// 100), are passed over rather than filling the ranking's 200.
+fn recommended_reaches_past_the_hashtag_videos_the_viewer_likes(profile: Profile) {
+    let plaza = Plaza::start_with(profile, &[("PLAZA_RATE_LIMIT_IP_PER_SEC", "0"), ("PLAZA_RATE_LIMIT_USER_PER_SEC", "0")]);
+    let (_, viewer, _) = plaza.register("viewer");
+    let (_, peer, _) = plaza.register("peer");
+    let (_, creator, _) = plaza.register("creator");
+    let mut position = 0;
+    for i in 0..300 {
+        let (video, _) = publish(&plaza, &creator, &format!("fish {i}"), &["fish"]);
+        for token in [&peer, &viewer] {
+            let reply = plaza.send("POST", &format!("/api/v1/videos/{video}/like"), None, Some(token), &[]);
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            position = reply.position();
+        }
+    }
+    let (newest, published) = publish(&plaza, &creator, "the newest fish", &["fish"]);
+    let recommended = feed(&plaza, "RECOMMENDED", Some(&viewer), position.max(published));
+    assert_eq!(recommended, vec![newest]);
+}
+
+#[test]
+fn embedded_recommended_reaches_past_the_hashtag_videos_the_viewer_likes() {
+    recommended_reaches_past_the_hashtag_videos_the_viewer_likes(Profile::Embedded);
+}
+
+#[test]
+fn postgres_recommended_reaches_past_the_hashtag_videos_the_viewer_likes() {
+    recommended_reaches_past_the_hashtag_videos_the_viewer_likes(Profile::Postgres);
+}
+
 on_every_profile!(
     following_fans_out_small_authors_and_pulls_big_ones,
     hot_ranks_recent_engagement,

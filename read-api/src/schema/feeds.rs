@@ -287,21 +287,30 @@ const CO_LIKED: &str = "SELECT video_id, count(*) FROM (
          JOIN likes theirs ON theirs.user_id = peers.user_id
        LIMIT 3000) picked
      GROUP BY video_id ORDER BY count(*) DESC LIMIT 300";
-/// Videos sharing hashtags with the viewer's last 50 likes, favorites and comments.
-const SAME_HASHTAGS: &str = "SELECT x.video_id, count(*) FROM video_hashtags x
-     WHERE x.hashtag IN (SELECT h.hashtag FROM video_hashtags h WHERE h.video_id IN (
+/// The 10 hashtags most common among what the viewer liked, favorited and commented
+/// on last (50 of each).
+const VIEWER_HASHTAGS: &str = "SELECT h.hashtag FROM video_hashtags h WHERE h.video_id IN (
             SELECT video_id FROM (SELECT video_id FROM likes WHERE user_id = $1 ORDER BY position DESC LIMIT 50) l
             UNION SELECT video_id FROM (SELECT video_id FROM favorites WHERE user_id = $1 ORDER BY position DESC LIMIT 50) f
-            UNION SELECT video_id FROM (SELECT video_id FROM comments WHERE author_id = $1 AND deleted = 0 ORDER BY position DESC LIMIT 50) c))
-     GROUP BY x.video_id ORDER BY count(*) DESC LIMIT 300";
+            UNION SELECT video_id FROM (SELECT video_id FROM comments WHERE author_id = $1 AND deleted = 0 ORDER BY position DESC LIMIT 50) c)
+     GROUP BY h.hashtag ORDER BY count(*) DESC, h.hashtag LIMIT 10";
+/// The newest 100 videos of a hashtag that the viewer does not like: newest first from
+/// its index, so a popular hashtag costs no more than a rare one, and a viewer who
+/// liked its newest videos gets the next ones.
+const TAGGED_UNLIKED: &str = "SELECT x.video_id FROM video_hashtags x
+     WHERE x.hashtag = $1 AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.video_id = x.video_id AND l.user_id = $2)
+     ORDER BY x.position DESC LIMIT 100";
+/// What a video gains per hashtag it shares with the viewer's.
+const SAME_HASHTAG_WEIGHT: f64 = 2.0;
 /// Videos liked by the 100 people the viewer followed last, from up to 3,000 likes.
 const FOLLOWEES_LIKE: &str = "SELECT video_id, count(*) FROM (
        SELECT l.video_id FROM (SELECT followee_id FROM follows WHERE follower_id = $1 ORDER BY position DESC LIMIT 100) f
          JOIN likes l ON l.user_id = f.followee_id
        LIMIT 3000) picked
      GROUP BY video_id ORDER BY count(*) DESC LIMIT 300";
-/// Candidate sources of RECOMMENDED, each `(video_id, strength)`, and their weights.
-const SOURCES: [(&str, f64); 3] = [(CO_LIKED, 3.0), (SAME_HASHTAGS, 2.0), (FOLLOWEES_LIKE, 2.0)];
+/// Candidate sources of RECOMMENDED, each `(video_id, strength)`, and their weights
+/// (beside the viewer's hashtags and HOT).
+const SOURCES: [(&str, f64); 2] = [(CO_LIKED, 3.0), (FOLLOWEES_LIKE, 2.0)];
 /// Hot videos join the candidates with a bonus from 2 (the hottest) down.
 const HOT_IN_RECOMMENDED: usize = 100;
 /// How many of the best candidates are looked up and ranked.
@@ -373,6 +382,11 @@ async fn rank_recommended(ctx: &Context<'_>, user: &str, seed: i64) -> Result<Ve
             *scores.entry(row.text(0)?.to_owned()).or_default() += weight * row.int(1)? as f64;
         }
     }
+    for hashtag in db(ctx).query(VIEWER_HASHTAGS, vec![user.into()]).await? {
+        for row in db(ctx).query(TAGGED_UNLIKED, vec![hashtag.text(0)?.into(), user.into()]).await? {
+            *scores.entry(row.text(0)?.to_owned()).or_default() += SAME_HASHTAG_WEIGHT;
+        }
+    }
     let hot = hot_ranking(ctx, None).await?;
     for (rank, (_, id)) in hot.ranked.iter().take(HOT_IN_RECOMMENDED).enumerate() {
         *scores.entry(id.clone()).or_default() += 2.0 * (1.0 - rank as f64 / HOT_IN_RECOMMENDED as f64);
@@ -386,10 +400,19 @@ async fn rank_recommended(ctx: &Context<'_>, user: &str, seed: i64) -> Result<Ve
         })
         .collect();
     best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    best.truncate(RECOMMENDED_CANDIDATES);
-    let ids: Vec<String> = best.iter().map(|(id, _)| id.clone()).collect();
-    let shown = shown_to(ctx, user, &ids).await?;
-    let mut ranked: Vec<(f64, String)> = best.into_iter().filter(|(id, _)| shown.contains(id)).map(|(id, score)| (score, id)).collect();
+    // The best 200 the viewer may be shown: the sources offer videos the viewer likes
+    // too (what their peers like is mostly what they like), and those may fill the
+    // first 200.
+    let mut ranked: Vec<(f64, String)> = Vec::with_capacity(RECOMMENDED_CANDIDATES);
+    for chunk in best.chunks(RECOMMENDED_CANDIDATES) {
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let shown = shown_to(ctx, user, &ids).await?;
+        ranked.extend(chunk.iter().filter(|(id, _)| shown.contains(id)).map(|(id, score)| (*score, id.clone())));
+        if ranked.len() >= RECOMMENDED_CANDIDATES {
+            break;
+        }
+    }
+    ranked.truncate(RECOMMENDED_CANDIDATES);
     rank(&mut ranked);
     Ok(ranked)
 }
