@@ -21,6 +21,10 @@ use crate::pg::FreshDatabase;
 /// to undoing them (unlike, unfollow), so every answer is a fresh state change.
 pub const LIKERS: usize = 200;
 pub const VIDEOS: usize = 300;
+/// Videos of the same author and hashtag that no workload likes or views. A fast machine
+/// likes every one of the `VIDEOS` in a run; RECOMMENDED never shows a viewer what they
+/// already like, so without these its pages would be empty.
+pub const UNSEEN: usize = 300;
 /// Messages in the conversation whose page the messages workload reads.
 pub const MESSAGES: usize = 50;
 
@@ -68,6 +72,7 @@ pub const EMBEDDED: &str = "embedded (SQLite)";
 pub const POSTGRES: &str = "PostgreSQL";
 pub const CLUSTER: &str = "cluster (PostgreSQL, Kafka, Redis)";
 pub const PEER: &str = "cqrs-es 0.5 + postgres-es peer";
+pub const RECOMMENDED_AFTER_REFRESH: &str = "GraphQL: RECOMMENDED after a refresh (a new ranking), one client";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Workload {
@@ -83,6 +88,7 @@ enum Workload {
     Hot,
     HotAliases,
     Recommended,
+    RecommendedCold,
     Messages,
 }
 
@@ -101,6 +107,7 @@ impl Workload {
             Self::Hot => "GraphQL: HOT feed, 10 videos",
             Self::HotAliases => "GraphQL: HOT feed under 5 aliases",
             Self::Recommended => "GraphQL: RECOMMENDED feed, signed in",
+            Self::RecommendedCold => RECOMMENDED_AFTER_REFRESH,
             Self::Messages => "GraphQL: a conversation's last 20 messages",
         }
     }
@@ -128,6 +135,7 @@ fn workloads(profile: &str) -> Vec<(Workload, usize)> {
             (Videos, 64),
             (Hot, 64),
             (HotAliases, 64),
+            (RecommendedCold, 1),
             (Recommended, 64),
             (Messages, 64),
         ],
@@ -141,6 +149,7 @@ fn workloads(profile: &str) -> Vec<(Workload, usize)> {
                 (User, 64),
                 (Videos, 64),
                 (Hot, 64),
+                (RecommendedCold, 1),
                 (Recommended, 64),
                 (Messages, 64),
             ]
@@ -256,6 +265,13 @@ fn measure(
     let seconds = settings.http_case.as_secs().max(1);
     let url = if script.is_none() { format!("{base}/healthz") } else { base.to_owned() };
     let name = workload.name();
+    if workload.reads() {
+        // Not counted: fills what a server that has been up a while holds (SQLite's
+        // pages, prepared statements, the HOT ranking, each viewer's RECOMMENDED one).
+        let warmup = settings.warmup.as_secs().max(1);
+        eprintln!("[hot] {profile}: {name}, warm-up {warmup} s...");
+        wrk(profile, name, &url, script, connections, warmup)?;
+    }
     eprintln!("[hot] {profile}: {name}, {connections} connections, {seconds} s...");
     let load = wrk(profile, name, &url, script, connections, seconds)?;
     eprintln!("[hot] {profile}: {name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failures", load.per_second, load.p50_ms, load.p99_ms, load.failures);
@@ -267,6 +283,10 @@ fn run_profile(profile: &'static str, write: &str, read: &str, settings: &Settin
     let dir = tempfile::tempdir()?;
     let mut loads = Vec::new();
     for (workload, connections) in workloads(profile) {
+        if workload == Workload::RecommendedCold {
+            loads.push(prepared.new_recommendations(profile, write, read)?);
+            continue;
+        }
         let script = match workload {
             Workload::Noop => None,
             _ => Some(script(&dir, "workload.lua", &prepared.script(workload))?),
@@ -295,10 +315,10 @@ struct Prepared {
     conversation: String,
 }
 
-/// Registers the likers and one author with `VIDEOS` videos, and a conversation of two
+/// Registers the likers and one author with `VIDEOS` + `UNSEEN` videos, and a conversation of two
 /// likers with `MESSAGES` messages; waits until the read side holds them.
 fn prepare(write: &str, read: &str) -> anyhow::Result<Prepared> {
-    eprintln!("[hot] registering {LIKERS} users, publishing {VIDEOS} videos, sending {MESSAGES} messages (not measured)");
+    eprintln!("[hot] registering {LIKERS} users, publishing {} videos, sending {MESSAGES} messages (not measured)", VIDEOS + UNSEEN);
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let users = std::thread::scope(|scope| {
         let handles: Vec<_> =
@@ -308,10 +328,12 @@ fn prepare(write: &str, read: &str) -> anyhow::Result<Prepared> {
     let (author, author_token) = register(&agent(Duration::from_secs(60)), write, &format!("author_{run}"))?;
     let agent = agent(Duration::from_secs(30));
     let mut videos = Vec::with_capacity(VIDEOS);
-    for i in 0..VIDEOS {
+    for i in 0..VIDEOS + UNSEEN {
         let body = json!({ "title": format!("Video {i}"), "description": "#bench", "media_url": "https://cdn.example.com/v.mp4" });
         let answer = post_json(&agent, &format!("{write}/api/v1/videos"), Some(&author_token), &body)?;
-        videos.push(answer["video_id"].as_str().context("no video id")?.to_owned());
+        if i < VIDEOS {
+            videos.push(answer["video_id"].as_str().context("no video id")?.to_owned());
+        }
     }
     let (a, b) = (&users[0], &users[1]);
     let started = post_json(&agent, &format!("{write}/api/v1/conversations"), Some(&a.1), &json!({ "kind": "direct", "member_id": b.0 }))?;
@@ -354,6 +376,66 @@ impl Prepared {
         crate::messaging::caught_up(read, sent["position"].as_u64().context("no position in the message's answer")?)
     }
 
+    /// Each user in turn refreshes their recommendations and, once the read models hold
+    /// the new seed, asks for the first 10 of RECOMMENDED (with `Plaza-Min-Position`,
+    /// which ranks anew too): what a viewer waits for when no ranking of theirs is
+    /// kept. One request at a time, on an otherwise idle server; only the GraphQL
+    /// request is timed.
+    fn new_recommendations(&self, profile: &'static str, write: &str, read: &str) -> anyhow::Result<Load> {
+        const QUERY: &str = "{ feed(kind: RECOMMENDED, first: 10) { edges { node { id title likeCount author { username } } } } }";
+        let name = Workload::RecommendedCold.name();
+        eprintln!("[hot] {profile}: {name}, {LIKERS} viewers...");
+        let agent = agent(Duration::from_secs(30));
+        let (mut latencies, mut failures) = (Vec::with_capacity(self.users.len()), 0);
+        for (_, token) in &self.users {
+            let refreshed = post_json(&agent, &format!("{write}/api/v1/recommend/refresh"), Some(token), &json!({}))?;
+            let position = refreshed["position"].as_u64().context("no position in the refresh's answer")?.to_string();
+            let reached =
+                || agent.post(format!("{read}/graphql")).header("plaza-min-position", &position).send_json(json!({ "query": "{ __typename }" }));
+            while !reached().is_ok_and(|answer| answer.status() == 200) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let started = std::time::Instant::now();
+            let answer = agent
+                .post(format!("{read}/graphql"))
+                .header("authorization", &format!("Bearer {token}"))
+                .header("plaza-min-position", &position)
+                .send_json(json!({ "query": QUERY }));
+            let latency = started.elapsed();
+            // A page of fewer than 10 would measure an empty feed, not a ranking.
+            let ok = answer.is_ok_and(|mut answer| {
+                answer.status() == 200
+                    && answer.body_mut().read_json::<serde_json::Value>().is_ok_and(|page| {
+                        page.get("errors").is_none() && page["data"]["feed"]["edges"].as_array().is_some_and(|edges| edges.len() == 10)
+                    })
+            });
+            match ok {
+                true => latencies.push(latency),
+                false => failures += 1,
+            }
+        }
+        latencies.sort_unstable();
+        let percentile =
+            |p: f64| latencies.get(((p / 100.0 * latencies.len() as f64).ceil() as usize).max(1) - 1).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let busy: Duration = latencies.iter().sum();
+        let load = Load {
+            profile,
+            workload: name,
+            connections: 1,
+            per_second: latencies.len() as f64 / busy.as_secs_f64().max(f64::MIN_POSITIVE),
+            p50_ms: percentile(50.0),
+            p99_ms: percentile(99.0),
+            requests: latencies.len() as u64 + failures,
+            failures,
+            caught_up_s: None,
+        };
+        eprintln!(
+            "[hot] {profile}: {name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} failures",
+            load.per_second, load.p50_ms, load.p99_ms, load.failures
+        );
+        Ok(load)
+    }
+
     fn tokens(&self) -> Vec<String> {
         self.users.iter().map(|(_, token)| token.clone()).collect()
     }
@@ -361,7 +443,7 @@ impl Prepared {
     fn script(&self, workload: Workload) -> String {
         let ids: Vec<String> = self.users.iter().map(|(id, _)| id.clone()).collect();
         match workload {
-            Workload::Noop => String::new(),
+            Workload::Noop | Workload::RecommendedCold => String::new(),
             Workload::Like => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/like"),
             Workload::Favorite => pairs_script(&self.tokens(), &self.videos, "/api/v1/videos/", "/favorite"),
             Workload::Follow => follow_script(&self.tokens(), &ids),
@@ -404,6 +486,11 @@ fn lua_strings(values: &[String]) -> String {
     values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(",")
 }
 
+/// wrk calls `request()` once before the run to check the script, and sends nothing of
+/// that call. A script whose requests must each be sent (a pair liked is later unliked)
+/// answers that call with a request of no consequence.
+const WRK_CHECKS_FIRST: &str = "local checked = false\n";
+
 /// Walks the (user, thing) pairs in turn (wrk runs one thread), so no pair repeats: `POST
 /// {prefix}{thing}{suffix}` as that user; once every pair was used, `DELETE` them in the
 /// same order, and so on.
@@ -411,10 +498,12 @@ fn pairs_script(tokens: &[String], things: &[String], prefix: &str, suffix: &str
     let mut lua = String::new();
     let _ = writeln!(lua, "local tokens = {{{}}}", lua_strings(tokens));
     let _ = writeln!(lua, "local things = {{{}}}", lua_strings(things));
+    lua.push_str(WRK_CHECKS_FIRST);
     let _ = write!(
         lua,
         r#"local k = 0
 request = function()
+  if not checked then checked = true return wrk.format("GET", "/healthz") end
   -- pair k = (user k % users, thing (k // users) % things): distinct within a round
   local user = tokens[(k % #tokens) + 1]
   local thing = things[(math.floor(k / #tokens) % #things) + 1]
@@ -433,10 +522,12 @@ fn follow_script(tokens: &[String], ids: &[String]) -> String {
     let mut lua = String::new();
     let _ = writeln!(lua, "local tokens = {{{}}}", lua_strings(tokens));
     let _ = writeln!(lua, "local ids = {{{}}}", lua_strings(ids));
+    lua.push_str(WRK_CHECKS_FIRST);
     lua.push_str(
         r#"local k = 0
 local n = #tokens
 request = function()
+  if not checked then checked = true return wrk.format("GET", "/healthz") end
   local a = k % n
   local b = (a + 1 + math.floor(k / n) % (n - 1)) % n
   local method = "POST"

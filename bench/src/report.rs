@@ -513,7 +513,8 @@ impl Report<'_> {
         let share = |profile: &str, workload: &str, connections: usize, at_least: f64, p99_at_most: Option<f64>| {
             let found = find(profile, workload, connections);
             let measured = found.map_or_else(String::new, |l| format!("{} of the no-op, p99 {} ms", percent(ratio(&hot.loads, l)), ms(l.p99_ms)));
-            let met = found.map(|l| ratio(&hot.loads, l).unwrap_or(0.0) >= at_least && p99_at_most.is_none_or(|most| l.p99_ms <= most));
+            let met =
+                found.map(|l| l.failures == 0 && ratio(&hot.loads, l).unwrap_or(0.0) >= at_least && p99_at_most.is_none_or(|most| l.p99_ms <= most));
             (measured, met)
         };
         let p99 = |most: Option<f64>| most.map_or_else(String::new, |most| format!(", p99 <= {most} ms"));
@@ -534,7 +535,16 @@ impl Report<'_> {
             (EMBEDDED, "GraphQL: HOT feed, 10 videos", 64, 20.0, Some(10.0)),
             (EMBEDDED, "GraphQL: RECOMMENDED feed, signed in", 64, 20.0, Some(10.0)),
         ] {
-            let (measured, met) = share(profile, workload, connections, at_least, p99_at_most);
+            let (mut measured, mut met) = share(profile, workload, connections, at_least, p99_at_most);
+            // The RECOMMENDED workload cannot see its pages; the row after a refresh checks
+            // that they hold 10 videos, or it measured an empty feed.
+            let recommended = crate::hotpaths::RECOMMENDED_AFTER_REFRESH;
+            if workload == "GraphQL: RECOMMENDED feed, signed in"
+                && let Some(cold) = find(profile, recommended, 1).filter(|cold| cold.failures > 0)
+            {
+                measured.push_str(&format!(" (but {} pages after a refresh held fewer than 10 videos)", cold.failures));
+                met = Some(false);
+            }
             let text = match at_least > 0.0 {
                 true => format!("{profile}, {workload}: >= {at_least} % of the no-op{}", p99(p99_at_most)),
                 false => format!("{profile}, {workload}: p99 <= {} ms", p99_at_most.unwrap_or_default()),
@@ -559,8 +569,10 @@ impl Report<'_> {
              (commands go to the write API, GraphQL to the read API). `GET /healthz` is a no-op axum handler on the same \
              process, measured in the same run, as the baseline of the \"vs no-op\" column (one wrk thread leaves the server \
              more of the 2 CPUs than two would, so this baseline is about twice what `wrk -t2` sees). Setup, not measured: \
-             {likers} users register, one author publishes {videos} videos, two users exchange {messages} messages, and the \
-             read side catches up. \"like\"/\"favorite a video\": the users react to the videos, each (user, video) pair once \
+             {likers} users register, one author publishes {videos} videos (the workloads' own) and {unseen} more with the \
+             same hashtag that no workload likes or views (RECOMMENDED never shows a viewer what they like, and a fast \
+             machine likes every pair of the {videos} in a run), two users exchange {messages} messages, and the read side \
+             catches up. \"like\"/\"favorite a video\": the users react to the videos, each (user, video) pair once \
              (a new `like-{{video}}-{{user}}` stream each time), and once every pair was used, undo them in the same order, so \
              every answer is a fresh durable state change. \"follow a user\": each user follows every other in turn (then \
              unfollows). \"comment\": a new comment on the videos in turn. \"counter increment\": `POST \
@@ -570,8 +582,17 @@ impl Report<'_> {
              increment). GraphQL (`POST /graphql`): `user(id)` with its follower counts over the {likers} users in turn; the \
              author's `videos(first: 10)` with like and view counts and each video's author; the first 10 of HOT (anonymous), \
              and under {aliases} aliases in one request; the first 10 of RECOMMENDED signed in as each user in turn; and the \
-             conversation's last 20 messages with their senders, as a member. Rate limits are off. Failures are non-2xx \
-             answers and socket errors. \"caught up\": after each write workload, one more message is sent and the next \
+             conversation's last 20 messages with their senders, as a member. Each GraphQL workload runs {warmup} first, \
+             not counted, as on a server that has been up a while: SQLite's pages and prepared statements, the HOT ranking \
+             (kept for a second) and each viewer's RECOMMENDED ranking (kept for 30 s) are in memory. What a new ranking \
+             costs is the row \"RECOMMENDED after a refresh\": each user in turn, one request at a time, refreshes their \
+             recommendations, waits until the read models hold the new seed, and asks for the first 10 (with \
+             `Plaza-Min-Position`, which ranks anew); only that request is timed, requests/s is 1 over its mean, and a \
+             page of fewer than 10 videos counts as a failure (and fails the RECOMMENDED target: an empty feed is cheap). It \
+             runs right before the RECOMMENDED workload, which so finds every viewer's ranking kept (ranking 200 viewers takes \
+             longer than the warm-up on PostgreSQL). Rate limits are off. Failures are non-2xx answers and socket errors; \
+             wrk calls a script's `request()` once before the run without sending it, and the scripts that must send \
+             each request (like, then unlike) answer that call with a `GET /healthz`. \"caught up\": after each write workload, one more message is sent and the next \
              workload starts once every read model includes it (`Plaza-Min-Position`); the column is that wait, the backlog \
              the burst left to the projections. The peer (`bench/peer`, built by `make bench` only) is a service written with \
              cqrs-es 0.5 and postgres-es 0.5 that does the same like (JWT check, the video's aggregate loaded to refuse an \
@@ -580,8 +601,10 @@ impl Report<'_> {
              `--before PATH`, the same workloads also run against an earlier `plaza` binary in the same run: the \"before\" \
              columns.\n",
             seconds(self.settings.http_case),
+            warmup = seconds(self.settings.warmup.max(std::time::Duration::from_secs(1))),
             likers = crate::hotpaths::LIKERS,
             videos = crate::hotpaths::VIDEOS,
+            unseen = crate::hotpaths::UNSEEN,
             messages = crate::hotpaths::MESSAGES,
             aliases = crate::hotpaths::HOT_ALIASES
         );
