@@ -392,7 +392,11 @@ impl Prepared {
             let position = refreshed["position"].as_u64().context("no position in the refresh's answer")?.to_string();
             let reached =
                 || agent.post(format!("{read}/graphql")).header("plaza-min-position", &position).send_json(json!({ "query": "{ __typename }" }));
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while !reached().is_ok_and(|answer| answer.status() == 200) {
+                if std::time::Instant::now() > deadline {
+                    bail!("the read models did not reach position {position} within 60 s");
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
             let started = std::time::Instant::now();
