@@ -315,8 +315,9 @@ struct Prepared {
     conversation: String,
 }
 
-/// Registers the likers and one author with `VIDEOS` + `UNSEEN` videos, and a conversation of two
-/// likers with `MESSAGES` messages; waits until the read side holds them.
+/// Registers the likers and one author with `VIDEOS` + `UNSEEN` videos, and a
+/// conversation of two likers with `MESSAGES` messages; waits until the read side holds
+/// them.
 fn prepare(write: &str, read: &str) -> anyhow::Result<Prepared> {
     eprintln!("[hot] registering {LIKERS} users, publishing {} videos, sending {MESSAGES} messages (not measured)", VIDEOS + UNSEEN);
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -419,16 +420,14 @@ impl Prepared {
             }
         }
         latencies.sort_unstable();
-        let percentile =
-            |p: f64| latencies.get(((p / 100.0 * latencies.len() as f64).ceil() as usize).max(1) - 1).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         let busy: Duration = latencies.iter().sum();
         let load = Load {
             profile,
             workload: name,
             connections: 1,
             per_second: latencies.len() as f64 / busy.as_secs_f64().max(f64::MIN_POSITIVE),
-            p50_ms: percentile(50.0),
-            p99_ms: percentile(99.0),
+            p50_ms: crate::stats::percentile_ms(&latencies, 50.0),
+            p99_ms: crate::stats::percentile_ms(&latencies, 99.0),
             requests: latencies.len() as u64 + failures,
             failures,
             caught_up_s: None,

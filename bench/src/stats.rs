@@ -82,12 +82,7 @@ impl Measurement {
 
     /// The `p`th percentile latency (nearest rank) in milliseconds; 0 with no samples.
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        if self.sorted.is_empty() {
-            return 0.0;
-        }
-        let rank = (p / 100.0 * self.sorted.len() as f64).ceil() as usize;
-        let index = rank.clamp(1, self.sorted.len()) - 1;
-        self.sorted[index].as_secs_f64() * 1000.0
+        percentile_ms(&self.sorted, p)
     }
 
     /// One line for the progress output.
@@ -101,6 +96,16 @@ impl Measurement {
             self.errors
         )
     }
+}
+
+/// The `p`th percentile (nearest rank) of sorted latencies in milliseconds; 0 with none.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
 }
 
 /// `1234567` as `1,234,567`.
