@@ -35,10 +35,10 @@ mod events;
 mod metrics;
 mod ops;
 
-/// mimalloc instead of glibc's malloc: under GraphQL lists glibc's malloc and free took
-/// a quarter of the CPU (lock waits included), and mimalloc answers them 1.3 to 2.3
-/// times as fast, in a quarter of the resident memory (perf and `make bench`, issue 13;
-/// docs/benchmarks.md, eighth round).
+/// mimalloc instead of glibc's malloc: under a GraphQL list glibc's malloc and free took
+/// a quarter of the CPU. With mimalloc the bench's lists answer 1.4 to 3.3 times the
+/// requests/s (HOT 1.05 to 1.4) in a third of the memory or less; its likes' p99 is
+/// worse (docs/benchmarks.md, issue 13, eighth round).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
