@@ -37,9 +37,9 @@ mod ops;
 
 /// mimalloc instead of glibc's malloc: under a GraphQL list glibc's malloc and free took
 /// a quarter of the CPU. With mimalloc the bench's lists answer 1.4 to 3.3 times the
-/// requests/s (HOT 1.05 to 1.4), holding less memory. Built without
-/// transparent huge pages: faulting those in raised the likes' p99 by 6 to 23 ms
-/// (docs/benchmarks.md, issue 13, eighth round).
+/// requests/s (HOT 1.05 to 1.4), holding less memory. Built without transparent huge
+/// pages: faulting those in raised the likes' p99 by 6 to 23 ms (docs/benchmarks.md,
+/// issue 13, eighth round).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
