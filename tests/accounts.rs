@@ -322,6 +322,26 @@ fn service_endpoints_answer(profile: Profile) {
     assert_eq!((wrong_method.status, wrong_method.code()), (405, "method_not_allowed"));
 }
 
+/// A token past its expiry is refused as expired, not as invalid, by the commands (whose
+/// rate limits verify it first) and by GraphQL.
+#[test]
+fn expired_tokens_are_refused_as_expired() {
+    let plaza = Plaza::start_with(Profile::Embedded, &[("PLAZA_TOKEN_TTL_SECS", "1")]);
+    let (alice, token, _) = plaza.register("alice");
+    let path = format!("/api/v1/users/{alice}");
+    let body = Some(json!({ "bio": "hello" }));
+    let reply = plaza.send("PUT", &path, body.clone(), Some(&token), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Expiry is in whole seconds, with no leeway.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let reply = plaza.send("PUT", &path, body, Some(&token), &[]);
+    assert_eq!((reply.status, reply.code()), (401, "token_expired"));
+    let reply = plaza.send("POST", &format!("{path}/follow"), None, Some(&token), &[]);
+    assert_eq!((reply.status, reply.code()), (401, "token_expired"));
+    let reply = plaza.send("POST", "/graphql", Some(json!({ "query": "{ me { id } }" })), Some(&token), &[]);
+    assert_eq!((reply.status, reply.body["errors"][0]["extensions"]["code"].as_str()), (401, Some("token_expired")));
+}
+
 on_every_profile!(
     register_login_and_read_the_user,
     invalid_registrations_get_clear_errors,

@@ -15,7 +15,7 @@ struct Claims {
     exp: u64,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("the access token has expired")]
     Expired,
@@ -26,19 +26,29 @@ pub enum TokenError {
 /// Issues and verifies HS256 access tokens whose subject is the user id.
 #[derive(Clone)]
 pub struct Tokens {
-    keys: Arc<(EncodingKey, DecodingKey)>,
+    keys: Arc<Keys>,
     ttl: Duration,
+}
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// Built once: every authenticated request verifies a token.
+    validation: Validation,
 }
 
 impl Tokens {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
-        Self { keys: Arc::new((EncodingKey::from_secret(secret), DecodingKey::from_secret(secret))), ttl }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let keys = Keys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation };
+        Self { keys: Arc::new(keys), ttl }
     }
 
     pub fn issue(&self, user_id: Uuid) -> String {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims { sub: user_id, iat: now, exp: now + self.ttl.as_secs() };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.0).expect("HS256 signing cannot fail")
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.keys.encoding).expect("HS256 signing cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Result<Uuid, TokenError> {
@@ -48,9 +58,7 @@ impl Tokens {
     /// The token's user and when it expires (seconds since the Unix epoch): a
     /// subscription ends there.
     pub fn verify_until(&self, token: &str) -> Result<(Uuid, u64), TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        match jsonwebtoken::decode::<Claims>(token, &self.keys.1, &validation) {
+        match jsonwebtoken::decode::<Claims>(token, &self.keys.decoding, &self.keys.validation) {
             Ok(data) => Ok((data.claims.sub, data.claims.exp)),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
             Err(_) => Err(TokenError::Invalid),

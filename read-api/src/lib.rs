@@ -107,7 +107,8 @@ pub fn router(api: ReadApi) -> Router {
         .route("/graphql/assets/{name}", get(graphiql::asset))
         .route("/graphql/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(api)
+        // Shared, not cloned: every request takes the state.
+        .with_state(Arc::new(api))
 }
 
 /// The signed-in viewer, if any, as GraphQL context data. Resolvers read it through
@@ -198,11 +199,11 @@ pub fn parse_request(body: &[u8]) -> Result<async_graphql::Request, Refusal> {
     Ok(request)
 }
 
-async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Response, Refusal> {
+async fn graphql(State(api): State<Arc<ReadApi>>, request: Request) -> Result<Response, Refusal> {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let ip = plaza_edge::client_ip(request.headers(), peer, api.proxy_hops).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let headers = request.headers().clone();
-    let viewer = viewer(&api, &headers);
+    let viewer = viewer(&api, request.headers());
+    let min_position = request.headers().get("plaza-min-position").cloned();
     // The (bounded) body is read before any refusal: an answer sent while it is still
     // arriving makes the server close the connection, and a client that reuses it for
     // its next request gets a transport error instead of an answer.
@@ -218,7 +219,7 @@ async fn graphql(State(api): State<ReadApi>, request: Request) -> Result<Respons
     api.documents.prepare(&mut request);
     let recorded = schema::Recorded::default();
     let mut request = request.data(Viewer::new(viewer)).data(RequestCache::default()).data(recorded.clone());
-    if let Some(value) = headers.get("plaza-min-position") {
+    if let Some(value) = min_position {
         let position = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(Refusal::invalid_min_position)?;
         wait_for_position(&api, position).await?;
         // The search index is not among the read models waited for: `search` waits itself.

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::Response as GraphQLResponse;
@@ -41,7 +42,7 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_SUBSCRIPTIONS: usize = 100;
 
 /// Upgrades `GET /graphql/ws`.
-pub async fn upgrade(State(api): State<ReadApi>, request: Request) -> Response {
+pub async fn upgrade(State(api): State<Arc<ReadApi>>, request: Request) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let ip = plaza_edge::client_ip(request.headers(), peer, api.proxy_hops).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let slot = request.extensions().get::<ConnectionSlot>().cloned();
@@ -132,7 +133,7 @@ impl Drop for Counted {
 }
 
 struct Session {
-    api: ReadApi,
+    api: Arc<ReadApi>,
     socket: WebSocket,
     ip: IpAddr,
     user: Option<uuid::Uuid>,

@@ -1,6 +1,8 @@
 //! Content commands over REST: videos, likes, favorites, comments, hashtags, views and
 //! generic counters.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,7 +39,7 @@ pub struct PublishRequest {
 /// Publishes a video.
 #[utoipa::path(post, path = "/api/v1/videos", tag = "videos", request_body = PublishRequest, security(("bearer" = [])),
     responses((status = 201, description = "Published", body = VideoCreated)))]
-pub async fn publish(State(api): State<WriteApi>, caller: Caller, body: JsonBody<PublishRequest>) -> Answer<VideoCreated> {
+pub async fn publish(State(api): State<Arc<WriteApi>>, caller: Caller, body: JsonBody<PublishRequest>) -> Answer<VideoCreated> {
     caller.require()?;
     let ctx = api.context(&caller, "POST", "/api/v1/videos", &body.raw).await?;
     let PublishRequest { title, description, media_url, hashtags } = &body.value;
@@ -65,7 +67,7 @@ pub struct UpdateRequest {
         (status = 403, description = "`forbidden`: someone else's video", body = ErrorBody),
         (status = 404, description = "`video_not_found`", body = ErrorBody),
     ))]
-pub async fn update(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<UpdateRequest>) -> Answer<Position> {
+pub async fn update(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<UpdateRequest>) -> Answer<Position> {
     caller.require()?;
     let video_id = id.or(DomainError::VideoNotFound)?;
     let ctx = api.context(&caller, "PUT", &format!("/api/v1/videos/{video_id}"), &body.raw).await?;
@@ -81,14 +83,14 @@ pub async fn update(State(api): State<WriteApi>, id: PathId, caller: Caller, bod
         (status = 403, description = "`forbidden`: someone else's video", body = ErrorBody),
         (status = 404, description = "`video_not_found`", body = ErrorBody),
     ))]
-pub async fn delete(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
+pub async fn delete(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
     caller.require()?;
     let video_id = id.or(DomainError::VideoNotFound)?;
     let ctx = api.context(&caller, "DELETE", &format!("/api/v1/videos/{video_id}"), b"").await?;
     position(api.content.delete(video_id, &ctx).await?.position)
 }
 
-async fn like_video(api: WriteApi, id: PathId, caller: Caller, on: bool) -> Answer<Position> {
+async fn like_video(api: &WriteApi, id: PathId, caller: Caller, on: bool) -> Answer<Position> {
     caller.require()?;
     let video_id = id.or(DomainError::VideoNotFound)?;
     let ctx = api.context(&caller, if on { "POST" } else { "DELETE" }, &format!("/api/v1/videos/{video_id}/like"), b"").await?;
@@ -103,8 +105,8 @@ async fn like_video(api: WriteApi, id: PathId, caller: Caller, on: bool) -> Answ
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 409, description = "`already_liked`", body = ErrorBody),
     ))]
-pub async fn like(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    like_video(api, id, caller, true).await
+pub async fn like(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    like_video(&api, id, caller, true).await
 }
 
 /// Takes a like back.
@@ -115,11 +117,11 @@ pub async fn like(State(api): State<WriteApi>, id: PathId, caller: Caller) -> An
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 409, description = "`not_liked`", body = ErrorBody),
     ))]
-pub async fn unlike(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    like_video(api, id, caller, false).await
+pub async fn unlike(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    like_video(&api, id, caller, false).await
 }
 
-async fn favorite_video(api: WriteApi, id: PathId, caller: Caller, on: bool) -> Answer<Position> {
+async fn favorite_video(api: &WriteApi, id: PathId, caller: Caller, on: bool) -> Answer<Position> {
     caller.require()?;
     let video_id = id.or(DomainError::VideoNotFound)?;
     let ctx = api.context(&caller, if on { "POST" } else { "DELETE" }, &format!("/api/v1/videos/{video_id}/favorite"), b"").await?;
@@ -134,8 +136,8 @@ async fn favorite_video(api: WriteApi, id: PathId, caller: Caller, on: bool) -> 
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 409, description = "`already_favorited`", body = ErrorBody),
     ))]
-pub async fn favorite(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    favorite_video(api, id, caller, true).await
+pub async fn favorite(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    favorite_video(&api, id, caller, true).await
 }
 
 /// Takes a video out of your favorites.
@@ -146,8 +148,8 @@ pub async fn favorite(State(api): State<WriteApi>, id: PathId, caller: Caller) -
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 409, description = "`not_favorited`", body = ErrorBody),
     ))]
-pub async fn unfavorite(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    favorite_video(api, id, caller, false).await
+pub async fn unfavorite(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    favorite_video(&api, id, caller, false).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -168,7 +170,7 @@ pub struct CommentRequest {
         (status = 201, description = "Posted", body = CommentCreated),
         (status = 404, description = "`video_not_found`", body = ErrorBody),
     ))]
-pub async fn comment(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<CommentRequest>) -> Answer<CommentCreated> {
+pub async fn comment(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<CommentRequest>) -> Answer<CommentCreated> {
     caller.require()?;
     let video_id = id.or(DomainError::VideoNotFound)?;
     let ctx = api.context(&caller, "POST", &format!("/api/v1/videos/{video_id}/comments"), &body.raw).await?;
@@ -184,14 +186,14 @@ pub async fn comment(State(api): State<WriteApi>, id: PathId, caller: Caller, bo
         (status = 403, description = "`forbidden`: neither your comment nor your video", body = ErrorBody),
         (status = 404, description = "`comment_not_found`", body = ErrorBody),
     ))]
-pub async fn delete_comment(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
+pub async fn delete_comment(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
     caller.require()?;
     let comment_id = id.or(DomainError::CommentNotFound)?;
     let ctx = api.context(&caller, "DELETE", &format!("/api/v1/comments/{comment_id}"), b"").await?;
     position(api.content.delete_comment(comment_id, &ctx).await?.position)
 }
 
-async fn like_a_comment(api: WriteApi, id: PathId, caller: Caller, on: bool) -> Answer<Position> {
+async fn like_a_comment(api: &WriteApi, id: PathId, caller: Caller, on: bool) -> Answer<Position> {
     caller.require()?;
     let comment_id = id.or(DomainError::CommentNotFound)?;
     let ctx = api.context(&caller, if on { "POST" } else { "DELETE" }, &format!("/api/v1/comments/{comment_id}/like"), b"").await?;
@@ -206,8 +208,8 @@ async fn like_a_comment(api: WriteApi, id: PathId, caller: Caller, on: bool) -> 
         (status = 404, description = "`comment_not_found`", body = ErrorBody),
         (status = 409, description = "`already_liked`", body = ErrorBody),
     ))]
-pub async fn like_comment(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    like_a_comment(api, id, caller, true).await
+pub async fn like_comment(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    like_a_comment(&api, id, caller, true).await
 }
 
 /// Takes a comment's like back.
@@ -218,8 +220,8 @@ pub async fn like_comment(State(api): State<WriteApi>, id: PathId, caller: Calle
         (status = 404, description = "`comment_not_found`", body = ErrorBody),
         (status = 409, description = "`not_liked`", body = ErrorBody),
     ))]
-pub async fn unlike_comment(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    like_a_comment(api, id, caller, false).await
+pub async fn unlike_comment(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    like_a_comment(&api, id, caller, false).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -240,7 +242,7 @@ pub struct HashtagRequest {
         (status = 201, description = "Created", body = HashtagCreated),
         (status = 409, description = "`hashtag_exists`", body = ErrorBody),
     ))]
-pub async fn create_hashtag(State(api): State<WriteApi>, caller: Caller, body: JsonBody<HashtagRequest>) -> Answer<HashtagCreated> {
+pub async fn create_hashtag(State(api): State<Arc<WriteApi>>, caller: Caller, body: JsonBody<HashtagRequest>) -> Answer<HashtagCreated> {
     caller.require()?;
     let ctx = api.context(&caller, "POST", "/api/v1/hashtags", &body.raw).await?;
     let (name, outcome) = api.content.create_hashtag(&body.value.name, body.value.description.as_deref(), &ctx).await?;
@@ -255,7 +257,7 @@ pub async fn create_hashtag(State(api): State<WriteApi>, caller: Caller, body: J
         (status = 404, description = "`video_not_found`", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_use`: the first request with this key is still on its way", body = ErrorBody),
     ))]
-pub async fn view(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Counted> {
+pub async fn view(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Counted> {
     let video_id = id.or(DomainError::VideoNotFound)?;
     if !api.content.video_is_live(video_id).await? {
         return Err(CommandError::from(DomainError::VideoNotFound).into());
@@ -285,7 +287,7 @@ pub struct IncrementRequest {
         (status = 403, description = "`reserved_counter`: a counter Plaza derives from its own commands", body = ErrorBody),
         (status = 409, description = "`idempotency_key_in_use`: the first request with this key is still on its way", body = ErrorBody),
     ))]
-pub async fn increment(State(api): State<WriteApi>, caller: Caller, body: JsonBody<IncrementRequest>) -> Answer<Counted> {
+pub async fn increment(State(api): State<Arc<WriteApi>>, caller: Caller, body: JsonBody<IncrementRequest>) -> Answer<Counted> {
     let IncrementRequest { resource_id, counter_type, delta } = &body.value;
     let key = CounterKey::parse_generic(resource_id, counter_type).map_err(CommandError::from)?;
     let delta = check_delta(*delta).map_err(CommandError::from)?;
@@ -321,7 +323,7 @@ async fn count(api: &WriteApi, caller: &Caller, path: &str, body: &[u8], key: Co
 /// Starts a new page sequence of your RECOMMENDED feed.
 #[utoipa::path(post, path = "/api/v1/recommend/refresh", tag = "feeds", security(("bearer" = [])),
     responses((status = 200, description = "Refreshed", body = Position)))]
-pub async fn refresh_recommendations(State(api): State<WriteApi>, caller: Caller) -> Answer<Position> {
+pub async fn refresh_recommendations(State(api): State<Arc<WriteApi>>, caller: Caller) -> Answer<Position> {
     caller.require()?;
     let ctx = api.context(&caller, "POST", "/api/v1/recommend/refresh", b"").await?;
     position(api.content.refresh_recommendations(&ctx).await?.position)

@@ -1,6 +1,8 @@
 //! Conversation commands over REST: conversations, members, messages, read markers,
 //! typing and presence.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -58,7 +60,7 @@ pub struct StartRequest {
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`group_full`", body = ErrorBody),
     ))]
-pub async fn start(State(api): State<WriteApi>, caller: Caller, body: JsonBody<StartRequest>) -> Answer<ConversationStarted> {
+pub async fn start(State(api): State<Arc<WriteApi>>, caller: Caller, body: JsonBody<StartRequest>) -> Answer<ConversationStarted> {
     caller.require()?;
     let ctx = api.context(&caller, "POST", "/api/v1/conversations", &body.raw).await?;
     let request = &body.value;
@@ -106,7 +108,7 @@ pub struct UpdateConversationRequest {
         (status = 403, description = "`forbidden`: not its owner or an admin", body = ErrorBody),
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
     ))]
-pub async fn update(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<UpdateConversationRequest>) -> Answer<Position> {
+pub async fn update(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<UpdateConversationRequest>) -> Answer<Position> {
     caller.require()?;
     let conversation_id = id.or(DomainError::ConversationNotFound)?;
     let ctx = api.context(&caller, "PUT", &format!("/api/v1/conversations/{conversation_id}"), &body.raw).await?;
@@ -131,7 +133,7 @@ pub struct MembersRequest {
         (status = 404, description = "`conversation_not_found`, `user_not_found`", body = ErrorBody),
         (status = 409, description = "`already_member`, `group_full`", body = ErrorBody),
     ))]
-pub async fn add_members(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<MembersRequest>) -> Answer<Position> {
+pub async fn add_members(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<MembersRequest>) -> Answer<Position> {
     caller.require()?;
     let conversation_id = id.or(DomainError::ConversationNotFound)?;
     let ctx = api.context(&caller, "POST", &format!("/api/v1/conversations/{conversation_id}/members"), &body.raw).await?;
@@ -149,7 +151,7 @@ pub async fn add_members(State(api): State<WriteApi>, id: PathId, caller: Caller
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
         (status = 409, description = "`not_member`", body = ErrorBody),
     ))]
-pub async fn remove_member(State(api): State<WriteApi>, ids: PathIds, caller: Caller) -> Answer<Position> {
+pub async fn remove_member(State(api): State<Arc<WriteApi>>, ids: PathIds, caller: Caller) -> Answer<Position> {
     caller.require()?;
     let (conversation_id, user_id) = ids.or(DomainError::ConversationNotFound, DomainError::NotMember)?;
     let ctx = api.context(&caller, "DELETE", &format!("/api/v1/conversations/{conversation_id}/members/{user_id}"), b"").await?;
@@ -174,7 +176,7 @@ pub struct RoleRequest {
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
         (status = 409, description = "`not_member`", body = ErrorBody),
     ))]
-pub async fn set_role(State(api): State<WriteApi>, ids: PathIds, caller: Caller, body: JsonBody<RoleRequest>) -> Answer<Position> {
+pub async fn set_role(State(api): State<Arc<WriteApi>>, ids: PathIds, caller: Caller, body: JsonBody<RoleRequest>) -> Answer<Position> {
     caller.require()?;
     let (conversation_id, user_id) = ids.or(DomainError::ConversationNotFound, DomainError::NotMember)?;
     let ctx = api.context(&caller, "PUT", &format!("/api/v1/conversations/{conversation_id}/members/{user_id}"), &body.raw).await?;
@@ -203,7 +205,7 @@ pub struct MessageRequest {
         (status = 400, description = "`invalid_message`", body = ErrorBody),
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
     ))]
-pub async fn send(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<MessageRequest>) -> Answer<MessageStored> {
+pub async fn send(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<MessageRequest>) -> Answer<MessageStored> {
     caller.require()?;
     let conversation_id = id.or(DomainError::ConversationNotFound)?;
     let ctx = api.context(&caller, "POST", &format!("/api/v1/conversations/{conversation_id}/messages"), &body.raw).await?;
@@ -230,7 +232,7 @@ pub struct EditRequest {
         (status = 404, description = "`message_not_found`", body = ErrorBody),
         (status = 409, description = "`edit_window_passed`", body = ErrorBody),
     ))]
-pub async fn edit(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<EditRequest>) -> Answer<Position> {
+pub async fn edit(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<EditRequest>) -> Answer<Position> {
     caller.require()?;
     let message_id = id.or(DomainError::MessageNotFound)?;
     let ctx = api.context(&caller, "PUT", &format!("/api/v1/messages/{message_id}"), &body.raw).await?;
@@ -246,7 +248,7 @@ pub async fn edit(State(api): State<WriteApi>, id: PathId, caller: Caller, body:
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`message_not_found`", body = ErrorBody),
     ))]
-pub async fn delete_message(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
+pub async fn delete_message(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
     caller.require()?;
     let message_id = id.or(DomainError::MessageNotFound)?;
     let ctx = api.context(&caller, "DELETE", &format!("/api/v1/messages/{message_id}"), b"").await?;
@@ -268,7 +270,7 @@ pub struct ReadRequest {
         (status = 400, description = "`invalid_conversation`: beyond the last message", body = ErrorBody),
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
     ))]
-pub async fn mark_read(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<ReadRequest>) -> Answer<Position> {
+pub async fn mark_read(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<ReadRequest>) -> Answer<Position> {
     caller.require()?;
     let conversation_id = id.or(DomainError::ConversationNotFound)?;
     let ctx = api.context(&caller, "POST", &format!("/api/v1/conversations/{conversation_id}/read"), &body.raw).await?;
@@ -282,7 +284,7 @@ pub async fn mark_read(State(api): State<WriteApi>, id: PathId, caller: Caller, 
         (status = 204, description = "Told"),
         (status = 404, description = "`conversation_not_found`", body = ErrorBody),
     ))]
-pub async fn typing(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Result<StatusCode, ApiError> {
+pub async fn typing(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Result<StatusCode, ApiError> {
     let user_id = caller.require()?;
     let conversation_id = id.or(DomainError::ConversationNotFound)?;
     api.conversations.membership(conversation_id, user_id).await?;
@@ -293,7 +295,7 @@ pub async fn typing(State(api): State<WriteApi>, id: PathId, caller: Caller) -> 
 /// Marks you online for `presence_ttl_secs` (nothing is stored).
 #[utoipa::path(post, path = "/api/v1/presence/heartbeat", tag = "conversations", security(("bearer" = [])),
     responses((status = 204, description = "Online")))]
-pub async fn heartbeat(State(api): State<WriteApi>, caller: Caller) -> Result<StatusCode, ApiError> {
+pub async fn heartbeat(State(api): State<Arc<WriteApi>>, caller: Caller) -> Result<StatusCode, ApiError> {
     let user_id = caller.require()?;
     api.presence.seen(user_id, Utc::now()).await.map_err(live_error)?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,9 @@
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use plaza_commands::{CommandContext, CommandError};
 use plaza_domain::DomainError;
 use plaza_edge::TokenError;
@@ -91,6 +93,17 @@ pub fn request_id(method: &str, path: &str, body: &[u8]) -> String {
     format!("{method} {path}\n{}", String::from_utf8_lossy(body))
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// What verifying a request's bearer token found, kept in the request's extensions by
+/// the rate limits' middleware ([`crate::limits::limit`]), which needs the user first:
+/// [`Caller`] reads it instead of verifying the token again.
+#[derive(Clone, Copy)]
+pub(crate) struct Verified(pub Result<Uuid, TokenError>);
+
 /// Who is calling (from `Authorization: Bearer <token>`), if anyone, and the
 /// request's idempotency key.
 pub struct Caller {
@@ -119,18 +132,18 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<WriteApi> for Caller {
+impl FromRequestParts<Arc<WriteApi>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, api: &WriteApi) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<WriteApi>) -> Result<Self, ApiError> {
         let user_id = match parts.headers.get("authorization") {
             None => None,
-            Some(value) => {
-                let token =
-                    value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
-                        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`")
-                    })?;
-                match api.tokens.verify(token.trim()) {
+            Some(_) => {
+                let token = bearer(&parts.headers)
+                    .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`"))?;
+                // Verified already by the rate limits, on the routes they guard.
+                let verified = parts.extensions.get::<Verified>().map_or_else(|| api.tokens.verify(token), |verified| verified.0);
+                match verified {
                     Ok(user_id) => Some(user_id),
                     Err(TokenError::Expired) => {
                         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again"));

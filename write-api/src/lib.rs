@@ -75,6 +75,8 @@ impl WriteApi {
 }
 
 pub fn router(api: WriteApi) -> Router {
+    // Shared, not cloned: every request's extractors and middleware take the state.
+    let api = Arc::new(api);
     Router::new()
         .route("/api/v1/users/register", post(users::register))
         .route("/api/v1/users/login", post(users::login))

@@ -2,6 +2,7 @@
 //! [`plaza_edge::limits`]'s; commands have their own, apart from GraphQL's.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,6 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use plaza_edge::{client_ip, retry_after_secs};
 
+use crate::extract::{Verified, bearer};
 use crate::{ApiError, WriteApi};
 
 /// The client's address as the rate limits see it.
@@ -18,15 +20,14 @@ pub fn request_ip(request: &Request, proxy_hops: usize) -> IpAddr {
 }
 
 /// Middleware on the command routes.
-pub async fn limit(State(api): State<WriteApi>, request: Request, next: Next) -> Response {
+pub async fn limit(State(api): State<Arc<WriteApi>>, mut request: Request, next: Next) -> Response {
     let ip = request_ip(&request, api.proxy_hops);
+    let verified = bearer(request.headers()).map(|token| api.tokens.verify(token));
     // An invalid token counts against the IP only; the handler then answers 401.
-    let user = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|token| api.tokens.verify(token.trim()).ok());
+    let user = verified.and_then(Result::ok);
+    if let Some(verified) = verified {
+        request.extensions_mut().insert(Verified(verified));
+    }
     match api.limiter.acquire(user, ip).await {
         Ok(()) => next.run(request).await,
         Err(wait) => {

@@ -1,6 +1,7 @@
 //! Notification commands: mark read, and per-kind settings.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -43,7 +44,7 @@ fn invalid(message: &'static str) -> ApiError {
         (status = 200, description = "Marked read", body = Position),
         (status = 400, description = "`invalid_notification`: give exactly one of `up_to` (a notification id) and `all: true`", body = ErrorBody),
     ))]
-pub async fn mark_read(State(api): State<WriteApi>, caller: Caller, body: JsonBody<ReadNotificationsRequest>) -> Answer<Position> {
+pub async fn mark_read(State(api): State<Arc<WriteApi>>, caller: Caller, body: JsonBody<ReadNotificationsRequest>) -> Answer<Position> {
     caller.require()?;
     let up_to = match (&body.value.up_to, body.value.all) {
         (Some(id), None | Some(false)) => Some(match id {
@@ -100,7 +101,7 @@ impl NotificationSettingsRequest {
         (status = 403, description = "`forbidden`: someone else's settings", body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
     ))]
-pub async fn settings(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<NotificationSettingsRequest>) -> Answer<Position> {
+pub async fn settings(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<NotificationSettingsRequest>) -> Answer<Position> {
     let actor = caller.require()?;
     let user_id = id.or(DomainError::UserNotFound)?;
     if actor != user_id {

@@ -1,6 +1,8 @@
 //! Search history commands: clearing one query, or all of it. Searches are recorded by
 //! the read side as they run; the history is read with GraphQL `searchHistory`.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use plaza_domain::DomainError;
@@ -14,7 +16,7 @@ use crate::extract::Caller;
     responses(
         (status = 200, description = "Cleared", body = Position),
     ))]
-pub async fn clear_all(State(api): State<WriteApi>, caller: Caller) -> Answer<Position> {
+pub async fn clear_all(State(api): State<Arc<WriteApi>>, caller: Caller) -> Answer<Position> {
     caller.require()?;
     let ctx = api.context(&caller, "DELETE", "/api/v1/search/history", b"").await?;
     position(api.search_history.clear(None, &ctx).await?.position)
@@ -28,7 +30,7 @@ pub async fn clear_all(State(api): State<WriteApi>, caller: Caller) -> Answer<Po
         (status = 200, description = "Cleared", body = Position),
         (status = 400, description = "`invalid_search`: an empty or control-character query, or one of more than 200 characters", body = ErrorBody),
     ))]
-pub async fn clear_one(State(api): State<WriteApi>, caller: Caller, query: Result<Path<String>, PathRejection>) -> Answer<Position> {
+pub async fn clear_one(State(api): State<Arc<WriteApi>>, caller: Caller, query: Result<Path<String>, PathRejection>) -> Answer<Position> {
     caller.require()?;
     // A path that does not decode (bytes that are not UTF-8) names no query.
     let Ok(Path(query)) = query else {

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -34,7 +35,7 @@ pub struct RegisterRequest {
         (status = 201, description = "Registered; the answer carries an access token", body = Registered),
         (status = 409, description = "`username_taken` or `email_taken`", body = ErrorBody),
     ))]
-pub async fn register(State(api): State<WriteApi>, caller: Caller, body: JsonBody<RegisterRequest>) -> Answer<Registered> {
+pub async fn register(State(api): State<Arc<WriteApi>>, caller: Caller, body: JsonBody<RegisterRequest>) -> Answer<Registered> {
     let ctx = api.context(&caller, "POST", "/api/v1/users/register", &body.raw).await?;
     let RegisterRequest { username, email, password } = body.value;
     let registration = api.accounts.register(&username, &email, password, &ctx).await?;
@@ -63,7 +64,7 @@ pub struct LoginRequest {
         (status = 429, description = "`login_throttled` or `rate_limited`; see `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds to wait"))),
     ))]
-pub async fn login(State(api): State<WriteApi>, request: Request) -> Result<Response, ApiError> {
+pub async fn login(State(api): State<Arc<WriteApi>>, request: Request) -> Result<Response, ApiError> {
     let ip = request_ip(&request, api.proxy_hops);
     let body: JsonBody<LoginRequest> = JsonBody::from_request(request, &()).await?;
     let account = api.accounts.find_login(&body.value.login).await?;
@@ -130,7 +131,7 @@ pub struct ProfileRequest {
         (status = 403, description = "`forbidden`: someone else's profile", body = ErrorBody),
         (status = 404, description = "`user_not_found`", body = ErrorBody),
     ))]
-pub async fn update_profile(State(api): State<WriteApi>, id: PathId, caller: Caller, body: JsonBody<ProfileRequest>) -> Answer<Position> {
+pub async fn update_profile(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller, body: JsonBody<ProfileRequest>) -> Answer<Position> {
     let actor = caller.require()?;
     let user_id = id.or(DomainError::UserNotFound)?;
     if actor != user_id {
@@ -143,7 +144,7 @@ pub async fn update_profile(State(api): State<WriteApi>, id: PathId, caller: Cal
     Ok((StatusCode::OK, Json(Position { position: outcome.position })))
 }
 
-async fn follow_user(api: WriteApi, id: PathId, caller: Caller, follow: bool) -> Answer<Position> {
+async fn follow_user(api: &WriteApi, id: PathId, caller: Caller, follow: bool) -> Answer<Position> {
     caller.require()?;
     let followee = id.or(DomainError::UserNotFound)?;
     let ctx = api.context(&caller, if follow { "POST" } else { "DELETE" }, &format!("/api/v1/users/{followee}/follow"), b"").await?;
@@ -159,8 +160,8 @@ async fn follow_user(api: WriteApi, id: PathId, caller: Caller, follow: bool) ->
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`already_following`", body = ErrorBody),
     ))]
-pub async fn follow(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    follow_user(api, id, caller, true).await
+pub async fn follow(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    follow_user(&api, id, caller, true).await
 }
 
 /// Stops following a user.
@@ -171,6 +172,6 @@ pub async fn follow(State(api): State<WriteApi>, id: PathId, caller: Caller) -> 
         (status = 404, description = "`user_not_found`", body = ErrorBody),
         (status = 409, description = "`not_following`", body = ErrorBody),
     ))]
-pub async fn unfollow(State(api): State<WriteApi>, id: PathId, caller: Caller) -> Answer<Position> {
-    follow_user(api, id, caller, false).await
+pub async fn unfollow(State(api): State<Arc<WriteApi>>, id: PathId, caller: Caller) -> Answer<Position> {
+    follow_user(&api, id, caller, false).await
 }
