@@ -159,10 +159,6 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
-}
-
 /// Whether a browser says the request came from another site.
 fn cross_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
@@ -174,7 +170,7 @@ fn cross_origin(headers: &HeaderMap) -> bool {
 
 /// The admin user a request comes from.
 async fn admin_user(admin: &Admin, headers: &HeaderMap, posting: bool) -> Result<uuid::Uuid, Refusal> {
-    let (token, by_cookie) = match (bearer_token(headers), cookie_token(headers)) {
+    let (token, by_cookie) = match (plaza_edge::bearer(headers), cookie_token(headers)) {
         (Some(token), _) => (token, false),
         (None, Some(token)) => (token, true),
         (None, None) => return Err(Refusal::Unauthenticated),
@@ -465,7 +461,7 @@ mod tests {
         headers.insert(header::COOKIE, "a=b; plaza_admin=tok; c=d".parse().unwrap());
         assert_eq!(cookie_token(&headers), Some("tok"));
         headers.insert(header::AUTHORIZATION, "Bearer xyz".parse().unwrap());
-        assert_eq!(bearer_token(&headers), Some("xyz"));
+        assert_eq!(plaza_edge::bearer(&headers), Some("xyz"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use ids::canonical_uuid;
 pub use limits::{LocalRateLimiter, Quota, RateLimiter, RateLimits, client_ip, retry_after_secs};
 pub use request_id::{RequestId, request_id};
 pub use server::{BodyTimeout, ConnectionSlot, ServerSettings, serve};
-pub use tokens::{TokenError, Tokens};
+pub use tokens::{TokenError, Tokens, bearer};
 
 /// An error in the REST shape, `{"error": code, "message": ...}`, for answers given
 /// before any API's handler runs.

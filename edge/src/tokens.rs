@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,6 +22,12 @@ pub enum TokenError {
     Expired,
     #[error("the access token is not valid")]
     Invalid,
+}
+
+/// The token of an `Authorization: Bearer <token>` header, as sent (untrimmed), if the
+/// request has one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 /// Issues and verifies HS256 access tokens whose subject is the user id.

@@ -171,8 +171,10 @@ impl IntoResponse for Refusal {
 
 /// The viewer a bearer token names, or why the token is refused.
 fn viewer(api: &ReadApi, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, Refusal> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
-    match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(|t| api.tokens.verify(t.trim())) {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    match plaza_edge::bearer(headers).map(|t| api.tokens.verify(t.trim())) {
         Some(Ok(user_id)) => Ok(Some(user_id)),
         Some(Err(TokenError::Expired)) => Err(Refusal::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again")),
         _ => Err(Refusal::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")),

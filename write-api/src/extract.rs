@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use plaza_commands::{CommandContext, CommandError};
 use plaza_domain::DomainError;
 use plaza_edge::TokenError;
@@ -93,11 +93,6 @@ pub fn request_id(method: &str, path: &str, body: &[u8]) -> String {
     format!("{method} {path}\n{}", String::from_utf8_lossy(body))
 }
 
-/// The token of an `Authorization: Bearer <token>` header, if the request has one.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
-}
-
 /// What verifying a request's bearer token found, kept in the request's extensions by
 /// the rate limits' middleware ([`crate::limits::limit`]), which needs the user first:
 /// [`Caller`] reads it instead of verifying the token again.
@@ -139,10 +134,10 @@ impl FromRequestParts<Arc<WriteApi>> for Caller {
         let user_id = match parts.headers.get("authorization") {
             None => None,
             Some(_) => {
-                let token = bearer(&parts.headers)
+                let token = plaza_edge::bearer(&parts.headers)
                     .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`"))?;
                 // Verified already by the rate limits, on the routes they guard.
-                let verified = parts.extensions.get::<Verified>().map_or_else(|| api.tokens.verify(token), |verified| verified.0);
+                let verified = parts.extensions.get::<Verified>().map_or_else(|| api.tokens.verify(token.trim()), |verified| verified.0);
                 match verified {
                     Ok(user_id) => Some(user_id),
                     Err(TokenError::Expired) => {

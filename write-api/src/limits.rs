@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use plaza_edge::{client_ip, retry_after_secs};
 
-use crate::extract::{Verified, bearer};
+use crate::extract::Verified;
 use crate::{ApiError, WriteApi};
 
 /// The client's address as the rate limits see it.
@@ -22,7 +22,7 @@ pub fn request_ip(request: &Request, proxy_hops: usize) -> IpAddr {
 /// Middleware on the command routes.
 pub async fn limit(State(api): State<Arc<WriteApi>>, mut request: Request, next: Next) -> Response {
     let ip = request_ip(&request, api.proxy_hops);
-    let verified = bearer(request.headers()).map(|token| api.tokens.verify(token));
+    let verified = plaza_edge::bearer(request.headers()).map(|token| api.tokens.verify(token.trim()));
     // An invalid token counts against the IP only; the handler then answers 401.
     let user = verified.and_then(Result::ok);
     if let Some(verified) = verified {
