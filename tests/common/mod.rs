@@ -10,7 +10,8 @@ use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -41,6 +42,14 @@ struct Process {
     args: Vec<&'static str>,
     port: u16,
     child: Mutex<Option<Child>>,
+}
+
+impl Process {
+    /// The child process, if it runs. A test that panicked while holding it poisons the
+    /// lock; the child is still there to stop, so the poison is ignored.
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 pub struct Plaza {
@@ -129,8 +138,22 @@ impl Drop for Database {
     }
 }
 
+/// A port no other process of this test binary is given, free when asked. Not from the
+/// kernel's ephemeral range (32768 and up here), where port 0 and every outgoing
+/// connection take theirs: a port found free there could be taken again before the
+/// process that is to listen on it binds it, and that process would then die while the
+/// test talked to another test's server on that port.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    const FIRST: u16 = 20_000;
+    const PORTS: u16 = 12_000;
+    // Test binaries run one after another; each starts at its own place all the same.
+    static NEXT: LazyLock<AtomicU16> = LazyLock::new(|| AtomicU16::new((std::process::id() % u32::from(PORTS)) as u16));
+    loop {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % PORTS;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Plaza {
@@ -243,7 +266,7 @@ impl Plaza {
             assert!(Instant::now() < deadline, "plaza {:?} did not become ready:\n{}", process.args, self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        *process.child.lock().unwrap() = Some(child);
+        *process.child() = Some(child);
     }
 
     /// `plaza <args>` run against this deployment (its settings, data and databases),
@@ -291,7 +314,7 @@ impl Plaza {
 
     /// Kills one process with SIGKILL: no shutdown, no flushing.
     pub fn kill9_process(&self, index: usize) {
-        if let Some(mut child) = self.processes[index].child.lock().unwrap().take() {
+        if let Some(mut child) = self.processes[index].child().take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
@@ -299,7 +322,7 @@ impl Plaza {
 
     /// Stops one process with SIGTERM and waits until it has exited.
     pub fn stop_process(&self, index: usize) -> std::process::ExitStatus {
-        let mut child = self.processes[index].child.lock().unwrap().take().expect("the process runs");
+        let mut child = self.processes[index].child().take().expect("the process runs");
         Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
         child.wait().unwrap()
     }
@@ -319,6 +342,18 @@ impl Plaza {
         let log = self.log();
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The last `lines` lines of the processes' log without backtrace frames, so that
+    /// a process's last error shows among the other processes' lines.
+    pub fn log_digest(&self, lines: usize) -> String {
+        let log = self.log();
+        let frame = |line: &&str| {
+            let line = line.trim_start();
+            line.starts_with("at ") || line.split_once(": ").is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        };
+        let kept: Vec<&str> = log.lines().filter(|line| !frame(line)).collect();
+        kept[kept.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn log(&self) -> String {
@@ -385,10 +420,9 @@ impl Plaza {
     /// Asserts that every process still runs and answers `GET /healthz`.
     pub fn assert_alive(&self) {
         for (index, process) in self.processes.iter().enumerate() {
-            if let Some(child) = process.child.lock().unwrap().as_mut()
-                && let Some(status) = child.try_wait().unwrap()
-            {
-                panic!("plaza {:?} died with {status}:\n{}", process.args, self.log_tail(40));
+            let exited = process.child().as_mut().and_then(|child| child.try_wait().unwrap());
+            if let Some(status) = exited {
+                panic!("plaza {:?} died with {status}:\n{}", process.args, self.log_digest(60));
             }
             let reply = self.agent.get(&format!("http://127.0.0.1:{}/healthz", self.port(index))).call();
             assert!(reply.is_ok_and(|r| r.status() == 200), "plaza {:?} does not answer /healthz:\n{}", process.args, self.log_tail(40));
@@ -465,13 +499,13 @@ impl Drop for Plaza {
         // SIGTERM first: Kafka consumers then leave their groups instead of lingering
         // in the shared broker until their sessions time out.
         for process in &self.processes {
-            if let Some(child) = process.child.lock().unwrap().as_ref() {
+            if let Some(child) = process.child().as_ref() {
                 let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             }
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         for process in &self.processes {
-            if let Some(child) = process.child.lock().unwrap().as_mut() {
+            if let Some(child) = process.child().as_mut() {
                 while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
                     std::thread::sleep(Duration::from_millis(20));
                 }
