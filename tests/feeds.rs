@@ -116,6 +116,22 @@ fn hot_ranks_recent_engagement(profile: Profile) {
         assert!(std::time::Instant::now() < deadline, "HOT without a token never showed the deletion: {}", reply.body);
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // A first page's videos are kept with the ranking for anonymous readers: a like shows
+    // at once with a consistency token, and soon after without one.
+    const COUNTS: &str = "{ feed(kind: HOT, first: 10) { edges { node { id likeCount } } } }";
+    let like_counts = |position: Option<u64>| -> Vec<(String, i64)> {
+        let reply = plaza.graphql_reply(COUNTS, json!({}), None, position);
+        let edges = reply.body["data"]["feed"]["edges"].as_array().cloned().unwrap_or_default();
+        edges.iter().map(|e| (e["node"]["id"].as_str().unwrap().to_owned(), e["node"]["likeCount"].as_i64().unwrap())).collect()
+    };
+    assert_eq!(like_counts(None), [(quiet.clone(), 0), (liked.clone(), 1)]);
+    let liked_again = like(&plaza, &fans[1], &liked);
+    assert!(like_counts(Some(liked_again)).contains(&(liked.clone(), 2)), "with a token, read anew");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !like_counts(None).contains(&(liked.clone(), 2)) {
+        assert!(std::time::Instant::now() < deadline, "HOT without a token never showed the new like count");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let bad = plaza.graphql_reply(FEED, json!({ "kind": "HOT", "after": "nonsense" }), None, Some(deleted.position()));
     assert_eq!(bad.body["errors"][0]["extensions"]["code"], "invalid_cursor");
 }

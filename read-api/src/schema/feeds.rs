@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use plaza_projections::SqlValue;
 
-use super::content::{VideoConnection, total_count, video_page, videos_by_id};
+use super::content::{Video, VideoConnection, total_count, video_page, videos_by_id};
 use super::{ConnectionFields, IDS_PER_QUERY, bad_request, db, decode_cursor, id_params, page_size};
 use crate::{MinPosition, Viewer};
 
@@ -75,7 +75,9 @@ fn rank(ranked: &mut [(f64, String)]) {
 }
 
 /// The page after the cursor of a list sorted by [`rank`]: its videos read with the
-/// viewer's reactions (one deleted since it was ranked is left out).
+/// viewer's reactions (one deleted since it was ranked is left out). `top`, when given,
+/// keeps the videos of the list's first [`IDS_PER_QUERY`] as an anonymous reader sees
+/// them, for first pages read without a consistency token.
 async fn ranked_page(
     ctx: &Context<'_>,
     kind: char,
@@ -83,6 +85,7 @@ async fn ranked_page(
     ranked: &[(f64, String)],
     first: Option<i32>,
     after: Option<&RankCursor>,
+    top: Option<&TopVideos>,
 ) -> Result<VideoConnection> {
     let total = ranked.len() as i64;
     let start = match after {
@@ -95,8 +98,19 @@ async fn ranked_page(
     let limit = page_size(first)? as usize;
     let has_next = ranked.len() > start + limit;
     let page = &ranked[start.min(ranked.len())..(start + limit).min(ranked.len())];
-    let ids: Vec<String> = page.iter().map(|(_, id)| id.clone()).collect();
-    let videos = videos_by_id(ctx, &ids).await?;
+    let kept_fits = after.is_none() && page.len() <= IDS_PER_QUERY && Viewer::of(ctx).is_none() && ctx.data_opt::<MinPosition>().is_none();
+    let read;
+    let videos = match top {
+        Some(top) if kept_fits => {
+            let ids: Vec<String> = ranked.iter().take(IDS_PER_QUERY).map(|(_, id)| id.clone()).collect();
+            top.0.get_or_try_init(|| videos_by_id(ctx, &ids)).await?
+        }
+        _ => {
+            let ids: Vec<String> = page.iter().map(|(_, id)| id.clone()).collect();
+            read = videos_by_id(ctx, &ids).await?;
+            &read
+        }
+    };
     let mut connection = Connection::with_additional_fields(after.is_some(), has_next, ConnectionFields { total_count: total });
     for (score, id) in page {
         // A RECOMMENDED ranking may be older than a like of the viewer's.
@@ -164,7 +178,16 @@ fn request_cache<'a>(ctx: &'a Context<'_>) -> &'a RequestCache {
 pub struct Ranking {
     as_of: i64,
     ranked: Vec<(f64, String)>,
+    /// Its first videos as anonymous readers see them, read once by the first of them:
+    /// HOT's first page is the most read page of all, and reading its ten videos was
+    /// most of its cost (issue 13). Counts on it are then as old as the ranking, which
+    /// serves for [`HOT_FOR`]; a reader with a consistency token reads them anew.
+    top: TopVideos,
 }
+
+/// The videos of the top of a ranking, read once.
+#[derive(Default)]
+struct TopVideos(tokio::sync::OnceCell<HashMap<String, Video>>);
 
 /// The HOT rankings a process computed last, shared by its requests: a first page of
 /// HOT uses the newest while it is younger than [`HOT_FOR`] (a request with a
@@ -235,7 +258,7 @@ async fn hot_ranking(ctx: &Context<'_>, as_of: Option<i64>) -> Result<Arc<Rankin
             if as_of.is_none() && !fresh_wanted {
                 shared.lock().refreshing = None;
             }
-            let ranking = Arc::new(Ranking { as_of: clock, ranked: ranked? });
+            let ranking = Arc::new(Ranking { as_of: clock, ranked: ranked?, top: TopVideos::default() });
             // A ranking as of an old cursor's clock is this request's alone: first pages
             // take the newest kept.
             if as_of.is_none() {
@@ -273,7 +296,7 @@ async fn hot(ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> Re
     let cursor = after.as_deref().map(|c| RankCursor::decode('h', c)).transpose()?;
     // Later pages rank as of the first page's clock, so the order holds still.
     let ranking = hot_ranking(ctx, cursor.as_ref().map(|c| c.parameter)).await?;
-    ranked_page(ctx, 'h', ranking.as_of, &ranking.ranked, first, cursor.as_ref()).await
+    ranked_page(ctx, 'h', ranking.as_of, &ranking.ranked, first, cursor.as_ref(), Some(&ranking.top)).await
 }
 
 /// Videos liked by up to 100 people who like what the viewer liked last (20 likes), from
@@ -358,7 +381,7 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
     if ctx.data_opt::<MinPosition>().is_none() {
         let kept = shared.lock().get(&key).filter(|(at, _)| at.elapsed() < RECOMMENDED_FOR).map(|(_, ranked)| ranked.clone());
         if let Some(ranked) = kept {
-            return ranked_page(ctx, 'r', seed, &ranked, first, cursor.as_ref()).await;
+            return ranked_page(ctx, 'r', seed, &ranked, first, cursor.as_ref(), None).await;
         }
     }
     let ranked = Arc::new(rank_recommended(ctx, &user, seed).await?);
@@ -369,7 +392,7 @@ async fn recommended(ctx: &Context<'_>, user: String, first: Option<i32>, after:
         }
         kept.insert(key, (Instant::now(), ranked.clone()));
     }
-    ranked_page(ctx, 'r', seed, &ranked, first, cursor.as_ref()).await
+    ranked_page(ctx, 'r', seed, &ranked, first, cursor.as_ref(), None).await
 }
 
 /// The viewer's candidates (liked by people who like what they like, sharing hashtags
