@@ -180,8 +180,8 @@ pub struct Ranking {
     ranked: Vec<(f64, String)>,
     /// Its first videos as anonymous readers see them, read once by the first of them:
     /// HOT's first page is the most read page of all, and reading its ten videos was
-    /// most of its cost (issue 13). Counts on it are then as old as the ranking, which
-    /// serves for [`HOT_FOR`]; a reader with a consistency token reads them anew.
+    /// most of its cost (issue 13). Its counts (and a deletion) then show as late as a
+    /// new ranking does; a reader with a consistency token reads them anew.
     top: TopVideos,
 }
 
