@@ -102,8 +102,11 @@ async fn ranked_page(
     let read;
     let videos = match top {
         Some(top) if kept_fits => {
-            let ids: Vec<String> = ranked.iter().take(IDS_PER_QUERY).map(|(_, id)| id.clone()).collect();
-            top.0.get_or_try_init(|| videos_by_id(ctx, &ids)).await?
+            let read_top = || async {
+                let ids: Vec<String> = ranked.iter().take(IDS_PER_QUERY).map(|(_, id)| id.clone()).collect();
+                videos_by_id(ctx, &ids).await
+            };
+            top.0.get_or_try_init(read_top).await?
         }
         _ => {
             let ids: Vec<String> = page.iter().map(|(_, id)| id.clone()).collect();
