@@ -10,10 +10,26 @@ pub struct Broker {
     child: Option<std::process::Child>,
 }
 
+/// A port for a broker of this process's own, from 12000 to 19999: below the kernel's
+/// ephemeral range (which `bind(:0)` and every outgoing connection draw from, so such a
+/// port could be taken before tansu binds it) and below the Plaza processes' 20000 to
+/// 31999 (tests/common/mod.rs). A broker keeps its port when a test restarts it.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 12_000;
+    const PORTS: u16 = 8_000;
+    static NEXT: std::sync::LazyLock<AtomicU16> = std::sync::LazyLock::new(|| AtomicU16::new((std::process::id() % u32::from(PORTS)) as u16));
+    loop {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % PORTS;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl Broker {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut broker = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
+        let mut broker = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
         broker.launch();
         broker
     }
