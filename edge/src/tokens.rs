@@ -24,10 +24,9 @@ pub enum TokenError {
     Invalid,
 }
 
-/// The token of an `Authorization: Bearer <token>` header, as sent (untrimmed), if the
-/// request has one.
+/// The token of an `Authorization: Bearer <token>` header, if the request has one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// Issues and verifies HS256 access tokens whose subject is the user id.

@@ -174,7 +174,7 @@ fn viewer(api: &ReadApi, headers: &HeaderMap) -> Result<Option<uuid::Uuid>, Refu
     if !headers.contains_key(header::AUTHORIZATION) {
         return Ok(None);
     }
-    match plaza_edge::bearer(headers).map(|t| api.tokens.verify(t.trim())) {
+    match plaza_edge::bearer(headers).map(|t| api.tokens.verify(t)) {
         Some(Ok(user_id)) => Ok(Some(user_id)),
         Some(Err(TokenError::Expired)) => Err(Refusal::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; log in again")),
         _ => Err(Refusal::new(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")),

@@ -137,7 +137,7 @@ impl FromRequestParts<Arc<WriteApi>> for Caller {
                 let token = plaza_edge::bearer(&parts.headers)
                     .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the Authorization header must be `Bearer <token>`"))?;
                 // Verified already by the rate limits, on the routes they guard.
-                let verified = parts.extensions.get::<Verified>().map_or_else(|| api.tokens.verify(token.trim()), |verified| verified.0);
+                let verified = parts.extensions.get::<Verified>().map_or_else(|| api.tokens.verify(token), |verified| verified.0);
                 match verified {
                     Ok(user_id) => Some(user_id),
                     Err(TokenError::Expired) => {

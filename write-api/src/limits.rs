@@ -22,7 +22,7 @@ pub fn request_ip(request: &Request, proxy_hops: usize) -> IpAddr {
 /// Middleware on the command routes.
 pub async fn limit(State(api): State<Arc<WriteApi>>, mut request: Request, next: Next) -> Response {
     let ip = request_ip(&request, api.proxy_hops);
-    let verified = plaza_edge::bearer(request.headers()).map(|token| api.tokens.verify(token.trim()));
+    let verified = plaza_edge::bearer(request.headers()).map(|token| api.tokens.verify(token));
     // An invalid token counts against the IP only; the handler then answers 401.
     let user = verified.and_then(Result::ok);
     if let Some(verified) = verified {
